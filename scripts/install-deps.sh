@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that skein's tests, demo and benchmarks use,
+# skipping the ones already present. Safe to run again.
+set -euo pipefail
+
+# command -> package that provides it
+declare -A want=(
+  [ip]=iproute2
+  [iptables]=iptables
+  [nft]=nftables
+  [conntrack]=conntrack
+  [ping]=iputils-ping
+  [iperf3]=iperf3
+)
+
+missing=()
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
