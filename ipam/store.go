@@ -1,0 +1,72 @@
+package ipam
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+)
+
+// Key names one attachment: a container's interface.
+type Key struct {
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifname"`
+}
+
+// Record is one reserved address.
+type Record struct {
+	IP  netip.Addr `json:"-"`
+	Key Key        `json:"key"`
+	// Link is the host-side interface of the attachment.
+	Link string `json:"link,omitempty"`
+	// Busy is set by List when the ADD that holds the record still runs.
+	Busy bool `json:"-"`
+	// Corrupt is set by List when the record cannot be read; its address
+	// is treated as taken and its owner as unknown.
+	Corrupt bool `json:"-"`
+}
+
+// Errors a Store returns.
+var (
+	ErrTaken       = errors.New("address already reserved")
+	ErrBusy        = errors.New("attachment is being set up by another call")
+	ErrLockTimeout = errors.New("timed out waiting for the store lock")
+)
+
+// Store keeps reservations. Every method but Lock must be called with the
+// lock held; Pool does that.
+type Store interface {
+	Lock() error
+	Unlock() error
+	List() ([]Record, error)
+	// Reserve records rec unless its address is taken (ErrTaken). The
+	// returned Closer is the in-flight hold: until it is closed, or the
+	// process ends, List reports the record Busy.
+	Reserve(rec Record) (io.Closer, error)
+	// Hold takes the in-flight hold on an existing record (ErrBusy if
+	// another call holds it).
+	Hold(ip netip.Addr) (io.Closer, error)
+	// Release forgets the address; releasing a free address is no error.
+	Release(ip netip.Addr) error
+	LastReserved(family int) (netip.Addr, error)
+	SetLastReserved(family int, ip netip.Addr) error
+	// Writable checks that a record could be written now.
+	Writable() error
+}
+
+// StoreError is a failure of the store itself (I/O, permissions, a full
+// disk), as opposed to the pool's state.
+type StoreError struct{ Err error }
+
+func (e *StoreError) Error() string { return "reservation store: " + e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
+
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *StoreError
+	if errors.As(err, &se) || errors.Is(err, ErrLockTimeout) || errors.Is(err, ErrBusy) {
+		return err
+	}
+	return &StoreError{Err: err}
+}
