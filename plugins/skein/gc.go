@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+
+	"github.com/skein-net/skein/conf"
+	"github.com/skein-net/skein/ipam"
+)
+
+// cmdGC releases every reservation, and removes every host veth of this
+// network, whose attachment is not in cni.dev/valid-attachments. An
+// attachment whose ADD still runs is left alone: its record is held.
+func cmdGC(args *skel.CmdArgs) error {
+	n, err := conf.Load(args.StdinData)
+	if err != nil {
+		return cniError(err)
+	}
+	return cniError(collect(n))
+}
+
+func collect(n *conf.Network) error {
+	valid := map[ipam.Key]bool{}
+	validLinks := map[string]bool{}
+	for _, a := range n.ValidAttachments {
+		k := ipam.Key{ContainerID: a.ContainerID, IfName: a.IfName}
+		valid[k] = true
+		validLinks[hostVethName(n.Name, k)] = true
+	}
+	h, err := netlinksafe.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	store, err := ipam.OpenDisk(n.DataDir, 0)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var removed []string
+	sweep := func(keep map[string]bool) error {
+		links, err := h.LinkList()
+		if err != nil {
+			return fmt.Errorf("list links: %w", err)
+		}
+		var errs []error
+		for _, l := range links {
+			name := l.Attrs().Name
+			if _, ok := l.(*netlink.Veth); !ok || l.Attrs().Alias != linkAlias(n.Name) ||
+				!strings.HasPrefix(name, hostVethPrefix) || keep[name] || validLinks[name] {
+				continue
+			}
+			if err := deleteHostVeth(h, name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, name)
+		}
+		return errors.Join(errs...)
+	}
+	rep, err := ipam.New(n, store).Collect(valid, sweep)
+	for _, r := range rep.Released {
+		fmt.Fprintf(os.Stderr, "skein: GC released %s (container %s, %s)\n", r.IP, r.Key.ContainerID, r.Key.IfName)
+	}
+	if len(removed) > 0 {
+		fmt.Fprintf(os.Stderr, "skein: GC removed %s\n", strings.Join(removed, " "))
+	}
+	for _, r := range rep.Corrupt {
+		fmt.Fprintf(os.Stderr, "skein: GC kept unreadable record %s/%s: remove it once no pod uses %s\n", n.DataDir, r.IP, r.IP)
+	}
+	return err
+}
