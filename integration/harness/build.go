@@ -1,0 +1,54 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ReferencePlugins are the containernetworking/plugins binaries tests and
+// benchmarks run beside skein, pinned by the tool directives in go.mod.
+var ReferencePlugins = []string{
+	"github.com/containernetworking/plugins/plugins/main/bridge",
+	"github.com/containernetworking/plugins/plugins/ipam/host-local",
+	"github.com/containernetworking/plugins/plugins/meta/portmap",
+	"github.com/containernetworking/plugins/plugins/meta/bandwidth",
+}
+
+// ModuleRoot finds the directory holding go.mod, from the working
+// directory up.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BuildPlugins builds the skein plugin (static, as `make build` does) and
+// the reference plugins into dir.
+func BuildPlugins(dir string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	pkgs := append([]string{"./plugins/skein"}, ReferencePlugins...)
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v: %s", strings.Join(pkgs, " "), err, out)
+	}
+	return nil
+}
