@@ -17,6 +17,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/skein-net/skein/integration/harness"
 )
@@ -136,6 +137,17 @@ func (e *env) addPod(id string) *harness.Pod {
 	return p
 }
 
+// addPodNS makes a pod namespace without running the plugin.
+func (e *env) addPodNS() *harness.NetNS {
+	e.t.Helper()
+	n, err := harness.NewNetNS(uniq("pod"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { n.Delete() })
+	return n
+}
+
 // records lists the addresses reserved on disk.
 func (e *env) records() []string {
 	e.t.Helper()
@@ -154,6 +166,19 @@ func (e *env) records() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// storeUnlocked reports whether no call holds the store's lock.
+func (e *env) storeUnlocked() bool {
+	f, err := os.Open(filepath.Join(e.dataDir, netName, "lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false
+	}
+	return unix.Flock(int(f.Fd()), unix.LOCK_UN) == nil
 }
 
 // hostVeths lists the skein veths in the node's namespace.
@@ -227,6 +252,21 @@ func (e *env) runPlugin(vars map[string]string, stdin []byte) (stdout []byte, st
 		e.t.Fatal(derr)
 	}
 	return stdout, errBuf.String(), err
+}
+
+// gc runs the plugin's own GC. libcni's GC first DELs every attachment
+// in its cache that is not valid, so to test what the plugin collects by
+// itself (attachments the runtime forgot, ADDs that died) the plugin is
+// called directly, as libcni calls it after those DELs.
+func (e *env) gc(valid []types.GCAttachment) {
+	e.t.Helper()
+	if valid == nil {
+		valid = []types.GCAttachment{}
+	}
+	out, stderr, err := e.runPlugin(map[string]string{"CNI_COMMAND": "GC"}, e.pluginStdin(map[string]any{"cni.dev/valid-attachments": valid}))
+	if err != nil {
+		e.t.Fatalf("GC: %v: %s %s", err, out, stderr)
+	}
 }
 
 // cniCode returns the CNI error code inside err (as libcni returns it).

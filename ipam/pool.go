@@ -216,17 +216,18 @@ type GCReport struct {
 
 // Collect releases every record whose key is not in valid and whose ADD
 // is not running. sweep, when not nil, runs before the lock is dropped
-// with the links of every record kept (valid or busy), so that it can
-// remove the host interfaces of collected attachments without racing an
-// ADD that would reserve and create one meanwhile.
-func (p *Pool) Collect(valid map[Key]bool, sweep func(keep map[string]bool) error) (GCReport, error) {
+// with the links of the records kept (valid or busy) and of those
+// released, so that it can remove the host interfaces of collected
+// attachments without racing an ADD that would reserve and create one
+// meanwhile.
+func (p *Pool) Collect(valid map[Key]bool, sweep func(keep, drop map[string]bool) error) (GCReport, error) {
 	var rep GCReport
 	err := p.locked(func() error {
 		all, err := p.store.List()
 		if err != nil {
 			return err
 		}
-		keep := map[string]bool{}
+		keep, drop := map[string]bool{}, map[string]bool{}
 		var errs []error
 		for _, r := range all {
 			switch {
@@ -244,10 +245,11 @@ func (p *Pool) Collect(valid map[Key]bool, sweep func(keep map[string]bool) erro
 					continue
 				}
 				rep.Released = append(rep.Released, r)
+				drop[r.Link] = true
 			}
 		}
 		if sweep != nil {
-			errs = append(errs, sweep(keep))
+			errs = append(errs, sweep(keep, drop))
 		}
 		return errors.Join(errs...)
 	})

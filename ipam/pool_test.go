@@ -214,8 +214,8 @@ func TestCollect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var kept map[string]bool
-		rep, err := p.Collect(map[ipam.Key]bool{key(0): true}, func(keep map[string]bool) error { kept = keep; return nil })
+		var kept, dropped map[string]bool
+		rep, err := p.Collect(map[ipam.Key]bool{key(0): true}, func(keep, drop map[string]bool) error { kept, dropped = keep, drop; return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,8 +229,8 @@ func TestCollect(t *testing.T) {
 		if len(rep.Busy) != 1 || rep.Busy[0].Key != key(3) {
 			t.Errorf("busy = %v, want c3", rep.Busy)
 		}
-		if !kept["skein0"] {
-			t.Errorf("sweep keep set %v lacks the valid and busy links", kept)
+		if !kept["skein0"] || !dropped["skein0"] {
+			t.Errorf("sweep keep set %v and drop set %v: both should name skein0", kept, dropped)
 		}
 		inflight.Close()
 		rep, err = p.Collect(map[ipam.Key]bool{key(0): true}, nil)

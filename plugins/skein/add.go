@@ -117,8 +117,7 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 	// under its final name, so no temporary name can collide.
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{
-			Name: hostName, MTU: n.MTU, TxQLen: -1, Alias: linkAlias(n.Name),
-			MasterIndex: br.Index, Flags: net.FlagUp,
+			Name: hostName, MTU: n.MTU, TxQLen: -1, MasterIndex: br.Index, Flags: net.FlagUp,
 		},
 		PeerName:      args.IfName,
 		PeerNamespace: netlink.NsFd(podNS.Fd()),
@@ -129,6 +128,12 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 	host, err := h.LinkByName(hostName)
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", hostName, err)
+	}
+	// The kernel ignores an alias given at creation. Should the ADD die
+	// before this, GC still finds the veth through its reservation, which
+	// names it and was written first.
+	if err := h.LinkSetAlias(host, linkAlias(n.Name)); err != nil {
+		return nil, fmt.Errorf("set alias of %s: %w", hostName, err)
 	}
 	if host.Attrs().MasterIndex != br.Index {
 		return nil, fmt.Errorf("attach %s to bridge %s: not attached", hostName, n.Bridge)

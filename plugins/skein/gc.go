@@ -45,16 +45,19 @@ func collect(n *conf.Network) error {
 	defer store.Close()
 
 	var removed []string
-	sweep := func(keep map[string]bool) error {
+	sweep := func(keep, drop map[string]bool) error {
 		links, err := h.LinkList()
 		if err != nil {
 			return fmt.Errorf("list links: %w", err)
 		}
 		var errs []error
 		for _, l := range links {
+			// Ours: named in a released record, or marked with this
+			// network's alias (a veth whose record is already gone).
 			name := l.Attrs().Name
-			if _, ok := l.(*netlink.Veth); !ok || l.Attrs().Alias != linkAlias(n.Name) ||
-				!strings.HasPrefix(name, hostVethPrefix) || keep[name] || validLinks[name] {
+			_, isVeth := l.(*netlink.Veth)
+			ours := drop[name] || l.Attrs().Alias == linkAlias(n.Name)
+			if !isVeth || !ours || !strings.HasPrefix(name, hostVethPrefix) || keep[name] || validLinks[name] {
 				continue
 			}
 			if err := deleteHostVeth(h, name); err != nil {

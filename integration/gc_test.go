@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestGCCollectsExactlyTheRest(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	pods := []string{"keep-a", "keep-b", "gone-c", "gone-d"}
+	var ips []string
+	for _, id := range pods {
+		p := e.addPod(id)
+		ips = append(ips, p.IPs[0])
+	}
+	valid := []types.GCAttachment{{ContainerID: "keep-a", IfName: "eth0"}, {ContainerID: "keep-b", IfName: "eth0"}}
+	e.gc(valid)
+	if diff := cmp.Diff(sortedCopy(ips[:2]), e.records()); diff != "" {
+		t.Errorf("reservations after GC (-want +got):\n%s", diff)
+	}
+	if got := len(e.hostVeths()); got != 2 {
+		t.Errorf("%d host veths after GC, want 2", got)
+	}
+	// The valid pods still work; a third pod can be added and reaches them.
+	p := e.addPod("new")
+	// Through libcni, as containerd runs it: DEL for what it knows, then GC.
+	if err := e.node.GC(ctx(t), append(valid, types.GCAttachment{ContainerID: "new", IfName: "eth0"})); err != nil {
+		t.Fatalf("libcni GC: %v", err)
+	}
+	if err := p.NS.Ping(ctx(t), ips[0], 1); err != nil {
+		t.Error(err)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// TestGCAndKilledAdd stops an ADD right after it reserved its address:
+// GC must leave that attachment alone while the ADD lives, and recover
+// all of it once the ADD was killed with SIGKILL.
+func TestGCAndKilledAdd(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	podNS := e.addPodNS()
+	vars := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "victim", "CNI_NETNS": podNS.Path, "CNI_IFNAME": "eth0"}
+	cmd := e.pluginCmd(vars, e.pluginStdin(nil))
+	if err := e.node.NS.Do(cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Freeze it once its record exists and it let go of the store lock,
+	// that is while it wires the pod.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.records()) == 0 || !e.storeUnlocked() {
+		if time.Now().After(deadline) {
+			t.Fatal("the ADD reserved nothing")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	held := e.records()
+	e.gc(nil)
+	if diff := cmp.Diff(held, e.records()); diff != "" {
+		t.Fatalf("GC collected an attachment whose ADD still runs (-before +after):\n%s", diff)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	e.gc(nil)
+	e.assertNothingLeft()
+	if out, _ := podNS.Exec(ctx(t), "ip", "-o", "link"); strings.Contains(out, "eth0") {
+		t.Errorf("the pod side survived: %s", out)
+	}
+}
+
+// TestGCAfterRandomKills kills ADDs at points spread over their run;
+// whatever each left behind, one GC recovers it all.
+func TestGCAfterRandomKills(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	start := time.Now()
+	e.addPod("timing")
+	took := time.Since(start)
+	leftovers := 0
+	for i := 0; i < 12; i++ {
+		podNS := e.addPodNS()
+		vars := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "k" + string(rune('a'+i)), "CNI_NETNS": podNS.Path, "CNI_IFNAME": "eth0"}
+		cmd := e.pluginCmd(vars, e.pluginStdin(nil))
+		if err := e.node.NS.Do(cmd.Start); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(took * time.Duration(i) / 10)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		leftovers += len(e.records()) - 1
+	}
+	t.Logf("killed ADDs left %d reservations and %d veths before GC", leftovers, len(e.hostVeths())-1)
+	e.gc([]types.GCAttachment{{ContainerID: "timing", IfName: "eth0"}})
+	if got := len(e.records()); got != 1 {
+		t.Errorf("%d reservations after GC, want only the valid pod's", got)
+	}
+	if got := len(e.hostVeths()); got != 1 {
+		t.Errorf("%d host veths after GC, want only the valid pod's", got)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	// One usable address: .0 network, .1 gateway, .2 pod, .3 broadcast.
+	e := newEnv(t, envOpts{ranges: []map[string]string{{"subnet": "10.77.0.0/30"}}})
+	if err := e.node.Status(ctx(t)); err != nil {
+		t.Fatalf("STATUS on an empty pool: %v", err)
+	}
+	p := e.addPod("only")
+	err := e.node.Status(ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "no free address") {
+		t.Fatalf("STATUS on a full pool = %v, want it to say the pool is full", err)
+	}
+	if code := cniCode(t, err); code != 50 {
+		t.Errorf("code %d, want 50", code)
+	}
+	if err := e.node.Del(ctx(t), p.RT); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.node.Status(ctx(t)); err != nil {
+		t.Fatalf("STATUS after the release: %v", err)
+	}
+}
+
+func TestStatusUnwritableStore(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	// A file where the store's directory should be.
+	if err := os.WriteFile(filepath.Join(e.dataDir, netName), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := e.runPlugin(map[string]string{"CNI_COMMAND": "STATUS"}, e.pluginStdin(nil))
+	var res types.Error
+	if err == nil || json.Unmarshal(out, &res) != nil || res.Code != 50 || !strings.Contains(res.Msg, "data dir") {
+		t.Fatalf("STATUS = %s (err %v), want code 50 naming the data dir", out, err)
+	}
+}
