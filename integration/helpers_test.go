@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -146,6 +147,10 @@ func (e *env) addPodNS() *harness.NetNS {
 	}
 	e.t.Cleanup(func() { n.Delete() })
 	return n
+}
+
+func harnessRuntimeConf(id, netnsPath string) *libcni.RuntimeConf {
+	return harness.RuntimeConf(id, netnsPath, "default")
 }
 
 // records lists the addresses reserved on disk.
