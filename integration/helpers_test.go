@@ -284,44 +284,12 @@ func cniCode(t *testing.T, err error) uint {
 	return te.Code
 }
 
-// sourceSeen connects from client to server's addr over TCP and returns
-// the source address the server saw.
+// sourceSeen returns the source address server saw from client.
 func sourceSeen(t *testing.T, server *harness.Pod, serverIP string, client *harness.Pod) string {
 	t.Helper()
-	var ln net.Listener
-	if err := server.NS.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(serverIP, "0"))
-		return err
-	}); err != nil {
+	src, err := harness.SourceSeen(server.NS, serverIP, client.NS)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	seen := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			seen <- "accept: " + err.Error()
-			return
-		}
-		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-		c.Close()
-		seen <- host
-	}()
-	if err := client.NS.Do(func() error {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	}); err != nil {
-		t.Fatalf("connect to %s: %v", ln.Addr(), err)
-	}
-	select {
-	case s := <-seen:
-		return s
-	case <-time.After(5 * time.Second):
-		t.Fatal("server saw no connection")
-		return ""
-	}
+	return src
 }

@@ -36,14 +36,19 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// BuildPlugins builds the skein plugin (static, as `make build` does) and
-// the reference plugins into dir.
-func BuildPlugins(dir string) error {
+// SkeinPlugin is the package of the skein CNI plugin.
+const SkeinPlugin = "./plugins/skein"
+
+// BuildPlugins builds packages (static, as `make build` does) into dir;
+// with none, the skein plugin and the reference plugins.
+func BuildPlugins(dir string, pkgs ...string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
-	pkgs := append([]string{"./plugins/skein"}, ReferencePlugins...)
+	if len(pkgs) == 0 {
+		pkgs = append([]string{SkeinPlugin}, ReferencePlugins...)
+	}
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

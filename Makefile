@@ -1,0 +1,32 @@
+# Every target calls a script in scripts/; see each script for details.
+.PHONY: build test unit integration bench lint fuzz demo demo-down clean
+
+build:
+	scripts/build.sh
+
+test:
+	scripts/test.sh
+
+unit:
+	scripts/test.sh unit
+
+integration:
+	scripts/test.sh integration
+
+bench:
+	scripts/bench/cni.sh
+
+lint:
+	scripts/lint.sh
+
+fuzz:
+	scripts/fuzz.sh
+
+demo:
+	scripts/demo.sh
+
+demo-down:
+	scripts/demo.sh down
+
+clean:
+	rm -rf bin

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for FUZZTIME (default 30s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t=${FUZZTIME:-30s}
+go test -run '^$' -fuzz '^FuzzLoad$' -fuzztime "$t" ./conf/
+go test -run '^$' -fuzz '^FuzzAllocator$' -fuzztime "$t" ./ipam/

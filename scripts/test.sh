@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs skein's tests: unit tests (no root needed), then the integration
+# tests under integration/, which need root and a real kernel. Without
+# root those skip; with CI=true they fail instead.
+#   scripts/test.sh              every test
+#   scripts/test.sh unit         unit tests only
+#   scripts/test.sh integration  integration tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/install-deps.sh
+  modprobe -q br_netfilter 2>/dev/null || true
+fi
+
+pkgs_unit=$(go list ./... | grep -v '/integration')
+status=0
+if [ "$what" = all ] || [ "$what" = unit ]; then
+  echo "== unit tests"
+  go test -race -count=1 $pkgs_unit || status=1
+fi
+if [ "$what" = all ] || [ "$what" = integration ]; then
+  echo "== integration tests (root, network namespaces)"
+  go test -race -count=1 -timeout 20m ./integration/... || status=1
+fi
+exit $status
