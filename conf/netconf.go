@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -117,7 +118,9 @@ func invalid(field, format string, a ...any) error {
 // SupportedVersions are the CNI spec versions a config may declare.
 var SupportedVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+// The patterns compile on first use: the plugin runs once per call, and
+// most calls never need them.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`) })
 
 // Load parses and validates a skein network configuration.
 func Load(data []byte) (*Network, error) {
@@ -150,7 +153,7 @@ func (f *File) Validate() (*Network, error) {
 	if f.Name == "" {
 		return nil, invalid("name", "required")
 	}
-	if !nameRE.MatchString(f.Name) || len(f.Name) > 128 {
+	if !nameRE().MatchString(f.Name) || len(f.Name) > 128 {
 		return nil, invalid("name", "%q: use letters, digits, '_', '.' and '-' (at most 128), starting with a letter or digit", f.Name)
 	}
 	if n.Bridge == "" {
@@ -189,7 +192,7 @@ func (f *File) Validate() (*Network, error) {
 	if n.Routes, err = parseRoutes(f.Routes, n.Ranges); err != nil {
 		return nil, err
 	}
-	if n.ClusterDomain != "" && !dnsNameRE.MatchString(n.ClusterDomain) {
+	if n.ClusterDomain != "" && !dnsNameRE().MatchString(n.ClusterDomain) {
 		return nil, invalid("clusterDomain", "%q is not a DNS domain name", f.ClusterDomain)
 	}
 	if n.RequestedIPs, err = ParseRequestedIPs(f.RuntimeConfig.IPs); err != nil {
@@ -221,7 +224,9 @@ func (n *Network) validateMTU() error {
 	return nil
 }
 
-var dnsNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+var dnsNameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+})
 
 // ValidateIfName applies the kernel's rules for an interface name.
 func ValidateIfName(name string) error {

@@ -6,18 +6,28 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/skein-net/skein/conf"
 )
 
 // Pool hands out one network's addresses from a Store.
 type Pool struct {
-	net   *conf.Network
-	store Store
+	net      *conf.Network
+	store    Store
+	bootTime time.Time
 }
 
 // New returns the pool of network n, kept in s.
 func New(n *conf.Network, s Store) *Pool { return &Pool{net: n, store: s} }
+
+// WithBootTime tells the pool when the node booted: no attachment made
+// before then can still be alive, so Collect releases unreadable records
+// written before it.
+func (p *Pool) WithBootTime(t time.Time) *Pool {
+	p.bootTime = t
+	return p
+}
 
 // Lease is the addresses of one attachment, one per configured family,
 // IPv4 first. It holds the records in flight until Close.
@@ -208,8 +218,9 @@ func (p *Pool) Release(key Key) ([]Record, error) {
 type GCReport struct {
 	Released []Record
 	// Busy are records outside the valid set kept because their ADD still
-	// runs; Corrupt are unreadable records, kept because their owner is
-	// unknown (an operator removes them once no pod uses the address).
+	// runs; Corrupt are unreadable records written since the boot, kept
+	// because their owner is unknown (an operator removes them once no pod
+	// uses the address).
 	Busy    []Record
 	Corrupt []Record
 }
@@ -231,7 +242,7 @@ func (p *Pool) Collect(valid map[Key]bool, sweep func(keep, drop map[string]bool
 		var errs []error
 		for _, r := range all {
 			switch {
-			case r.Corrupt:
+			case r.Corrupt && (r.Busy || p.bootTime.IsZero() || !r.Written.Before(p.bootTime)):
 				rep.Corrupt = append(rep.Corrupt, r)
 			case valid[r.Key]:
 				keep[r.Link] = true

@@ -287,6 +287,18 @@ func TestDiskCorruptRecord(t *testing.T) {
 	if len(rep.Corrupt) != 1 || rep.Corrupt[0].IP.String() != "10.0.0.2" {
 		t.Fatalf("corrupt = %v", rep.Corrupt)
 	}
+	// Written before the node booted: its pod cannot be alive.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "10.0.0.2"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = p.WithBootTime(time.Now().Add(-time.Minute)).Collect(map[ipam.Key]bool{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Corrupt) != 0 || len(rep.Released) != 1 || rep.Released[0].IP.String() != "10.0.0.2" {
+		t.Fatalf("after boot: released %v, kept corrupt %v; want 10.0.0.2 released", rep.Released, rep.Corrupt)
+	}
 }
 
 func TestDiskPermissionsAndLayout(t *testing.T) {

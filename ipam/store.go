@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"time"
 )
 
 // Key names one attachment: a container's interface.
@@ -23,6 +24,8 @@ type Record struct {
 	// Corrupt is set by List when the record cannot be read; its address
 	// is treated as taken and its owner as unknown.
 	Corrupt bool `json:"-"`
+	// Written is when the record was last written (zero if unknown).
+	Written time.Time `json:"-"`
 }
 
 // Errors a Store returns.

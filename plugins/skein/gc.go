@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
@@ -68,7 +70,11 @@ func collect(n *conf.Network) error {
 		}
 		return errors.Join(errs...)
 	}
-	rep, err := ipam.New(n, store).Collect(valid, sweep)
+	pool := ipam.New(n, store)
+	if boot, err := bootTime(); err == nil {
+		pool = pool.WithBootTime(boot)
+	}
+	rep, err := pool.Collect(valid, sweep)
 	for _, r := range rep.Released {
 		fmt.Fprintf(os.Stderr, "skein: GC released %s (container %s, %s)\n", r.IP, r.Key.ContainerID, r.Key.IfName)
 	}
@@ -79,4 +85,22 @@ func collect(n *conf.Network) error {
 		fmt.Fprintf(os.Stderr, "skein: GC kept unreadable record %s/%s: remove it once no pod uses %s\n", n.DataDir, r.IP, r.IP)
 	}
 	return err
+}
+
+// bootTime reads when the node booted from /proc/stat.
+func bootTime() (time.Time, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("parse btime %q: %w", v, err)
+			}
+			return time.Unix(sec, 0), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("no btime in /proc/stat")
 }
