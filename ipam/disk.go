@@ -1,6 +1,8 @@
 package ipam
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,13 +22,18 @@ import (
 const DefaultLockTimeout = 30 * time.Second
 
 const (
-	lockFile   = "lock"
-	lastPrefix = "last_reserved_ipv"
-	tmpPrefix  = ".tmp-"
+	lockFile    = "lock"
+	lastPrefix  = "last_reserved_ipv"
+	tmpPrefix   = ".tmp-"
+	indexPrefix = "k."
 )
 
-// Disk is the on-disk Store: one file per reserved address, named by the
-// address, in a directory of its own (mode 0700, files 0600).
+// Disk is the on-disk Store, in a directory of its own (mode 0700, files
+// 0600). Each reserved address is a file named by the address, holding
+// its Record, with a second name (a hard link) that indexes it by
+// attachment: "k.<hash of container ID and ifname>.<address>". One
+// directory read so tells which addresses are taken and which one an
+// attachment holds, without opening every record.
 type Disk struct {
 	dir         string
 	lockTimeout time.Duration
@@ -109,20 +116,92 @@ func flock(f *os.File, how int) error {
 	}
 }
 
+// keyHash names an attachment in the index.
+func keyHash(k Key) string {
+	sum := sha256.Sum256([]byte(k.ContainerID + "\x00" + k.IfName))
+	return hex.EncodeToString(sum[:16])
+}
+
+func (d *Disk) path(ip netip.Addr) string { return filepath.Join(d.dir, ip.String()) }
+
+func (d *Disk) indexPath(k Key, ip netip.Addr) string {
+	return filepath.Join(d.dir, indexPrefix+keyHash(k)+"."+ip.String())
+}
+
+// names reads the directory once: the reserved addresses, and the index
+// entries as hash -> addresses.
+func (d *Disk) names() (taken []netip.Addr, index map[string][]netip.Addr, err error) {
+	entries, err := readNames(d.dir)
+	if err != nil {
+		return nil, nil, storeErr(fmt.Errorf("read data dir: %w", err))
+	}
+	index = map[string][]netip.Addr{}
+	for _, name := range entries {
+		if rest, ok := strings.CutPrefix(name, indexPrefix); ok {
+			hash, ipStr, ok := strings.Cut(rest, ".")
+			if ip, err := netip.ParseAddr(ipStr); ok && err == nil {
+				index[hash] = append(index[hash], ip)
+			}
+			continue
+		}
+		if ip, err := netip.ParseAddr(name); err == nil {
+			taken = append(taken, ip)
+		}
+	}
+	return taken, index, nil
+}
+
+// readNames lists a directory's names, unsorted: cheaper than
+// os.ReadDir, which every ADD and DEL would pay for.
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// Taken lists the reserved addresses from the directory alone.
+func (d *Disk) Taken() ([]netip.Addr, error) {
+	taken, _, err := d.names()
+	return taken, err
+}
+
+// Find returns the records of key through the index, reading only those.
+// An index entry whose record is gone or belongs to another attachment is
+// ignored (Tidy removes it).
+func (d *Disk) Find(key Key) ([]Record, error) {
+	_, index, err := d.names()
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	for _, ip := range index[keyHash(key)] {
+		rec, err := d.read(ip)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		if !rec.Corrupt && rec.Key == key {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
 // List reads every record. A record that cannot be parsed is returned
 // with Corrupt set rather than failing the listing: one bad file must not
 // stop every pod on the node from getting an address.
 func (d *Disk) List() ([]Record, error) {
-	entries, err := os.ReadDir(d.dir)
+	taken, _, err := d.names()
 	if err != nil {
-		return nil, storeErr(fmt.Errorf("read data dir: %w", err))
+		return nil, err
 	}
 	var out []Record
-	for _, e := range entries {
-		ip, err := netip.ParseAddr(e.Name())
-		if err != nil || !e.Type().IsRegular() {
-			continue
-		}
+	for _, ip := range taken {
 		rec, err := d.read(ip)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -163,11 +242,11 @@ func (d *Disk) read(ip netip.Addr) (Record, error) {
 	return rec, nil
 }
 
-func (d *Disk) path(ip netip.Addr) string { return filepath.Join(d.dir, ip.String()) }
-
 // Reserve writes the record to a temporary file, locks it and links it
-// into place: link fails if the name exists, so the address is taken
-// atomically, and no process ever sees the record half-written.
+// into place, then into the index: link fails if the name exists, so the
+// address is taken atomically, and no process ever sees the record
+// half-written. Should the call die between the two links, the record
+// lacks its index entry, so DEL misses it and GC collects it.
 //
 // It is not synced to disk. A reservation only matters while its pod
 // lives, and a crash of the node ends every pod on it: a record lost then
@@ -188,9 +267,7 @@ func (d *Disk) Reserve(rec Record) (io.Closer, error) {
 		tmp.Close()
 		return nil, storeErr(fmt.Errorf("reserve %s: %w", rec.IP, err))
 	}
-	if err := tmp.Chmod(0o600); err != nil {
-		return fail(err)
-	}
+	// os.CreateTemp makes the file 0600.
 	if err := flock(tmp, unix.LOCK_EX); err != nil {
 		return fail(err)
 	}
@@ -202,6 +279,10 @@ func (d *Disk) Reserve(rec Record) (io.Closer, error) {
 			tmp.Close()
 			return nil, fmt.Errorf("%s: %w", rec.IP, ErrTaken)
 		}
+		return fail(err)
+	}
+	if err := os.Link(tmp.Name(), d.indexPath(rec.Key, rec.IP)); err != nil && !errors.Is(err, os.ErrExist) {
+		os.Remove(d.path(rec.IP))
 		return fail(err)
 	}
 	return tmp, nil
@@ -225,12 +306,49 @@ func (d *Disk) Hold(ip netip.Addr) (io.Closer, error) {
 	}
 }
 
-// Release removes the record; a missing one is no error.
-func (d *Disk) Release(ip netip.Addr) error {
-	if err := os.Remove(d.path(ip)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return storeErr(fmt.Errorf("release %s: %w", ip, err))
+// Release removes the record and its index entry; missing ones are no
+// error. The record goes first: an index entry without a record is
+// ignored, a record without an index entry is still a reservation.
+func (d *Disk) Release(rec Record) error {
+	if err := os.Remove(d.path(rec.IP)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return storeErr(fmt.Errorf("release %s: %w", rec.IP, err))
+	}
+	if rec.Corrupt {
+		return nil // its key is unknown; Tidy removes the index entry
+	}
+	if err := os.Remove(d.indexPath(rec.Key, rec.IP)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return storeErr(fmt.Errorf("release index of %s: %w", rec.IP, err))
 	}
 	return nil
+}
+
+// Tidy removes temporary files (every call that makes one removes it
+// before it lets go of the lock, so any found under the lock is left by
+// a killed call) and index entries whose record is gone or is another
+// attachment's.
+func (d *Disk) Tidy() error {
+	entries, err := readNames(d.dir)
+	if err != nil {
+		return storeErr(fmt.Errorf("read data dir: %w", err))
+	}
+	var errs []error
+	for _, name := range entries {
+		stale := strings.HasPrefix(name, tmpPrefix)
+		if rest, ok := strings.CutPrefix(name, indexPrefix); ok {
+			stale = true
+			hash, ipStr, _ := strings.Cut(rest, ".")
+			if ip, err := netip.ParseAddr(ipStr); err == nil {
+				rec, err := d.read(ip)
+				stale = err != nil || rec.Corrupt || keyHash(rec.Key) != hash
+			}
+		}
+		if stale {
+			if err := os.Remove(filepath.Join(d.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return storeErr(errors.Join(errs...))
 }
 
 // LastReserved returns the address last handed out in the family, or the

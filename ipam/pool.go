@@ -79,29 +79,33 @@ func (p *Pool) locked(fn func() error) error {
 func (p *Pool) Allocate(key Key, link string, requested []netip.Addr) (*Lease, error) {
 	lease := &Lease{}
 	err := p.locked(func() error {
-		all, err := p.store.List()
+		takenList, err := p.store.Taken()
 		if err != nil {
 			return err
 		}
-		taken := make(map[netip.Addr]Record, len(all))
-		for _, r := range all {
-			taken[r.IP] = r
+		taken := make(map[netip.Addr]bool, len(takenList))
+		for _, ip := range takenList {
+			taken[ip] = true
 		}
-		var fresh []netip.Addr
+		mine, err := p.store.Find(key)
+		if err != nil {
+			return err
+		}
+		var fresh []Record
 		for _, fam := range p.families() {
-			rec, hold, isNew, err := p.allocateFamily(fam, key, link, requested, all, taken)
+			rec, hold, isNew, err := p.allocateFamily(fam, key, link, requested, mine, taken)
 			if err != nil {
 				// Give back what this call reserved, so nothing is left
 				// behind. Records the key held before stay: a failed
 				// repeat ADD must not free an attachment that works.
 				errs := []error{err, lease.Close()}
-				for _, ip := range fresh {
-					errs = append(errs, p.store.Release(ip))
+				for _, r := range fresh {
+					errs = append(errs, p.store.Release(r))
 				}
 				return errors.Join(errs...)
 			}
 			if isNew {
-				fresh = append(fresh, rec.IP)
+				fresh = append(fresh, rec)
 			}
 			lease.Records = append(lease.Records, rec)
 			lease.holds = append(lease.holds, hold)
@@ -114,7 +118,7 @@ func (p *Pool) Allocate(key Key, link string, requested []netip.Addr) (*Lease, e
 	return lease, nil
 }
 
-func (p *Pool) allocateFamily(fam int, key Key, link string, requested []netip.Addr, all []Record, taken map[netip.Addr]Record) (rec Record, hold io.Closer, isNew bool, err error) {
+func (p *Pool) allocateFamily(fam int, key Key, link string, requested []netip.Addr, mine []Record, taken map[netip.Addr]bool) (rec Record, hold io.Closer, isNew bool, err error) {
 	f := familyOf(p.net, fam)
 	var want netip.Addr
 	for _, a := range requested {
@@ -122,8 +126,8 @@ func (p *Pool) allocateFamily(fam int, key Key, link string, requested []netip.A
 			want = a
 		}
 	}
-	for _, r := range all {
-		if r.Key != key || conf.Family(r.IP) != fam {
+	for _, r := range mine {
+		if conf.Family(r.IP) != fam {
 			continue
 		}
 		if want.IsValid() && want != r.IP {
@@ -140,8 +144,8 @@ func (p *Pool) allocateFamily(fam int, key Key, link string, requested []netip.A
 		if _, err := f.check(want); err != nil {
 			return Record{}, nil, false, err
 		}
-		if owner, ok := taken[want]; ok {
-			return Record{}, nil, false, &UnavailableError{want, fmt.Sprintf("is already reserved for %s/%s", owner.Key.ContainerID, owner.Key.IfName)}
+		if taken[want] {
+			return Record{}, nil, false, &UnavailableError{want, p.holder(want)}
 		}
 		rec.IP = want
 	} else {
@@ -149,8 +153,7 @@ func (p *Pool) allocateFamily(fam int, key Key, link string, requested []netip.A
 		if err != nil {
 			return Record{}, nil, false, err
 		}
-		isTaken := func(a netip.Addr) bool { _, ok := taken[a]; return ok }
-		if rec.IP, err = f.next(isTaken, last); err != nil {
+		if rec.IP, err = f.next(func(a netip.Addr) bool { return taken[a] }, last); err != nil {
 			return Record{}, nil, false, fmt.Errorf("IPv%d ranges %s: %w", fam, describe(f), err)
 		}
 	}
@@ -158,13 +161,25 @@ func (p *Pool) allocateFamily(fam int, key Key, link string, requested []netip.A
 	if err != nil {
 		return Record{}, nil, false, err
 	}
-	taken[rec.IP] = rec
+	taken[rec.IP] = true
 	if !want.IsValid() {
 		if err := p.store.SetLastReserved(fam, rec.IP); err != nil {
-			return Record{}, nil, false, errors.Join(err, hold.Close(), p.store.Release(rec.IP))
+			return Record{}, nil, false, errors.Join(err, hold.Close(), p.store.Release(rec))
 		}
 	}
 	return rec, hold, true, nil
+}
+
+// holder says who holds ip, for an error message: it reads every record,
+// which only a failed request pays for.
+func (p *Pool) holder(ip netip.Addr) string {
+	all, _ := p.store.List()
+	for _, r := range all {
+		if r.IP == ip && !r.Corrupt {
+			return fmt.Sprintf("is already reserved for %s/%s", r.Key.ContainerID, r.Key.IfName)
+		}
+	}
+	return "is already reserved"
 }
 
 func describe(f family) string {
@@ -182,12 +197,8 @@ func describe(f family) string {
 func (p *Pool) Lookup(key Key) ([]Record, error) {
 	var out []Record
 	err := p.locked(func() error {
-		all, err := p.store.List()
-		for _, r := range all {
-			if r.Key == key {
-				out = append(out, r)
-			}
-		}
+		var err error
+		out, err = p.store.Find(key)
 		return err
 	})
 	sortRecords(out)
@@ -198,16 +209,13 @@ func (p *Pool) Lookup(key Key) ([]Record, error) {
 func (p *Pool) Release(key Key) ([]Record, error) {
 	var out []Record
 	err := p.locked(func() error {
-		all, err := p.store.List()
-		if err != nil {
+		var err error
+		if out, err = p.store.Find(key); err != nil {
 			return err
 		}
 		var errs []error
-		for _, r := range all {
-			if r.Key == key {
-				errs = append(errs, p.store.Release(r.IP))
-				out = append(out, r)
-			}
+		for _, r := range out {
+			errs = append(errs, p.store.Release(r))
 		}
 		return errors.Join(errs...)
 	})
@@ -250,7 +258,7 @@ func (p *Pool) Collect(valid map[Key]bool, sweep func(keep, drop map[string]bool
 				rep.Busy = append(rep.Busy, r)
 				keep[r.Link] = true
 			default:
-				if err := p.store.Release(r.IP); err != nil {
+				if err := p.store.Release(r); err != nil {
 					errs = append(errs, err)
 					keep[r.Link] = true
 					continue
@@ -259,6 +267,7 @@ func (p *Pool) Collect(valid map[Key]bool, sweep func(keep, drop map[string]bool
 				drop[r.Link] = true
 			}
 		}
+		errs = append(errs, p.store.Tidy())
 		if sweep != nil {
 			errs = append(errs, sweep(keep, drop))
 		}
@@ -274,13 +283,13 @@ func (p *Pool) Available() error {
 		if err := p.store.Writable(); err != nil {
 			return err
 		}
-		all, err := p.store.List()
+		all, err := p.store.Taken()
 		if err != nil {
 			return err
 		}
 		taken := make(map[netip.Addr]bool, len(all))
-		for _, r := range all {
-			taken[r.IP] = true
+		for _, ip := range all {
+			taken[ip] = true
 		}
 		for _, fam := range p.families() {
 			f := familyOf(p.net, fam)
@@ -292,16 +301,15 @@ func (p *Pool) Available() error {
 	})
 }
 
-func countFamily(all []Record, fam int) int {
+func countFamily(all []netip.Addr, fam int) int {
 	n := 0
-	for _, r := range all {
-		if conf.Family(r.IP) == fam {
+	for _, ip := range all {
+		if conf.Family(ip) == fam {
 			n++
 		}
 	}
 	return n
 }
-
 func sortRecords(rs []Record) {
 	sort.Slice(rs, func(i, j int) bool { return rs[i].IP.Less(rs[j].IP) })
 }

@@ -36,10 +36,16 @@ var (
 )
 
 // Store keeps reservations. Every method but Lock must be called with the
-// lock held; Pool does that.
+// lock held; Pool does that. Taken and Find serve every ADD and DEL and
+// must not cost a read per reservation; List serves GC and may.
 type Store interface {
 	Lock() error
 	Unlock() error
+	// Taken returns every reserved address, readable record or not.
+	Taken() ([]netip.Addr, error)
+	// Find returns the records of one attachment.
+	Find(key Key) ([]Record, error)
+	// List reads every record, with Busy and Corrupt set.
 	List() ([]Record, error)
 	// Reserve records rec unless its address is taken (ErrTaken). The
 	// returned Closer is the in-flight hold: until it is closed, or the
@@ -48,8 +54,11 @@ type Store interface {
 	// Hold takes the in-flight hold on an existing record (ErrBusy if
 	// another call holds it).
 	Hold(ip netip.Addr) (io.Closer, error)
-	// Release forgets the address; releasing a free address is no error.
-	Release(ip netip.Addr) error
+	// Release forgets the record; releasing a free address is no error.
+	Release(rec Record) error
+	// Tidy removes what interrupted calls left: temporary files and
+	// index entries of released records.
+	Tidy() error
 	LastReserved(family int) (netip.Addr, error)
 	SetLastReserved(family int, ip netip.Addr) error
 	// Writable checks that a record could be written now.

@@ -48,6 +48,28 @@ func (s *Store) mustBeLocked() {
 	}
 }
 
+func (s *Store) Taken() ([]netip.Addr, error) {
+	s.mustBeLocked()
+	out := make([]netip.Addr, 0, len(s.recs))
+	for ip := range s.recs {
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+func (s *Store) Find(key ipam.Key) ([]ipam.Record, error) {
+	all, err := s.List()
+	var out []ipam.Record
+	for _, r := range all {
+		if r.Key == key {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
+func (s *Store) Tidy() error { return nil }
+
 func (s *Store) List() ([]ipam.Record, error) {
 	s.mustBeLocked()
 	out := make([]ipam.Record, 0, len(s.recs))
@@ -95,9 +117,9 @@ func (s *Store) Hold(ip netip.Addr) (io.Closer, error) {
 	return hold{s, ip}, nil
 }
 
-func (s *Store) Release(ip netip.Addr) error {
+func (s *Store) Release(rec ipam.Record) error {
 	s.mustBeLocked()
-	delete(s.recs, ip)
+	delete(s.recs, rec.IP)
 	return nil
 }
 
