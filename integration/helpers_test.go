@@ -205,11 +205,18 @@ func (e *env) hostVeths() []string {
 	return out
 }
 
-// assertNothingLeft fails unless no reservation and no host veth remain.
+// assertNothingLeft fails unless no reservation, index entry, temporary
+// file or host veth remains.
 func (e *env) assertNothingLeft() {
 	e.t.Helper()
 	if r := e.records(); len(r) != 0 {
 		e.t.Errorf("reservations left: %v", r)
+	}
+	entries, _ := os.ReadDir(filepath.Join(e.dataDir, netName))
+	for _, en := range entries {
+		if name := en.Name(); name != "lock" && net.ParseIP(name) == nil {
+			e.t.Errorf("data dir holds %s", name)
+		}
 	}
 	if v := e.hostVeths(); len(v) != 0 {
 		e.t.Errorf("host veths left: %v", v)

@@ -10,11 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skein-net/skein/conf"
 )
 
 // DefaultLockTimeout bounds how long a call waits for another to finish
@@ -23,7 +24,6 @@ const DefaultLockTimeout = 30 * time.Second
 
 const (
 	lockFile    = "lock"
-	lastPrefix  = "last_reserved_ipv"
 	tmpPrefix   = ".tmp-"
 	indexPrefix = "k."
 )
@@ -162,34 +162,27 @@ func readNames(dir string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// Taken lists the reserved addresses from the directory alone.
-func (d *Disk) Taken() ([]netip.Addr, error) {
-	taken, _, err := d.names()
-	return taken, err
-}
-
-// Find returns the records of key through the index, reading only those.
-// An index entry whose record is gone or belongs to another attachment is
-// ignored (Tidy removes it).
-func (d *Disk) Find(key Key) ([]Record, error) {
-	_, index, err := d.names()
+// Scan lists the reserved addresses from one directory read, and reads
+// only the records the index names for key. An index entry whose record
+// is gone or belongs to another attachment is ignored (Tidy removes it).
+func (d *Disk) Scan(key Key) (taken []netip.Addr, mine []Record, err error) {
+	taken, index, err := d.names()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Record
 	for _, ip := range index[keyHash(key)] {
 		rec, err := d.read(ip)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, storeErr(err)
+			return nil, nil, storeErr(err)
 		}
 		if !rec.Corrupt && rec.Key == key {
-			out = append(out, rec)
+			mine = append(mine, rec)
 		}
 	}
-	return out, nil
+	return taken, mine, nil
 }
 
 // List reads every record. A record that cannot be parsed is returned
@@ -351,41 +344,64 @@ func (d *Disk) Tidy() error {
 	return storeErr(errors.Join(errs...))
 }
 
+// The next-fit positions live in the lock file, which the store holds
+// open while locked, as lines "ipv4 <address>": writing them costs one
+// write, where a file of their own would cost a file creation per ADD.
+// They are only a hint: a torn write restarts next-fit at the range start.
+
 // LastReserved returns the address last handed out in the family, or the
-// zero Addr if none was or the hint is unreadable (it only steers next-fit).
+// zero Addr if none was or the hint is unreadable.
 func (d *Disk) LastReserved(family int) (netip.Addr, error) {
-	data, err := os.ReadFile(filepath.Join(d.dir, lastPrefix+strconv.Itoa(family)))
-	if errors.Is(err, os.ErrNotExist) {
-		return netip.Addr{}, nil
-	}
+	hints, err := d.readHints()
 	if err != nil {
-		return netip.Addr{}, storeErr(fmt.Errorf("read last reserved: %w", err))
+		return netip.Addr{}, err
 	}
-	a, err := netip.ParseAddr(strings.TrimSpace(string(data)))
-	if err != nil {
-		return netip.Addr{}, nil
-	}
-	return a, nil
+	return hints[family], nil
 }
 
-// SetLastReserved records the next-fit position, atomically by rename. It
-// is not synced: losing it after a crash only restarts next-fit at the
-// start of the range.
+// SetLastReserved records the next-fit position of the family.
 func (d *Disk) SetLastReserved(family int, ip netip.Addr) error {
-	tmp, err := os.CreateTemp(d.dir, tmpPrefix)
+	hints, err := d.readHints()
 	if err != nil {
-		return storeErr(fmt.Errorf("write last reserved: %w", err))
+		return err
 	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.WriteString(ip.String())
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		return storeErr(fmt.Errorf("write last reserved: %w", err))
+	hints[family] = ip
+	var b strings.Builder
+	for _, fam := range []int{4, 6} {
+		if a, ok := hints[fam]; ok {
+			fmt.Fprintf(&b, "ipv%d %s\n", fam, a)
+		}
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(d.dir, lastPrefix+strconv.Itoa(family))); err != nil {
-		return storeErr(fmt.Errorf("write last reserved: %w", err))
+	if _, err := d.held.WriteAt([]byte(b.String()), 0); err != nil {
+		return storeErr(fmt.Errorf("write next-fit position: %w", err))
+	}
+	if err := d.held.Truncate(int64(b.Len())); err != nil {
+		return storeErr(fmt.Errorf("write next-fit position: %w", err))
 	}
 	return nil
+}
+
+func (d *Disk) readHints() (map[int]netip.Addr, error) {
+	if d.held == nil {
+		return nil, storeErr(errors.New("next-fit position used without the lock"))
+	}
+	buf := make([]byte, 256)
+	n, err := d.held.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, storeErr(fmt.Errorf("read next-fit position: %w", err))
+	}
+	hints := map[int]netip.Addr{}
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		fam, addr, _ := strings.Cut(line, " ")
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			continue
+		}
+		if (fam == "ipv4" && a.Is4()) || (fam == "ipv6" && a.Is6()) {
+			hints[conf.Family(a)] = a
+		}
+	}
+	return hints, nil
 }
 
 // Writable creates, writes, syncs and removes a probe file.

@@ -112,8 +112,50 @@ func TestDiskTidy(t *testing.T) {
 	if _, err := p.Collect(map[Key]bool{k: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"10.0.0.2", "k." + keyHash(k) + ".10.0.0.2", "last_reserved_ipv4", "lock"}
+	want := []string{"10.0.0.2", "k." + keyHash(k) + ".10.0.0.2", "lock"}
 	if diff := cmp.Diff(want, dirNames(t, d.dir)); diff != "" {
 		t.Errorf("data dir after GC (-want +got):\n%s", diff)
+	}
+}
+
+// The next-fit position survives in the lock file across stores, and a
+// garbled one only restarts next-fit.
+func TestDiskNextFitHint(t *testing.T) {
+	p, d := diskPool(t)
+	for _, id := range []string{"a", "b"} {
+		l, err := p.Allocate(Key{id, "eth0"}, "x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
+	p.Release(Key{"a", "eth0"})
+	data, err := os.ReadFile(filepath.Join(d.dir, lockFile))
+	if err != nil || string(data) != "ipv4 10.0.0.3\n" {
+		t.Fatalf("lock file holds %q (%v), want the IPv4 position", data, err)
+	}
+	d2, err := OpenDisk(d.dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := New(p.net, d2)
+	l, err := p2.Allocate(Key{"c", "eth0"}, "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if got := l.Records[0].IP.String(); got != "10.0.0.4" {
+		t.Fatalf("got %s, want 10.0.0.4 (next-fit after 10.0.0.3)", got)
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, lockFile), []byte("ipv4 garb\x00age"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err = p2.Allocate(Key{"d", "eth0"}, "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if got := l.Records[0].IP.String(); got != "10.0.0.2" {
+		t.Fatalf("got %s, want 10.0.0.2 (next-fit restarted)", got)
 	}
 }

@@ -79,17 +79,13 @@ func (p *Pool) locked(fn func() error) error {
 func (p *Pool) Allocate(key Key, link string, requested []netip.Addr) (*Lease, error) {
 	lease := &Lease{}
 	err := p.locked(func() error {
-		takenList, err := p.store.Taken()
+		takenList, mine, err := p.store.Scan(key)
 		if err != nil {
 			return err
 		}
 		taken := make(map[netip.Addr]bool, len(takenList))
 		for _, ip := range takenList {
 			taken[ip] = true
-		}
-		mine, err := p.store.Find(key)
-		if err != nil {
-			return err
 		}
 		var fresh []Record
 		for _, fam := range p.families() {
@@ -198,7 +194,7 @@ func (p *Pool) Lookup(key Key) ([]Record, error) {
 	var out []Record
 	err := p.locked(func() error {
 		var err error
-		out, err = p.store.Find(key)
+		_, out, err = p.store.Scan(key)
 		return err
 	})
 	sortRecords(out)
@@ -210,7 +206,7 @@ func (p *Pool) Release(key Key) ([]Record, error) {
 	var out []Record
 	err := p.locked(func() error {
 		var err error
-		if out, err = p.store.Find(key); err != nil {
+		if _, out, err = p.store.Scan(key); err != nil {
 			return err
 		}
 		var errs []error
@@ -283,7 +279,7 @@ func (p *Pool) Available() error {
 		if err := p.store.Writable(); err != nil {
 			return err
 		}
-		all, err := p.store.Taken()
+		all, _, err := p.store.Scan(Key{})
 		if err != nil {
 			return err
 		}

@@ -36,15 +36,14 @@ var (
 )
 
 // Store keeps reservations. Every method but Lock must be called with the
-// lock held; Pool does that. Taken and Find serve every ADD and DEL and
-// must not cost a read per reservation; List serves GC and may.
+// lock held; Pool does that. Scan serves every ADD and DEL and must not
+// cost a read per reservation; List serves GC and may.
 type Store interface {
 	Lock() error
 	Unlock() error
-	// Taken returns every reserved address, readable record or not.
-	Taken() ([]netip.Addr, error)
-	// Find returns the records of one attachment.
-	Find(key Key) ([]Record, error)
+	// Scan returns every reserved address, readable record or not, and
+	// the records of one attachment.
+	Scan(key Key) (taken []netip.Addr, mine []Record, err error)
 	// List reads every record, with Busy and Corrupt set.
 	List() ([]Record, error)
 	// Reserve records rec unless its address is taken (ErrTaken). The

@@ -36,6 +36,7 @@ type impl struct {
 	name     string
 	conflist func(dataDir string) []byte
 	node     *harness.Node
+	netnss   []*harness.NetNS // pod namespaces of its own
 }
 
 func main() {
@@ -79,18 +80,20 @@ func run() error {
 		defer im.node.Close()
 	}
 	nsCount := max(*pods, maxLevel())
-	fmt.Fprintf(os.Stderr, "making %d pod namespaces ...\n", nsCount)
-	netnss := make([]*harness.NetNS, nsCount)
-	for i := range netnss {
-		if netnss[i], err = harness.NewNetNS(fmt.Sprintf("%spod%d", prefix, i)); err != nil {
-			return err
+	fmt.Fprintf(os.Stderr, "making %d pod namespaces per plugin ...\n", nsCount)
+	for k, im := range impls {
+		im.netnss = make([]*harness.NetNS, nsCount)
+		for i := range im.netnss {
+			if im.netnss[i], err = harness.NewNetNS(fmt.Sprintf("%s%d-pod%d", prefix, k, i)); err != nil {
+				return err
+			}
+			defer im.netnss[i].Delete()
 		}
-		defer netnss[i].Delete()
 	}
 
 	// Warm up each implementation (first exec, bridge creation).
 	for _, im := range impls {
-		rt := harness.RuntimeConf("warmup", netnss[0].Path, "default")
+		rt := harness.RuntimeConf("warmup", im.netnss[0].Path, "default")
 		if _, err := im.node.Add(ctx, rt); err != nil {
 			return fmt.Errorf("%s warm-up ADD: %w", im.name, err)
 		}
@@ -99,33 +102,40 @@ func run() error {
 		}
 	}
 
-	lat := map[string][2][]time.Duration{}
-	for _, im := range impls {
-		fmt.Fprintf(os.Stderr, "%s: %d sequential ADDs then DELs ...\n", im.name, *pods)
-		adds, dels, err := latency(ctx, im, netnss[:*pods])
-		if err != nil {
-			return err
-		}
-		lat[im.name] = [2][]time.Duration{adds, dels}
+	// Both are measured interleaved, pod by pod and round by round, so
+	// drift in the machine's load falls on both alike.
+	fmt.Fprintf(os.Stderr, "%d sequential ADDs then DELs, interleaved ...\n", *pods)
+	lat, err := latency(ctx, impls, *pods)
+	if err != nil {
+		return err
 	}
 	type churnResult struct {
 		rate   float64
 		errors int64
 	}
 	churn := map[string]map[int]churnResult{}
+	const rounds = 4
 	for _, c := range levelList() {
+		elapsed := map[string]time.Duration{}
+		errs := map[string]int64{}
+		for r := 0; r < rounds; r++ {
+			for _, im := range impls {
+				fmt.Fprintf(os.Stderr, "%s: churn at concurrency %d, round %d ...\n", im.name, c, r+1)
+				d, e := throughput(ctx, im, im.netnss[:c], *cycles/rounds)
+				elapsed[im.name] += d
+				errs[im.name] += e
+			}
+		}
 		for _, im := range impls {
-			fmt.Fprintf(os.Stderr, "%s: churn at concurrency %d ...\n", im.name, c)
-			rate, errs := throughput(ctx, im, netnss[:c], *cycles)
 			if churn[im.name] == nil {
 				churn[im.name] = map[int]churnResult{}
 			}
-			churn[im.name][c] = churnResult{rate, errs}
+			churn[im.name][c] = churnResult{float64(*cycles/rounds*rounds) / elapsed[im.name].Seconds(), errs[im.name]}
 		}
 	}
 
 	fmt.Printf("Machine: %s, %d cores, kernel %s, %s\n\n", cpuModel(), runtime.NumCPU(), kernel(), runtime.Version())
-	fmt.Printf("### ADD and DEL latency, %d pods one after another (libcni, subnet %s)\n\n", *pods, subnet)
+	fmt.Printf("### ADD and DEL latency, %d pods one after another, interleaved (libcni, subnet %s)\n\n", *pods, subnet)
 	fmt.Println("| plugin | ADD p50 | ADD p99 | DEL p50 | DEL p99 |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, im := range impls {
@@ -134,7 +144,7 @@ func run() error {
 	}
 	s, r := lat["skein"], lat["bridge+host-local"]
 	fmt.Printf("\nskein / reference, medians: ADD %.2f, DEL %.2f (target: at most 0.50)\n\n", ratio(pct(s[0], 50), pct(r[0], 50)), ratio(pct(s[1], 50), pct(r[1], 50)))
-	fmt.Printf("### Churn: ADD+DEL cycles per second, %d cycles per level\n\n", *cycles)
+	fmt.Printf("### Churn: ADD+DEL cycles per second, %d cycles per level in 4 alternating rounds\n\n", *cycles)
 	fmt.Println("| concurrency | skein pods/s | reference pods/s | skein / reference | errors (skein, reference) |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, c := range levelList() {
@@ -149,29 +159,42 @@ func list(plugin map[string]any) []byte {
 	return b
 }
 
-func latency(ctx context.Context, im *impl, netnss []*harness.NetNS) (adds, dels []time.Duration, err error) {
-	for i, n := range netnss {
-		rt := harness.RuntimeConf(fmt.Sprintf("lat%d", i), n.Path, "default")
-		t0 := time.Now()
-		if _, err := im.node.Add(ctx, rt); err != nil {
-			return nil, nil, fmt.Errorf("%s ADD %d: %w", im.name, i, err)
+// latency times ADD for every pod, then DEL, alternating the
+// implementations pod by pod.
+func latency(ctx context.Context, impls []*impl, pods int) (map[string][2][]time.Duration, error) {
+	adds := map[string][]time.Duration{}
+	dels := map[string][]time.Duration{}
+	for i := 0; i < pods; i++ {
+		for _, im := range impls {
+			rt := harness.RuntimeConf(fmt.Sprintf("lat%d", i), im.netnss[i].Path, "default")
+			t0 := time.Now()
+			if _, err := im.node.Add(ctx, rt); err != nil {
+				return nil, fmt.Errorf("%s ADD %d: %w", im.name, i, err)
+			}
+			adds[im.name] = append(adds[im.name], time.Since(t0))
 		}
-		adds = append(adds, time.Since(t0))
 	}
-	for i, n := range netnss {
-		rt := harness.RuntimeConf(fmt.Sprintf("lat%d", i), n.Path, "default")
-		t0 := time.Now()
-		if err := im.node.Del(ctx, rt); err != nil {
-			return nil, nil, fmt.Errorf("%s DEL %d: %w", im.name, i, err)
+	for i := 0; i < pods; i++ {
+		for _, im := range impls {
+			rt := harness.RuntimeConf(fmt.Sprintf("lat%d", i), im.netnss[i].Path, "default")
+			t0 := time.Now()
+			if err := im.node.Del(ctx, rt); err != nil {
+				return nil, fmt.Errorf("%s DEL %d: %w", im.name, i, err)
+			}
+			dels[im.name] = append(dels[im.name], time.Since(t0))
 		}
-		dels = append(dels, time.Since(t0))
 	}
-	return adds, dels, nil
+	out := map[string][2][]time.Duration{}
+	for _, im := range impls {
+		out[im.name] = [2][]time.Duration{adds[im.name], dels[im.name]}
+	}
+	return out, nil
 }
 
 // throughput runs len(netnss) workers, each adding and deleting pods in
-// its own namespace, until total cycles are done.
-func throughput(ctx context.Context, im *impl, netnss []*harness.NetNS, total int) (float64, int64) {
+// its own namespace, until total cycles are done, and returns how long
+// that took.
+func throughput(ctx context.Context, im *impl, netnss []*harness.NetNS, total int) (time.Duration, int64) {
 	var next, errs atomic.Int64
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -184,7 +207,7 @@ func throughput(ctx context.Context, im *impl, netnss []*harness.NetNS, total in
 				if i > int64(total) {
 					return
 				}
-				rt := harness.RuntimeConf(fmt.Sprintf("churn%d-%d", w, i), n.Path, "default")
+				rt := harness.RuntimeConf(fmt.Sprintf("churn%d-%d-%d", w, i, time.Now().UnixNano()), n.Path, "default")
 				if _, err := im.node.Add(ctx, rt); err != nil {
 					fmt.Fprintf(os.Stderr, "%s ADD: %v\n", im.name, err)
 					errs.Add(1)
@@ -197,7 +220,7 @@ func throughput(ctx context.Context, im *impl, netnss []*harness.NetNS, total in
 		}()
 	}
 	wg.Wait()
-	return float64(total) / time.Since(t0).Seconds(), errs.Load()
+	return time.Since(t0), errs.Load()
 }
 
 func levelList() []int {

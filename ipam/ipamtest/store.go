@@ -48,24 +48,17 @@ func (s *Store) mustBeLocked() {
 	}
 }
 
-func (s *Store) Taken() ([]netip.Addr, error) {
-	s.mustBeLocked()
-	out := make([]netip.Addr, 0, len(s.recs))
-	for ip := range s.recs {
-		out = append(out, ip)
-	}
-	return out, nil
-}
-
-func (s *Store) Find(key ipam.Key) ([]ipam.Record, error) {
+func (s *Store) Scan(key ipam.Key) ([]netip.Addr, []ipam.Record, error) {
 	all, err := s.List()
-	var out []ipam.Record
+	var taken []netip.Addr
+	var mine []ipam.Record
 	for _, r := range all {
+		taken = append(taken, r.IP)
 		if r.Key == key {
-			out = append(out, r)
+			mine = append(mine, r)
 		}
 	}
-	return out, err
+	return taken, mine, err
 }
 
 func (s *Store) Tidy() error { return nil }
