@@ -255,6 +255,11 @@ func TestBridge(t *testing.T) {
 		if !hairpin {
 			t.Error("hairpin mode is off on the pod's bridge port")
 		}
+		// The host side is a bridge port: no address of its own, not even
+		// an IPv6 link-local one.
+		if out, err := e.node.NS.Exec(ctx(t), "ip", "-6", "-o", "addr", "show", "dev", e.hostVeths()[0]); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("host veth has IPv6 addresses: %q (%v)", out, err)
+		}
 	})
 	t.Run("foreign subnet", func(t *testing.T) {
 		e := newEnv(t, envOpts{})

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -117,7 +116,7 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 	// under its final name, so no temporary name can collide.
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{
-			Name: hostName, MTU: n.MTU, TxQLen: -1, MasterIndex: br.Index, Flags: net.FlagUp,
+			Name: hostName, MTU: n.MTU, TxQLen: -1, MasterIndex: br.Index,
 		},
 		PeerName:      args.IfName,
 		PeerNamespace: netlink.NsFd(podNS.Fd()),
@@ -142,6 +141,12 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 		if err := h.LinkSetHairpin(host, true); err != nil {
 			return nil, fmt.Errorf("set hairpin on %s: %w", hostName, err)
 		}
+	}
+	if err := disableIPv6(hostName); err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetUp(host); err != nil {
+		return nil, fmt.Errorf("set %s up: %w", hostName, err)
 	}
 	pod, err := ph.LinkByName(args.IfName)
 	if err != nil {

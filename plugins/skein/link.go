@@ -172,6 +172,18 @@ func deleteHostVeth(h netlinksafe.Handle, name string) error {
 	return nil
 }
 
+// disableIPv6 keeps IPv6 off a host-side veth before it comes up: a bridge
+// port needs no address, and without one the kernel sends no router
+// solicitations or MLD reports into the bridge and has less to tear down
+// when the pod goes. A host without IPv6 has no such setting.
+func disableIPv6(link string) error {
+	_, err := sysctl.Sysctl("net/ipv6/conf/"+link+"/disable_ipv6", "1")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("disable IPv6 on %s: %w", link, err)
+	}
+	return nil
+}
+
 // enableForwarding turns on forwarding for the families the network has,
 // writing only when it is off.
 func enableForwarding(n *conf.Network) error {
