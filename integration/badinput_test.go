@@ -97,9 +97,8 @@ func errorsAs(err error, target **exec.ExitError) bool {
 
 func TestPoolExhausted(t *testing.T) {
 	e := newEnv(t, envOpts{ranges: []map[string]string{{"subnet": "10.77.0.0/29"}}})
-	var ips []string
 	for _, id := range []string{"a", "b", "c", "d", "e"} {
-		ips = append(ips, e.addPod(id).IPs[0])
+		e.addPod(id)
 	}
 	_, err := e.node.AddPod(ctx(t), uniq("pod"), "f")
 	if err == nil || !strings.Contains(err.Error(), "no free address") || !strings.Contains(err.Error(), "10.77.0.1-10.77.0.6") {

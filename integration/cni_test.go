@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -223,15 +224,17 @@ func TestBridge(t *testing.T) {
 		p := e.addPod("a")
 		var br netlink.Link
 		var addrs []netlink.Addr
-		e.node.NS.Do(func() error {
+		if err := e.node.NS.Do(func() error {
 			var err error
 			if br, err = netlink.LinkByName(e.bridge); err != nil {
 				return err
 			}
 			addrs, err = netlink.AddrList(br, netlink.FAMILY_V4)
 			return err
-		})
-		if br.Attrs().MTU != 1450 || br.Attrs().OperState == netlink.OperDown && br.Attrs().Flags&1 == 0 {
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if br.Attrs().MTU != 1450 || br.Attrs().Flags&net.FlagUp == 0 {
 			t.Errorf("bridge MTU %d flags %v, want 1450 and up", br.Attrs().MTU, br.Attrs().Flags)
 		}
 		if len(addrs) != 1 || addrs[0].IPNet.String() != "10.77.0.1/24" {
@@ -243,15 +246,18 @@ func TestBridge(t *testing.T) {
 		// Hairpin is on for the pod's port, so a pod can reach itself
 		// through an address that loops back over the bridge.
 		var hairpin bool
-		e.node.NS.Do(func() error {
-			l, err := netlink.LinkByName(e.hostVeths()[0])
+		veth := e.hostVeths()[0]
+		if err := e.node.NS.Do(func() error {
+			l, err := netlink.LinkByName(veth)
 			if err != nil {
 				return err
 			}
 			pi, err := netlink.LinkGetProtinfo(l)
 			hairpin = pi.Hairpin
 			return err
-		})
+		}); err != nil {
+			t.Fatal(err)
+		}
 		if !hairpin {
 			t.Error("hairpin mode is off on the pod's bridge port")
 		}

@@ -85,7 +85,11 @@ func (d *Disk) Lock() error {
 		return nil
 	case <-time.After(d.lockTimeout):
 		go func() {
-			<-done
+			if <-done == nil {
+				// It got the lock after all: give it back. Closing the
+				// descriptor would too; this says so.
+				_ = flock(f, unix.LOCK_UN)
+			}
 			f.Close()
 		}()
 		return fmt.Errorf("%w %s after %s", ErrLockTimeout, name, d.lockTimeout)
@@ -106,6 +110,10 @@ func (d *Disk) Unlock() error {
 	}
 	return nil
 }
+
+// dropTemp removes a temporary file. One that stays behind (the removal
+// failed, or the process died first) is removed by Tidy on the next GC.
+func dropTemp(name string) { _ = os.Remove(name) }
 
 func flock(f *os.File, how int) error {
 	for {
@@ -255,7 +263,7 @@ func (d *Disk) Reserve(rec Record) (io.Closer, error) {
 	if err != nil {
 		return nil, storeErr(fmt.Errorf("reserve %s: %w", rec.IP, err))
 	}
-	defer os.Remove(tmp.Name())
+	defer dropTemp(tmp.Name())
 	fail := func(err error) (io.Closer, error) {
 		tmp.Close()
 		return nil, storeErr(fmt.Errorf("reserve %s: %w", rec.IP, err))
@@ -275,8 +283,7 @@ func (d *Disk) Reserve(rec Record) (io.Closer, error) {
 		return fail(err)
 	}
 	if err := os.Link(tmp.Name(), d.indexPath(rec.Key, rec.IP)); err != nil && !errors.Is(err, os.ErrExist) {
-		os.Remove(d.path(rec.IP))
-		return fail(err)
+		return fail(errors.Join(err, os.Remove(d.path(rec.IP))))
 	}
 	return tmp, nil
 }
@@ -410,7 +417,7 @@ func (d *Disk) Writable() error {
 	if err != nil {
 		return storeErr(fmt.Errorf("data dir %s is not writable: %w", d.dir, err))
 	}
-	defer os.Remove(tmp.Name())
+	defer dropTemp(tmp.Name())
 	_, werr := tmp.WriteString(`{"probe":true}`)
 	serr := tmp.Sync()
 	cerr := tmp.Close()

@@ -372,18 +372,3 @@ func TestDiskLockTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want ErrLockTimeout", err)
 	}
 }
-
-func TestDiskUnwritable(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root ignores directory permissions; the full-disk case is covered by integration tests")
-	}
-	dir := filepath.Join(t.TempDir(), "net")
-	d := openDisk(t, dir)
-	os.Chmod(dir, 0o500)
-	defer os.Chmod(dir, 0o700)
-	_, err := ipam.New(network(t, `[{"subnet":"10.0.0.0/24"}]`, ``), d).Allocate(key(0), "x", nil)
-	var se *ipam.StoreError
-	if !errors.As(err, &se) {
-		t.Fatalf("err = %v, want a StoreError", err)
-	}
-}

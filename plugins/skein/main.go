@@ -59,8 +59,14 @@ func precheck() *types.Error {
 		return types.NewError(types.ErrIOFailure, "pipe: "+err.Error(), "")
 	}
 	go func() {
-		io.Copy(w, bytes.NewReader(data))
-		w.Close()
+		_, err := io.Copy(w, bytes.NewReader(data))
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			// skel then reads a short config and says it cannot decode it.
+			fmt.Fprintln(os.Stderr, "skein: pass the network config on:", err)
+		}
 	}()
 	os.Stdin = r
 	return nil
