@@ -1,0 +1,128 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const twoNodes = `
+apiVersion: v1
+kind: Node
+metadata: {name: node1}
+spec: {podCIDR: 10.244.1.0/24, podCIDRs: [10.244.1.0/24]}
+status: {addresses: [{type: InternalIP, address: 172.30.0.11}]}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: node2, annotations: {skein.dev/vtep-mac: "0e:00:00:00:00:02"}}
+  spec: {podCIDRs: [10.244.2.0/24, "fd00:10:244:2::/64"]}
+  status: {addresses: [{type: InternalIP, address: 172.30.0.12}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: ignored-for-now}
+`
+
+func TestParseFile(t *testing.T) {
+	st, err := ParseFile([]byte(twoNodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 2 {
+		t.Fatalf("%d nodes, want 2", len(st.Nodes))
+	}
+	n2, ok := st.Node("node2")
+	if !ok || len(n2.Spec.PodCIDRs) != 2 || n2.Annotations["skein.dev/vtep-mac"] == "" {
+		t.Fatalf("node2 = %+v", n2)
+	}
+	// JSON works as well.
+	st, err = ParseFile([]byte(`{"kind":"NodeList","items":[{"kind":"Node","metadata":{"name":"a"}}]}`))
+	if err != nil || len(st.Nodes) != 1 {
+		t.Fatalf("JSON: %v, %v", st, err)
+	}
+}
+
+func TestParseFileRejects(t *testing.T) {
+	for _, tc := range []struct{ name, data, msg string }{
+		{"garbage", "kind: Node\nmetadata: [", "document 0"},
+		{"no kind", "metadata: {name: x}", "without kind"},
+		{"no name", "kind: Node\nmetadata: {}", "without metadata.name"},
+		{"twice", "kind: Node\nmetadata: {name: a}\n---\nkind: Node\nmetadata: {name: a}", "appears twice"},
+		{"bad field type", "kind: Node\nmetadata: {name: a}\nspec: {podCIDRs: 7}", "Node"},
+		{"nested list", `{"kind":"List","items":[{"kind":"List","items":[]}]}`, "inside a List"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseFile([]byte(tc.data))
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestFileSource(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(path, []byte(twoNodes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	updates := make(chan *State)
+	src := &FileSource{Path: path, Interval: 10 * time.Millisecond, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	go src.Run(ctx, updates)
+	next := func() *State {
+		select {
+		case st := <-updates:
+			return st
+		case <-time.After(5 * time.Second):
+			t.Fatal("no snapshot")
+			return nil
+		}
+	}
+	if st := next(); len(st.Nodes) != 2 {
+		t.Fatalf("first snapshot has %d nodes", len(st.Nodes))
+	}
+	// A broken file is not a snapshot; the next good one is.
+	if err := os.WriteFile(path, []byte("kind: Node\nmetadata: ["), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-updates:
+		t.Fatalf("broken file produced a snapshot: %+v", st)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := os.WriteFile(path, []byte("kind: Node\nmetadata: {name: only}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st := next(); len(st.Nodes) != 1 || st.Nodes[0].Name != "only" {
+		t.Fatalf("after the fix: %+v", st.Nodes)
+	}
+}
+
+// FuzzParseFile: arbitrary bytes never panic, and an accepted file has
+// named, distinct nodes.
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte(twoNodes))
+	f.Add([]byte(`{"kind":"List","items":[{"kind":"Node","metadata":{"name":"a"},"spec":{"podCIDRs":["x"]}}]}`))
+	f.Add([]byte("---\n---\nkind: Node\nmetadata:\n  name: n\n  annotations: {a: b}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := ParseFile(data)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, n := range st.Nodes {
+			if n.Name == "" || seen[n.Name] {
+				t.Fatalf("accepted nodes %v", st.Nodes)
+			}
+			seen[n.Name] = true
+		}
+	})
+}

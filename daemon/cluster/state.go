@@ -1,0 +1,29 @@
+package cluster
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// State is one complete snapshot of the cluster.
+type State struct {
+	Nodes []corev1.Node
+}
+
+// Node returns the node of that name.
+func (s *State) Node(name string) (*corev1.Node, bool) {
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == name {
+			return &s.Nodes[i], true
+		}
+	}
+	return nil, false
+}
+
+// Source produces snapshots. Run sends every new complete snapshot on
+// updates until ctx ends; the first one only once the source has read the
+// whole cluster.
+type Source interface {
+	Run(ctx context.Context, updates chan<- *State) error
+}
