@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 mkdir -p bin
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${version}" -o bin/ ./plugins/skein
-echo "built bin/skein (${version})"
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${version}" -o bin/ ./plugins/skein ./daemon/cmd/skeind
+echo "built bin/skein bin/skeind (${version})"

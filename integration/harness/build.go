@@ -36,18 +36,21 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// SkeinPlugin is the package of the skein CNI plugin.
-const SkeinPlugin = "./plugins/skein"
+// Packages of skein's binaries.
+const (
+	SkeinPlugin = "./plugins/skein"
+	Skeind      = "./daemon/cmd/skeind"
+)
 
 // BuildPlugins builds packages (static, as `make build` does) into dir;
-// with none, the skein plugin and the reference plugins.
+// with none, skein's plugin and daemon and the reference plugins.
 func BuildPlugins(dir string, pkgs ...string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
 	if len(pkgs) == 0 {
-		pkgs = append([]string{SkeinPlugin}, ReferencePlugins...)
+		pkgs = append([]string{SkeinPlugin, Skeind}, ReferencePlugins...)
 	}
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
 	cmd.Dir = root

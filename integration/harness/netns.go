@@ -3,9 +3,13 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 )
@@ -59,4 +63,32 @@ func (n *NetNS) Exec(ctx context.Context, args ...string) (string, error) {
 func (n *NetNS) Ping(ctx context.Context, addr string, count int) error {
 	_, err := n.Exec(ctx, "ping", "-n", "-q", "-c", fmt.Sprint(count), "-i", "0.05", "-W", "2", addr)
 	return err
+}
+
+// Dial opens a connection from inside the namespace; the socket stays in
+// it whatever goroutine uses it afterwards.
+func (n *NetNS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// HTTPGet fetches a URL from inside the namespace.
+func (n *NetNS) HTTPGet(ctx context.Context, url string) (int, string, error) {
+	client := &http.Client{Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }

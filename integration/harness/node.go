@@ -22,17 +22,26 @@ type Node struct {
 // NewNode makes the node's namespace and loads its conflist. pluginDir
 // holds the plugin binaries (CNI_PATH).
 func NewNode(name, pluginDir string, conflist []byte) (*Node, error) {
+	netns, err := NewNetNS(name)
+	if err != nil {
+		return nil, err
+	}
+	nd, err := NewNodeIn(netns, pluginDir, conflist)
+	if err != nil {
+		netns.Delete()
+		return nil, err
+	}
+	return nd, nil
+}
+
+// NewNodeIn runs a CNI client in an existing namespace.
+func NewNodeIn(netns *NetNS, pluginDir string, conflist []byte) (*Node, error) {
 	list, err := libcni.ConfListFromBytes(conflist)
 	if err != nil {
 		return nil, fmt.Errorf("conflist: %w", err)
 	}
-	cacheDir, err := os.MkdirTemp("", name+"-cnicache-")
+	cacheDir, err := os.MkdirTemp("", netns.Name+"-cnicache-")
 	if err != nil {
-		return nil, err
-	}
-	netns, err := NewNetNS(name)
-	if err != nil {
-		os.RemoveAll(cacheDir)
 		return nil, err
 	}
 	return &Node{

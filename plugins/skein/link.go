@@ -61,7 +61,7 @@ func ensureBridge(h netlinksafe.Handle, n *conf.Network) (*netlink.Bridge, error
 			return nil, fmt.Errorf("look up bridge %s: %w", n.Bridge, err)
 		}
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
-			Name: n.Bridge, MTU: n.MTU, TxQLen: -1, HardwareAddr: bridgeMAC(n), Flags: net.FlagUp,
+			Name: n.Bridge, MTU: n.MTU, TxQLen: -1, HardwareAddr: bridgeMAC(n),
 		}}
 		// Concurrent ADDs race to create it; the losers use the winner's.
 		if err := h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -82,6 +82,16 @@ func ensureBridge(h netlinksafe.Handle, n *conf.Network) (*netlink.Bridge, error
 		}
 	}
 	if br.Flags&net.FlagUp == 0 {
+		// Whoever brings the bridge up turns DAD off first: the kernel
+		// solicits a neighbour for a forwarded IPv6 packet from the
+		// bridge's link-local address and sends nothing while that
+		// address is tentative, so the first second of routed IPv6 traffic
+		// to pods would be lost. The segment holds only this node's pods,
+		// and the bridge's MAC (hence its link-local address) is derived
+		// from its own gateway.
+		if _, err := sysctl.Sysctl("net/ipv6/conf/"+n.Bridge+"/accept_dad", "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("turn off DAD on bridge %s: %w", n.Bridge, err)
+		}
 		if err := h.LinkSetUp(br); err != nil {
 			return nil, fmt.Errorf("set bridge %s up: %w", n.Bridge, err)
 		}

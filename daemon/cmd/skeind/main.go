@@ -1,0 +1,290 @@
+// Command skeind is skein's node daemon. It reads the cluster (for now
+// from a static file of Kubernetes Node objects), writes the node's CNI
+// conflist and programs the VXLAN overlay to every other node's pod CIDR.
+// Exiting leaves the dataplane in place; `skeind cleanup` removes it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/skein-net/skein/conf"
+	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/cniconf"
+	"github.com/skein-net/skein/daemon/health"
+	"github.com/skein-net/skein/daemon/node"
+	"github.com/skein-net/skein/daemon/overlay"
+	"github.com/skein-net/skein/daemon/runner"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+type flags struct {
+	nodeName      string
+	clusterFile   string
+	nodeIP        string
+	iface         string
+	vni           int
+	port          int
+	conflist      string
+	networkName   string
+	cniVersion    string
+	cniDataDir    string
+	bridge        string
+	clusterDomain string
+	dnsServers    string
+	healthAddr    string
+	minInterval   time.Duration
+	resync        time.Duration
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("skeind", flag.ContinueOnError)
+	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	fs.StringVar(&f.clusterFile, "cluster-file", "", "YAML or JSON file of the cluster's Node objects, re-read when it changes")
+	fs.StringVar(&f.nodeIP, "node-ip", "", "underlay address of this node (default: the Node's InternalIP)")
+	fs.StringVar(&f.iface, "iface", "", "take the underlay address from this interface")
+	fs.IntVar(&f.vni, "vni", 1, "VXLAN network identifier")
+	fs.IntVar(&f.port, "vxlan-port", 8472, "VXLAN UDP port")
+	fs.StringVar(&f.conflist, "conflist", "/etc/cni/net.d/10-skein.conflist", "where to write the node's CNI conflist")
+	fs.StringVar(&f.networkName, "network-name", "skein", "CNI network name")
+	fs.StringVar(&f.cniVersion, "cni-version", "1.0.0", "cniVersion of the conflist (1.1.0 enables STATUS and GC)")
+	fs.StringVar(&f.cniDataDir, "cni-data-dir", "", "the plugin's data dir (default: the plugin's, /var/lib/cni/skein)")
+	fs.StringVar(&f.bridge, "bridge", "", "the node bridge (default: the plugin's, cni0)")
+	fs.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for the pods' search list")
+	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods")
+	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
+	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "least time between two syncs")
+	fs.DurationVar(&f.resync, "resync", time.Minute, "full resync period")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if f.nodeName == "" {
+		return nil, errors.New("--node-name (or $NODE_NAME) is required")
+	}
+	if f.clusterFile == "" {
+		return nil, errors.New("--cluster-file is required")
+	}
+	if f.vni < 1 || f.vni > 1<<24-1 {
+		return nil, fmt.Errorf("--vni %d is out of range 1-16777215", f.vni)
+	}
+	if f.port < 1 || f.port > 65535 {
+		return nil, fmt.Errorf("--vxlan-port %d is out of range", f.port)
+	}
+	if f.nodeIP != "" {
+		if _, err := netip.ParseAddr(f.nodeIP); err != nil {
+			return nil, fmt.Errorf("--node-ip %q is not an IP address", f.nodeIP)
+		}
+	}
+	return f, nil
+}
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	args := os.Args[1:]
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "run":
+		err = run(log, args)
+	case "cleanup":
+		err = cleanup(log, args)
+	case "version":
+		fmt.Println("skeind", Version)
+	default:
+		err = fmt.Errorf("unknown command %q (run, cleanup, version)", cmd)
+	}
+	if err != nil {
+		log.Error("skeind", "err", err)
+		os.Exit(1)
+	}
+}
+
+// cleanup removes everything skein owns on the node: the VXLAN device
+// (with its routes and entries) and the conflist.
+func cleanup(log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("skeind cleanup", flag.ContinueOnError)
+	conflist := fs.String("conflist", "/etc/cni/net.d/10-skein.conflist", "the conflist skeind wrote")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	err := errors.Join(overlay.Kernel{Log: log}.DeleteDevice(), cniconf.Remove(*conflist))
+	if err == nil {
+		log.Info("removed the overlay device and the conflist", "device", overlay.DeviceName, "conflist", *conflist)
+	}
+	return err
+}
+
+type daemon struct {
+	f       *flags
+	log     *slog.Logger
+	latest  atomic.Pointer[cluster.State]
+	ready   *health.Readiness
+	metrics *health.Metrics
+	lastWhy string
+	lastSkp string
+}
+
+func run(log *slog.Logger, args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d := &daemon{f: f, log: log, ready: &health.Readiness{}, metrics: health.NewMetrics()}
+	d.ready.NotReady("no complete snapshot of the cluster yet")
+	healthErr := make(chan error, 1)
+	go func() { healthErr <- health.Serve(ctx, f.healthAddr, d.ready, d.metrics) }()
+
+	r := runner.New(d.sync, runner.Options{MinInterval: f.minInterval, Resync: f.resync})
+	updates := make(chan *cluster.State)
+	src := &cluster.FileSource{Path: f.clusterFile, Log: log}
+	go func() {
+		if err := src.Run(ctx, updates); err != nil {
+			log.Error("cluster source stopped", "err", err)
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case st := <-updates:
+				d.latest.Store(st)
+				r.Trigger()
+			}
+		}
+	}()
+	log.Info("skeind started", "version", Version, "node", f.nodeName, "cluster-file", f.clusterFile)
+	go r.Run(ctx)
+	select {
+	case <-ctx.Done():
+		log.Info("skeind stopping; the dataplane stays in place")
+		return nil
+	case err := <-healthErr:
+		return err
+	}
+}
+
+// sync is one full reconcile from the latest snapshot. It does nothing
+// before the first complete snapshot.
+func (d *daemon) sync(ctx context.Context) error {
+	st := d.latest.Load()
+	if st == nil {
+		return nil
+	}
+	start := time.Now()
+	defer func() { d.metrics.SyncDuration.WithLabelValues("overlay").Observe(time.Since(start).Seconds()) }()
+	me, ok := st.Node(d.f.nodeName)
+	if !ok {
+		d.waiting(fmt.Sprintf("node %q is not in the cluster yet", d.f.nodeName))
+		return nil
+	}
+	cidrs, err := overlay.PodCIDRs(me)
+	if err != nil {
+		d.waiting(fmt.Sprintf("this node's podCIDR is unusable: %v", err))
+		return nil
+	}
+	if len(cidrs) == 0 {
+		d.waiting("this node has no podCIDR yet (the controller manager assigns it with --allocate-node-cidrs)")
+		return nil
+	}
+	var nodeIP netip.Addr
+	if d.f.nodeIP != "" {
+		nodeIP = netip.MustParseAddr(d.f.nodeIP)
+	}
+	bridge := d.f.bridge
+	if bridge == "" {
+		bridge = conf.DefaultBridge
+	}
+	id, err := node.Resolve(st, node.Options{Name: d.f.nodeName, NodeIP: nodeIP, Iface: d.f.iface}, overlay.DeviceName, bridge)
+	if err != nil {
+		d.fail("underlay", err)
+		return err
+	}
+	mtu := id.MTU - overlay.Overhead(id.Underlay)
+	list, err := conf.RenderConflist(conf.ConflistOptions{
+		Name: d.f.networkName, CNIVersion: d.f.cniVersion, Bridge: d.f.bridge, PodCIDRs: cidrs, MTU: mtu,
+		DNS: dnsOf(d.f.dnsServers), ClusterDomain: d.f.clusterDomain, DataDir: d.f.cniDataDir, PortMap: true,
+	})
+	if err != nil {
+		d.fail("conflist", err)
+		return err
+	}
+	if changed, err := cniconf.Write(d.f.conflist, list); err != nil {
+		d.fail("conflist", err)
+		return err
+	} else if changed {
+		d.log.Info("wrote the conflist", "path", d.f.conflist, "podCIDRs", cidrs, "mtu", mtu)
+	}
+	ctrl := overlay.New(overlay.Config{
+		NodeName: d.f.nodeName, VNI: d.f.vni, Port: d.f.port,
+		Underlay: id.Underlay, UnderlayMTU: id.MTU, HostNets: id.HostNets,
+	}, d.log)
+	res, err := ctrl.Sync(ctx, st)
+	d.report(res)
+	if err != nil {
+		d.fail("overlay", err)
+		return err
+	}
+	d.ready.Ready()
+	d.lastWhy = ""
+	return nil
+}
+
+func (d *daemon) waiting(why string) {
+	d.ready.NotReady(why)
+	if why != d.lastWhy {
+		d.log.Warn("waiting", "why", why)
+		d.lastWhy = why
+	}
+}
+
+func (d *daemon) fail(reason string, err error) {
+	d.metrics.SyncErrors.WithLabelValues("overlay", reason).Inc()
+	d.log.Error("sync failed; will retry", "stage", reason, "err", err)
+}
+
+func (d *daemon) report(res overlay.Result) {
+	d.metrics.Peers.Set(float64(len(res.Peers)))
+	d.metrics.Skipped.Reset()
+	var b strings.Builder
+	for _, s := range res.Skipped {
+		d.metrics.Skipped.WithLabelValues(s.Reason).Inc()
+		fmt.Fprintf(&b, "%s:%s;", s.Node, s.Reason)
+	}
+	if b.String() != d.lastSkp {
+		for _, s := range res.Skipped {
+			d.log.Warn("node left out of the overlay", "node", s.Node, "reason", s.Reason, "detail", s.Detail)
+		}
+		d.lastSkp = b.String()
+	}
+}
+
+func dnsOf(servers string) types.DNS {
+	var d types.DNS
+	for _, s := range strings.Split(servers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			d.Nameservers = append(d.Nameservers, s)
+		}
+	}
+	return d
+}

@@ -1,0 +1,102 @@
+// Package health serves skeind's /healthz (the process answers), /readyz
+// (the first sync is done and the conflist written) and /metrics
+// (Prometheus), and holds the metrics every controller reports to.
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are skeind's Prometheus metrics.
+type Metrics struct {
+	Registry     *prometheus.Registry
+	SyncDuration *prometheus.HistogramVec
+	SyncErrors   *prometheus.CounterVec
+	Peers        prometheus.Gauge
+	Skipped      *prometheus.GaugeVec
+}
+
+// NewMetrics registers the metrics on a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		SyncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "skein_sync_duration_seconds", Help: "Time a controller's sync took.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"controller"}),
+		SyncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "skein_sync_errors_total", Help: "Failed syncs, by controller and reason.",
+		}, []string{"controller", "reason"}),
+		Peers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "skein_overlay_peers", Help: "Nodes the overlay has programmed.",
+		}),
+		Skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "skein_overlay_nodes_skipped", Help: "Nodes left out of the overlay, by reason.",
+		}, []string{"reason"}),
+	}
+	m.Registry.MustRegister(m.SyncDuration, m.SyncErrors, m.Peers, m.Skipped,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Readiness is set by the daemon once it serves.
+type Readiness struct {
+	mu  sync.Mutex
+	why string
+}
+
+// NotReady records why the daemon is not ready.
+func (r *Readiness) NotReady(why string) {
+	r.mu.Lock()
+	r.why = why
+	r.mu.Unlock()
+}
+
+// Ready marks the daemon ready.
+func (r *Readiness) Ready() { r.NotReady("") }
+
+// Err returns why the daemon is not ready, or nil.
+func (r *Readiness) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.why != "" {
+		return errors.New(r.why)
+	}
+	return nil
+}
+
+// Serve listens on addr until ctx ends.
+func Serve(ctx context.Context, addr string, ready *Readiness, m *Metrics) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready.Err(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

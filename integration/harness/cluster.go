@@ -1,0 +1,268 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Underlay addressing of the virtual cluster: node i is 172.30.0.(10+i)
+// on a bridge in a namespace of its own; its pod CIDRs are 10.244.i.0/24
+// and, dual-stack, fd00:10:244:i::/64.
+const underlayPrefix = "172.30.0."
+
+// ClusterOptions shape a virtual cluster.
+type ClusterOptions struct {
+	Prefix    string // unique prefix of every namespace it makes
+	Nodes     int
+	DualStack bool
+	BinDir    string // holds skein, skeind and portmap
+	// InFile is how many nodes the cluster file lists at the start
+	// (default all); the rest exist but join when the test writes them.
+	InFile int
+}
+
+// Cluster is N nodes, each a namespace on a shared underlay running a
+// real skeind from one cluster file, with pods made by the real plugin.
+type Cluster struct {
+	opts     ClusterOptions
+	Underlay *NetNS
+	Nodes    []*ClusterNode
+	Dir      string
+	File     string
+}
+
+// ClusterNode is one node of the virtual cluster.
+type ClusterNode struct {
+	Name     string
+	NS       *NetNS
+	IP       netip.Addr
+	PodCIDRs []netip.Prefix
+	Conflist string
+	cni      *Node
+	daemon   *exec.Cmd
+	logFile  *os.File
+	c        *Cluster
+}
+
+// NewCluster builds the namespaces and the underlay and starts skeind on
+// every node. Close tears it all down.
+func NewCluster(o ClusterOptions) (*Cluster, error) {
+	if o.InFile == 0 {
+		o.InFile = o.Nodes
+	}
+	dir, err := os.MkdirTemp("", o.Prefix+"-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: o, Dir: dir, File: filepath.Join(dir, "cluster.yaml")}
+	if err := c.build(); err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
+	return c, nil
+}
+
+func (c *Cluster) build() error {
+	ctx := context.Background()
+	ul, err := NewNetNS(c.opts.Prefix + "-ul")
+	if err != nil {
+		return err
+	}
+	c.Underlay = ul
+	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip link set ul0 up"); err != nil {
+		return err
+	}
+	for i := 1; i <= c.opts.Nodes; i++ {
+		n := &ClusterNode{
+			Name:     fmt.Sprintf("node%d", i),
+			IP:       netip.MustParseAddr(fmt.Sprintf("%s%d", underlayPrefix, 10+i)),
+			PodCIDRs: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i))},
+			Conflist: filepath.Join(c.Dir, fmt.Sprintf("node%d", i), "net.d", "10-skein.conflist"),
+			c:        c,
+		}
+		if c.opts.DualStack {
+			n.PodCIDRs = append(n.PodCIDRs, netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%d::/64", i)))
+		}
+		if n.NS, err = NewNetNS(fmt.Sprintf("%s-n%d", c.opts.Prefix, i)); err != nil {
+			return err
+		}
+		c.Nodes = append(c.Nodes, n)
+		port := fmt.Sprintf("ul-n%d", i)
+		script := fmt.Sprintf("ip link add %[1]s type veth peer name eth0 netns %[2]s && ip link set %[1]s master ul0 up", port, n.NS.Name)
+		if _, err := ul.Exec(ctx, "sh", "-c", script); err != nil {
+			return err
+		}
+		if _, err := n.NS.Exec(ctx, "sh", "-c", fmt.Sprintf("ip addr add %s/24 dev eth0 && ip link set eth0 up", n.IP)); err != nil {
+			return err
+		}
+	}
+	if err := c.WriteFile(c.Nodes[:c.opts.InFile], ""); err != nil {
+		return err
+	}
+	for _, n := range c.Nodes {
+		if err := n.Start(); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.Nodes[:c.opts.InFile] {
+		if err := n.WaitReady(30 * time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NodeYAML is the Node object of n, as the cluster file holds it.
+func (n *ClusterNode) NodeYAML() string {
+	var cidrs []string
+	for _, p := range n.PodCIDRs {
+		cidrs = append(cidrs, fmt.Sprintf("%q", p))
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: %s, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {podCIDRs: [%s]}
+status: {addresses: [{type: InternalIP, address: %s}]}
+`, n.Name, strings.Join(cidrs, ", "), n.IP)
+}
+
+// WriteFile replaces the cluster file (atomically, by rename) with the
+// given nodes plus any extra YAML documents.
+func (c *Cluster) WriteFile(nodes []*ClusterNode, extra string) error {
+	var docs []string
+	for _, n := range nodes {
+		docs = append(docs, n.NodeYAML())
+	}
+	if extra != "" {
+		docs = append(docs, extra)
+	}
+	tmp := c.File + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(docs, "---\n")), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.File)
+}
+
+// Start runs skeind in the node's namespace.
+func (n *ClusterNode) Start() error {
+	if err := os.MkdirAll(filepath.Dir(n.Conflist), 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(n.c.Dir, n.Name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(n.c.opts.BinDir, "skeind"),
+		"--node-name", n.Name, "--cluster-file", n.c.File, "--conflist", n.Conflist,
+		"--cni-data-dir", filepath.Join(n.c.Dir, n.Name, "cni"), "--min-sync-interval", "100ms",
+		"--cni-version", "1.1.0")
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start skeind on %s: %w", n.Name, err)
+	}
+	n.daemon, n.logFile = cmd, f
+	return nil
+}
+
+// Kill ends skeind with sig and waits for it.
+func (n *ClusterNode) Kill(sig syscall.Signal) {
+	if n.daemon == nil {
+		return
+	}
+	_ = n.daemon.Process.Signal(sig)
+	_ = n.daemon.Wait()
+	n.logFile.Close()
+	n.daemon = nil
+}
+
+// Log returns what skeind logged.
+func (n *ClusterNode) Log() string {
+	data, _ := os.ReadFile(filepath.Join(n.c.Dir, n.Name+".log"))
+	return string(data)
+}
+
+// WaitReady waits for /readyz and the conflist, then makes the node's CNI
+// client from that conflist.
+func (n *ClusterNode) WaitReady(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var last string
+	for {
+		code, body, err := n.NS.HTTPGet(ctx, "http://127.0.0.1:9897/readyz")
+		if err == nil && code == 200 {
+			break
+		}
+		last = fmt.Sprint(code, " ", strings.TrimSpace(body), " ", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready after %s (%s); log:\n%s", n.Name, timeout, last, n.Log())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if n.cni != nil {
+		return nil
+	}
+	list, err := os.ReadFile(n.Conflist)
+	if err != nil {
+		return fmt.Errorf("%s ready but no conflist: %w", n.Name, err)
+	}
+	n.cni, err = NewNodeIn(n.NS, n.c.opts.BinDir, list)
+	return err
+}
+
+// AddPod makes a pod on the node through its CNI client.
+func (n *ClusterNode) AddPod(ctx context.Context, nsName, id string) (*Pod, error) {
+	if n.cni == nil {
+		return nil, fmt.Errorf("%s has no conflist yet", n.Name)
+	}
+	podNS, err := NewNetNS(nsName)
+	if err != nil {
+		return nil, err
+	}
+	rt := RuntimeConf(id, podNS.Path, "default")
+	res, err := n.cni.Add(ctx, rt)
+	if err != nil {
+		podNS.Delete()
+		return nil, err
+	}
+	p := &Pod{NS: podNS, RT: rt}
+	for _, ip := range res.IPs {
+		p.IPs = append(p.IPs, ip.Address.IP.String())
+	}
+	return p, nil
+}
+
+// Close stops every skeind and deletes every namespace (pods' included,
+// when their names start with the prefix) and the directory.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, n := range c.Nodes {
+		n.Kill(syscall.SIGTERM)
+		if n.cni != nil {
+			os.RemoveAll(n.cni.cacheDir)
+		}
+		if n.NS != nil {
+			errs = append(errs, n.NS.Delete())
+		}
+	}
+	if c.Underlay != nil {
+		errs = append(errs, c.Underlay.Delete())
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, c.opts.Prefix+"-") {
+			errs = append(errs, (&NetNS{Name: name}).Delete())
+		}
+	}
+	errs = append(errs, os.RemoveAll(c.Dir))
+	return errors.Join(errs...)
+}
