@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 )
@@ -44,9 +46,12 @@ func NewNodeIn(netns *NetNS, pluginDir string, conflist []byte) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An explicit exec: libcni makes its default one lazily, unlocked, and
+	// concurrent first calls race on it.
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
 	return &Node{
 		NS:       netns,
-		CNI:      libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, cacheDir, nil),
+		CNI:      libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, cacheDir, exec),
 		List:     list,
 		cacheDir: cacheDir,
 	}, nil
