@@ -1,12 +1,14 @@
-// Command demo brings up a node (a network namespace) running the skein
-// plugin through libcni, as containerd would, makes two dual-stack pods on
-// it and shows who reaches whom, with the source address each receiver
-// saw. It tears everything down at the end unless KEEP=1.
+// Command demo brings up a virtual cluster of three nodes, each a network
+// namespace on a shared underlay running the real skeind, with two pods
+// per node made by the real skein plugin through libcni, as containerd
+// would. It shows who reaches whom (IPv4 and IPv6, same node and across
+// the VXLAN overlay) with the source address each receiver saw, and what
+// each node's overlay holds. It tears everything down at the end unless
+// KEEP=1, and exits non-zero if any pair fails.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -16,7 +18,7 @@ import (
 	"github.com/skein-net/skein/integration/harness"
 )
 
-const prefix = "skein-demo-"
+const prefix = "skein-demo"
 
 func main() {
 	if err := run(); err != nil {
@@ -25,109 +27,97 @@ func main() {
 	}
 }
 
-type target struct {
+type pod struct {
 	name string
-	ns   *harness.NetNS
-	ips  []string
+	node string
+	*harness.Pod
 }
 
 func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	binDir, err := os.MkdirTemp("", prefix+"-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	fmt.Println("building skein, skeind and portmap ...")
+	if err := harness.BuildPlugins(binDir, harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2]); err != nil {
+		return err
+	}
+	fmt.Println("starting 3 nodes (dual-stack), each running skeind ...")
+	c, err := harness.NewCluster(harness.ClusterOptions{Prefix: prefix, Nodes: 3, DualStack: true, BinDir: binDir})
+	if err != nil {
+		return err
+	}
 	keep := os.Getenv("KEEP") == "1"
-
-	pluginDir, err := os.MkdirTemp("", prefix+"plugins-")
-	if err != nil {
-		return err
+	if !keep {
+		defer c.Close()
 	}
-	dataDir, err := os.MkdirTemp("", prefix+"data-")
-	if err != nil {
-		return err
-	}
-	fmt.Println("building the skein plugin ...")
-	if err := harness.BuildPlugins(pluginDir, harness.SkeinPlugin); err != nil {
-		return err
-	}
-	conflist, _ := json.MarshalIndent(map[string]any{
-		"cniVersion": "1.1.0", "name": "demo",
-		"plugins": []any{map[string]any{
-			"type": "skein", "mtu": 1450, "dataDir": dataDir, "clusterDomain": "cluster.local",
-			"ranges": []map[string]string{{"subnet": "10.244.1.0/24"}, {"subnet": "fd00:10:244:1::/64"}},
-		}},
-	}, "", "  ")
-	node, err := harness.NewNode(prefix+"node1", pluginDir, conflist)
-	if err != nil {
-		return err
-	}
-	var pods []*harness.Pod
-	teardown := func() {
-		for _, p := range pods {
-			node.Del(ctx, p.RT)
-			p.NS.Delete()
+	var pods []pod
+	for _, n := range c.Nodes {
+		for _, name := range []string{"a", "b"} {
+			pname := n.Name + "-" + name
+			p, err := n.AddPod(ctx, prefix+"-"+pname, pname)
+			if err != nil {
+				return fmt.Errorf("ADD %s: %w", pname, err)
+			}
+			pods = append(pods, pod{pname, n.Name, p})
+			fmt.Printf("  %s on %s: %s\n", pname, n.Name, strings.Join(p.IPs, ", "))
 		}
-		node.Close()
-		os.RemoveAll(pluginDir)
-		os.RemoveAll(dataDir)
 	}
-	fmt.Printf("node %s: conflist\n%s\n\n", node.NS.Name, conflist)
-	for _, name := range []string{"pod-a", "pod-b"} {
-		p, err := node.AddPod(ctx, prefix+name, name)
-		if err != nil {
-			teardown()
-			return fmt.Errorf("ADD %s: %w", name, err)
-		}
-		pods = append(pods, p)
-		fmt.Printf("ADD %s -> %s\n", name, strings.Join(p.IPs, ", "))
+	failures := matrix(ctx, pods)
+	for _, n := range c.Nodes {
+		summary(ctx, n)
 	}
-	targets := []target{
-		{"pod-a", pods[0].NS, pods[0].IPs},
-		{"pod-b", pods[1].NS, pods[1].IPs},
-		{"node1 (gateway)", node.NS, []string{"10.244.1.1", "fd00:10:244:1::1"}},
-	}
-	failures := matrix(ctx, targets)
-	summary(ctx, node)
-
 	if keep {
 		fmt.Printf(`
 KEEP=1: left running. Explore with, for example:
-  ip netns exec %[1]spod-a ping %[2]s
-  ip netns exec %[1]snode1 ip -br addr
-  ip netns exec %[1]snode1 bridge link
-  ls %[3]s/demo
+  ip netns exec %[1]s-node1-a ping %[2]s
+  ip netns exec %[1]s-n1 ip route show dev skein.vxlan
+  ip netns exec %[1]s-n1 bridge fdb show dev skein.vxlan
+  cat %[3]s             # the cluster file: edit it and watch the nodes follow
+  cat %[4]s/node1.log   # skeind's log on node1
 Tear down with: make demo-down
-`, prefix, pods[1].IPs[0], dataDir)
+`, prefix, pods[5].IPs[0], c.File, c.Dir)
 	} else {
-		teardown()
 		fmt.Println("\ntorn down.")
 	}
 	if failures > 0 {
 		return fmt.Errorf("%d connections failed", failures)
 	}
-	fmt.Println("all pairs connected.")
+	fmt.Println("all pairs connected, with no NAT between pods.")
 	return nil
 }
 
-// matrix pings every address of every target from every other target and
-// checks over TCP which source address the receiver saw.
-func matrix(ctx context.Context, targets []target) int {
+// matrix connects every pod to every address of every other pod: ping,
+// then TCP, reporting the source address the receiver saw.
+func matrix(ctx context.Context, pods []pod) int {
 	failures := 0
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "\nfrom\tto\taddress\tping\tsource seen by receiver (TCP)")
-	for _, src := range targets {
-		for _, dst := range targets {
+	fmt.Fprintln(w, "\nfrom\tto\taddress\tpath\tping\tsource seen by receiver")
+	for _, src := range pods {
+		for _, dst := range pods {
 			if src.name == dst.name {
 				continue
 			}
-			for _, ip := range dst.ips {
+			path := "same node"
+			if src.node != dst.node {
+				path = "overlay"
+			}
+			for i, ip := range dst.IPs {
 				ping := "ok"
-				if err := src.ns.Ping(ctx, ip, 2); err != nil {
+				if err := src.NS.Ping(ctx, ip, 1); err != nil {
 					ping, failures = "FAIL", failures+1
 				}
-				seen, err := harness.SourceSeen(dst.ns, ip, src.ns)
-				if err != nil {
+				seen, err := harness.SourceSeen(dst.NS, ip, src.NS)
+				switch {
+				case err != nil:
 					seen, failures = "FAIL: "+err.Error(), failures+1
+				case seen != src.IPs[i]:
+					seen, failures = seen+" (NAT!)", failures+1
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", src.name, dst.name, ip, ping, seen)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", src.name, dst.name, ip, path, ping, seen)
 			}
 		}
 	}
@@ -135,14 +125,14 @@ func matrix(ctx context.Context, targets []target) int {
 	return failures
 }
 
-func summary(ctx context.Context, node *harness.Node) {
-	fmt.Println("\nnode1 state:")
+func summary(ctx context.Context, n *harness.ClusterNode) {
+	fmt.Printf("\n%s (underlay %s, pod CIDRs %v):\n", n.Name, n.IP, n.PodCIDRs)
 	for _, args := range [][]string{
-		{"ip", "-br", "addr", "show", "cni0"},
-		{"ip", "-br", "link", "show", "master", "cni0"},
-		{"ip", "route", "show", "dev", "cni0"},
+		{"ip", "route", "show", "dev", "skein.vxlan"},
+		{"ip", "-6", "route", "show", "dev", "skein.vxlan"},
+		{"bridge", "fdb", "show", "dev", "skein.vxlan"},
 	} {
-		out, err := node.NS.Exec(ctx, args...)
+		out, err := n.NS.Exec(ctx, args...)
 		if err != nil {
 			out = err.Error()
 		}

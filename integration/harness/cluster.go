@@ -170,7 +170,8 @@ func (n *ClusterNode) Start() error {
 		return fmt.Errorf("start skeind on %s: %w", n.Name, err)
 	}
 	n.daemon, n.logFile = cmd, f
-	return nil
+	// What a KEEP=1 demo leaves running is ended by PID from this file.
+	return os.WriteFile(filepath.Join(n.c.Dir, n.Name+".pid"), []byte(fmt.Sprintln(cmd.Process.Pid)), 0o644)
 }
 
 // Kill ends skeind with sig and waits for it.
