@@ -280,3 +280,42 @@ status: {addresses: [{type: InternalIP, address: "not-an-address"}]}
 		t.Errorf("readyz = %d with bad peers, want 200", code)
 	}
 }
+
+// TestOverlayMasquerade: a pod reaching a host outside the cluster shows
+// up there with its node's address; reaching another node, with its own.
+// Pod traffic is forwarded even with the FORWARD policy set to DROP.
+func TestOverlayMasquerade(t *testing.T) {
+	c := newCluster(t, harness.ClusterOptions{Nodes: 2})
+	// The underlay namespace plays a host outside the cluster.
+	if _, err := c.Underlay.Exec(ctx(t), "ip", "addr", "add", "172.30.0.1/24", "dev", "ul0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes {
+		if _, err := n.NS.Exec(ctx(t), "iptables", "-P", "FORWARD", "DROP"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods := podsOn(t, c, c.Nodes, 1)
+	outside := &harness.Pod{NS: c.Underlay}
+	if got := sourceSeen(t, outside, "172.30.0.1", pods[0].Pod); got != "172.30.0.11" {
+		t.Errorf("the outside host saw %s, want node1's address 172.30.0.11", got)
+	}
+	node2 := &harness.Pod{NS: c.Nodes[1].NS}
+	if got := sourceSeen(t, node2, "172.30.0.12", pods[0].Pod); got != pods[0].IPs[0] {
+		t.Errorf("node2 saw %s from a pod on node1, want the pod's own %s", got, pods[0].IPs[0])
+	}
+	if got := sourceSeen(t, pods[1].Pod, pods[1].IPs[0], pods[0].Pod); got != pods[0].IPs[0] {
+		t.Errorf("with FORWARD policy DROP the pod on node2 saw %s, want %s", got, pods[0].IPs[0])
+	}
+	// skeind cleanup removes the table, the chain and its jump.
+	c.Nodes[0].Kill(syscall.SIGTERM)
+	if out, err := c.Nodes[0].NS.Exec(ctx(t), pluginDir+"/skeind", "cleanup", "--conflist", c.Nodes[0].Conflist); err != nil {
+		t.Fatalf("cleanup: %v %s", err, out)
+	}
+	out, _ := c.Nodes[0].NS.Exec(ctx(t), "sh", "-c", "nft list tables; iptables -S; ip -o link")
+	for _, leftover := range []string{"inet skein", "SKEIN-FORWARD", "skein.vxlan"} {
+		if strings.Contains(out, leftover) {
+			t.Errorf("after cleanup node1 still has %s:\n%s", leftover, out)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/cniconf"
 	"github.com/skein-net/skein/daemon/health"
+	"github.com/skein-net/skein/daemon/masq"
 	"github.com/skein-net/skein/daemon/node"
 	"github.com/skein-net/skein/daemon/overlay"
 	"github.com/skein-net/skein/daemon/runner"
@@ -49,6 +50,7 @@ type flags struct {
 	healthAddr    string
 	minInterval   time.Duration
 	resync        time.Duration
+	masquerade    bool
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -70,6 +72,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
 	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "least time between two syncs")
 	fs.DurationVar(&f.resync, "resync", time.Minute, "full resync period")
+	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -125,9 +128,16 @@ func cleanup(log *slog.Logger, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	err := errors.Join(overlay.Kernel{Log: log}.DeleteDevice(), cniconf.Remove(*conflist))
+	errs := []error{overlay.Kernel{Log: log}.DeleteDevice(), cniconf.Remove(*conflist)}
+	if m, err := masq.New(log); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, m.Cleanup(context.Background()))
+	}
+	err := errors.Join(errs...)
 	if err == nil {
-		log.Info("removed the overlay device and the conflist", "device", overlay.DeviceName, "conflist", *conflist)
+		log.Info("removed the overlay device, the rules and the conflist", "device", overlay.DeviceName,
+			"table", "inet "+masq.Table, "chain", masq.ForwardChain, "conflist", *conflist)
 	}
 	return err
 }
@@ -135,6 +145,7 @@ func cleanup(log *slog.Logger, args []string) error {
 type daemon struct {
 	f       *flags
 	log     *slog.Logger
+	masq    *masq.Controller
 	latest  atomic.Pointer[cluster.State]
 	ready   *health.Readiness
 	metrics *health.Metrics
@@ -149,7 +160,11 @@ func run(log *slog.Logger, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d := &daemon{f: f, log: log, ready: &health.Readiness{}, metrics: health.NewMetrics()}
+	m, err := masq.New(log)
+	if err != nil {
+		return fmt.Errorf("%w (skeind needs the nft command: install nftables)", err)
+	}
+	d := &daemon{f: f, log: log, masq: m, ready: &health.Readiness{}, metrics: health.NewMetrics()}
 	d.ready.NotReady("no complete snapshot of the cluster yet")
 	healthErr := make(chan error, 1)
 	go func() { healthErr <- health.Serve(ctx, f.healthAddr, d.ready, d.metrics) }()
@@ -247,6 +262,17 @@ func (d *daemon) sync(ctx context.Context) error {
 	}
 	d.ready.Ready()
 	d.lastWhy = ""
+	// Masquerade and forwarding: every node the overlay reaches, and this
+	// one; a node left out of the overlay is left out here too.
+	w := masq.Want{Masquerade: d.f.masquerade, PodNets: cidrs, NodeIPs: []netip.Addr{id.Underlay}}
+	for _, p := range res.Peers {
+		w.PodNets = append(w.PodNets, p.PodCIDRs...)
+		w.NodeIPs = append(w.NodeIPs, p.Underlay)
+	}
+	if err := d.masq.Sync(ctx, w); err != nil {
+		d.fail("masquerade", err)
+		return err
+	}
 	return nil
 }
 

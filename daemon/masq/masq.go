@@ -1,0 +1,200 @@
+// Package masq owns the rules that let pod traffic leave the cluster and
+// cross this node: traffic from pods to anything that is neither a pod
+// nor a node leaves with the node's address (masquerade), pod-to-pod and
+// pod-to-node traffic is never NATed, and forwarding to and from pods is
+// accepted even when the host's iptables FORWARD policy is DROP.
+//
+// The NAT lives in one nftables table, "inet skein", written whole in one
+// transaction per sync. The forwarding accept also goes into iptables
+// (chain SKEIN-FORWARD, one jump from FORWARD, written with
+// iptables-restore --noflush): an accept in one nftables table cannot
+// overrule a drop in another, such as iptables' own FORWARD chain.
+package masq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+	"sigs.k8s.io/knftables"
+)
+
+// Names of what the package owns.
+const (
+	Table        = "skein"
+	ForwardChain = "SKEIN-FORWARD"
+)
+
+// Want is what the rules are built from.
+type Want struct {
+	Masquerade bool
+	PodNets    []netip.Prefix // every node's pod CIDRs, this one's included
+	NodeIPs    []netip.Addr   // every node's underlay address
+}
+
+// Transaction renders the nftables transaction that writes the table
+// whole: created if missing, emptied, filled.
+func Transaction(nft knftables.Interface, w Want) *knftables.Transaction {
+	tx := nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: pod masquerade and forwarding")})
+	tx.Flush(&knftables.Table{})
+	sets := map[string]string{"pods4": "ipv4_addr", "pods6": "ipv6_addr", "nodes4": "ipv4_addr", "nodes6": "ipv6_addr"}
+	for _, name := range sortedKeys(sets) {
+		tx.Add(&knftables.Set{Name: name, Type: sets[name], Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+		tx.Flush(&knftables.Set{Name: name})
+	}
+	for _, p := range sortedPrefixes(w.PodNets) {
+		tx.Add(&knftables.Element{Set: "pods" + fam(p.Addr()), Key: []string{p.String()}})
+	}
+	for _, a := range sortedAddrs(w.NodeIPs) {
+		tx.Add(&knftables.Element{Set: "nodes" + fam(a), Key: []string{a.String()}})
+	}
+	tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType),
+		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
+	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
+	for _, f := range []struct{ ip, n string }{{"ip", "4"}, {"ip6", "6"}} {
+		if w.Masquerade {
+			tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat(
+				f.ip, "saddr", "@pods"+f.n, f.ip, "daddr", "!=", "@pods"+f.n, f.ip, "daddr", "!=", "@nodes"+f.n, "masquerade"),
+				Comment: knftables.PtrTo("pods to outside the cluster leave with the node's address")})
+		}
+		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat(f.ip, "saddr", "@pods"+f.n, "accept")})
+		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat(f.ip, "daddr", "@pods"+f.n, "accept")})
+	}
+	return tx
+}
+
+// IPTablesRestore renders the SKEIN-FORWARD chain of one family for
+// iptables-restore --noflush: declaring the chain empties it, and the
+// whole table is committed at once, so the chain is never seen half
+// written.
+func IPTablesRestore(w Want, family int) []byte {
+	var b bytes.Buffer
+	b.WriteString("*filter\n:" + ForwardChain + " - [0:0]\n")
+	for _, p := range sortedPrefixes(w.PodNets) {
+		if (family == 4) != p.Addr().Is4() {
+			continue
+		}
+		fmt.Fprintf(&b, "-A %s -s %s -m comment --comment \"skein: from pods\" -j ACCEPT\n", ForwardChain, p)
+		fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"skein: to pods\" -j ACCEPT\n", ForwardChain, p)
+	}
+	b.WriteString("COMMIT\n")
+	return b.Bytes()
+}
+
+// Controller applies the rules.
+type Controller struct {
+	nft knftables.Interface
+	log *slog.Logger
+}
+
+// New returns the controller; it fails when nftables cannot be used.
+func New(log *slog.Logger) (*Controller, error) {
+	nft, err := knftables.New(knftables.InetFamily, Table)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return &Controller{nft: nft, log: log}, nil
+}
+
+// Sync writes the nftables table and the iptables forward chains.
+func (c *Controller) Sync(ctx context.Context, w Want) error {
+	if err := c.nft.Run(ctx, Transaction(c.nft, w)); err != nil {
+		return fmt.Errorf("nftables table %s: %w", Table, err)
+	}
+	var errs []error
+	for _, f := range []struct {
+		n       int
+		restore string
+		proto   iptables.Protocol
+	}{{4, "iptables-restore", iptables.ProtocolIPv4}, {6, "ip6tables-restore", iptables.ProtocolIPv6}} {
+		errs = append(errs, c.syncIPTables(ctx, w, f.n, f.restore, f.proto))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) syncIPTables(ctx context.Context, w Want, family int, restore string, proto iptables.Protocol) error {
+	if _, err := exec.LookPath(restore); err != nil {
+		c.log.Warn("no "+restore+"; pod forwarding is not opened in iptables", "family", family)
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, restore, "--noflush", "--wait")
+	cmd.Stdin = bytes.NewReader(IPTablesRestore(w, family))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", restore, err, strings.TrimSpace(string(out)))
+	}
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+	if err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	ok, err := ipt.Exists("filter", "FORWARD", "-j", ForwardChain)
+	if err != nil {
+		return fmt.Errorf("check the FORWARD jump: %w", err)
+	}
+	if !ok {
+		if err := ipt.Insert("filter", "FORWARD", 1, "-j", ForwardChain); err != nil {
+			return fmt.Errorf("add the FORWARD jump: %w", err)
+		}
+	}
+	return nil
+}
+
+// Cleanup removes the table, the jumps and the chains. What is already
+// gone is no error.
+func (c *Controller) Cleanup(ctx context.Context) error {
+	var errs []error
+	tx := c.nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := c.nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("delete nftables table %s: %w", Table, err))
+	}
+	for _, proto := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
+		ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+		if err != nil {
+			continue // no iptables of that family: nothing of ours there
+		}
+		if err := ipt.DeleteIfExists("filter", "FORWARD", "-j", ForwardChain); err != nil {
+			errs = append(errs, err)
+		}
+		if ok, _ := ipt.ChainExists("filter", ForwardChain); ok {
+			errs = append(errs, ipt.ClearAndDeleteChain("filter", ForwardChain))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func fam(a netip.Addr) string {
+	if a.Is4() {
+		return "4"
+	}
+	return "6"
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedPrefixes(in []netip.Prefix) []netip.Prefix {
+	out := append([]netip.Prefix(nil), in...)
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+func sortedAddrs(in []netip.Addr) []netip.Addr {
+	out := append([]netip.Addr(nil), in...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
