@@ -10,7 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -82,11 +85,14 @@ func (st *State) add(raw json.RawMessage, seen map[string]bool, depth int) error
 	return nil
 }
 
-// FileSource reads the cluster from a file, polling it for changes. A
-// file that does not parse is logged and the last good snapshot stays.
+// FileSource reads the cluster from a file, re-reading it as soon as the
+// kernel reports a change in its directory (inotify; the directory, so
+// that a file replaced by rename is seen) and, as a fallback, every
+// Interval. A file that does not parse is logged and the last good
+// snapshot stays.
 type FileSource struct {
 	Path     string
-	Interval time.Duration // default 500ms
+	Interval time.Duration // default 2s
 	Log      *slog.Logger
 }
 
@@ -94,7 +100,18 @@ type FileSource struct {
 func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	interval := s.Interval
 	if interval <= 0 {
-		interval = 500 * time.Millisecond
+		interval = 2 * time.Second
+	}
+	var events <-chan fsnotify.Event
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		s.Log.Warn("no inotify; polling the cluster file", "every", interval, "err", err)
+	} else {
+		defer w.Close()
+		if err := w.Add(filepath.Dir(s.Path)); err != nil {
+			s.Log.Warn("cannot watch the cluster file's directory; polling", "every", interval, "err", err)
+		} else {
+			events = w.Events
+		}
 	}
 	var last [32]byte
 	var lastErr string
@@ -122,10 +139,28 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 			lastErr = err.Error()
 			s.Log.Error("cluster file not read; keeping the last good snapshot", "path", s.Path, "err", err)
 		}
+		if err := waitForChange(ctx, tick.C, events, s.Path); err != nil {
+			return nil
+		}
+	}
+}
+
+// waitForChange returns at the next tick or event naming the file, or
+// an error when ctx ends.
+func waitForChange(ctx context.Context, tick <-chan time.Time, events <-chan fsnotify.Event, path string) error {
+	for {
 		select {
 		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick:
 			return nil
-		case <-tick.C:
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			if filepath.Clean(ev.Name) == filepath.Clean(path) {
+				return nil
+			}
 		}
 	}
 }

@@ -75,7 +75,8 @@ func TestFileSource(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	updates := make(chan *State)
-	src := &FileSource{Path: path, Interval: 10 * time.Millisecond, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	// A long fallback poll: changes must be seen through inotify.
+	src := &FileSource{Path: path, Interval: time.Hour, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	go src.Run(ctx, updates)
 	next := func() *State {
 		select {
@@ -98,7 +99,11 @@ func TestFileSource(t *testing.T) {
 		t.Fatalf("broken file produced a snapshot: %+v", st)
 	case <-time.After(100 * time.Millisecond):
 	}
-	if err := os.WriteFile(path, []byte("kind: Node\nmetadata: {name: only}\n"), 0o600); err != nil {
+	// Replaced by rename, as editors and config management do.
+	if err := os.WriteFile(path+".new", []byte("kind: Node\nmetadata: {name: only}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
 		t.Fatal(err)
 	}
 	if st := next(); len(st.Nodes) != 1 || st.Nodes[0].Name != "only" {

@@ -87,7 +87,10 @@ func (c *Controller) Sync(_ context.Context, st *cluster.State) (Result, error) 
 	}
 	ops := Diff(Want(peers), have)
 	for _, o := range ops {
-		c.log.Info("overlay", "op", o.String())
+		c.log.Debug("overlay", "op", o.String())
+	}
+	if len(ops) > 0 {
+		c.log.Info("overlay changed", "operations", len(ops), "peers", len(peers))
 	}
 	return Result{Peers: peers, Skipped: skipped, Ops: ops}, c.kernel.Apply(link, ops)
 }

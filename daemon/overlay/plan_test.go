@@ -152,3 +152,26 @@ func TestPlanOrder(t *testing.T) {
 		t.Errorf("remove order (-want +got):\n%s", diff)
 	}
 }
+
+// TestClaims checks the interval search against comparing with every
+// claim, on prefixes of mixed sizes and families.
+func TestClaims(t *testing.T) {
+	var all []netip.Prefix
+	c := &claims{}
+	for _, s := range []string{"10.244.1.0/24", "10.244.3.0/24", "10.0.0.0/16", "fd00::/64", "10.244.8.0/21", "192.168.0.0/30"} {
+		p := netip.MustParsePrefix(s)
+		c.add(p, s)
+		all = append(all, p)
+	}
+	for _, s := range []string{"10.244.1.128/25", "10.244.2.0/24", "10.244.0.0/16", "10.0.5.0/24", "0.0.0.0/0",
+		"10.244.12.0/24", "10.244.16.0/24", "fd00::/16", "fd01::/64", "::/0", "192.168.0.4/30", "192.168.0.2/31"} {
+		p := netip.MustParsePrefix(s)
+		want := false
+		for _, q := range all {
+			want = want || q.Overlaps(p)
+		}
+		if _, _, got := c.overlapping(p); got != want {
+			t.Errorf("overlapping(%s) = %v, want %v", p, got, want)
+		}
+	}
+}

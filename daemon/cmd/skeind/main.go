@@ -1,6 +1,7 @@
-// Command skeind is skein's node daemon. It reads the cluster (for now
-// from a static file of Kubernetes Node objects), writes the node's CNI
-// conflist and programs the VXLAN overlay to every other node's pod CIDR.
+// Command skeind is skein's node daemon. It reads the cluster (from the
+// Kubernetes API, or a static file of Node objects), writes the node's
+// CNI conflist, programs the VXLAN overlay to every other node's pod CIDR
+// and masquerades traffic that leaves the cluster.
 // Exiting leaves the dataplane in place; `skeind cleanup` removes it.
 package main
 
@@ -36,6 +37,7 @@ var Version = "dev"
 type flags struct {
 	nodeName      string
 	clusterFile   string
+	kubeconfig    string
 	nodeIP        string
 	iface         string
 	vni           int
@@ -57,7 +59,8 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("skeind", flag.ContinueOnError)
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
-	fs.StringVar(&f.clusterFile, "cluster-file", "", "YAML or JSON file of the cluster's Node objects, re-read when it changes")
+	fs.StringVar(&f.clusterFile, "cluster-file", "", "read the cluster from this YAML or JSON file of Node objects (re-read when it changes) instead of the API server")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: the in-cluster service account)")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "underlay address of this node (default: the Node's InternalIP)")
 	fs.StringVar(&f.iface, "iface", "", "take the underlay address from this interface")
 	fs.IntVar(&f.vni, "vni", 1, "VXLAN network identifier")
@@ -79,8 +82,8 @@ func parseFlags(args []string) (*flags, error) {
 	if f.nodeName == "" {
 		return nil, errors.New("--node-name (or $NODE_NAME) is required")
 	}
-	if f.clusterFile == "" {
-		return nil, errors.New("--cluster-file is required")
+	if f.clusterFile != "" && f.kubeconfig != "" {
+		return nil, errors.New("--cluster-file and --kubeconfig name two sources; give one")
 	}
 	if f.vni < 1 || f.vni > 1<<24-1 {
 		return nil, fmt.Errorf("--vni %d is out of range 1-16777215", f.vni)
@@ -171,7 +174,14 @@ func run(log *slog.Logger, args []string) error {
 
 	r := runner.New(d.sync, runner.Options{MinInterval: f.minInterval, Resync: f.resync})
 	updates := make(chan *cluster.State)
-	src := &cluster.FileSource{Path: f.clusterFile, Log: log}
+	var src cluster.Source = &cluster.FileSource{Path: f.clusterFile, Log: log}
+	if f.clusterFile == "" {
+		client, err := cluster.NewClient(f.kubeconfig)
+		if err != nil {
+			return err
+		}
+		src = &cluster.KubeSource{Client: client, Log: log}
+	}
 	go func() {
 		if err := src.Run(ctx, updates); err != nil {
 			log.Error("cluster source stopped", "err", err)
@@ -188,7 +198,7 @@ func run(log *slog.Logger, args []string) error {
 			}
 		}
 	}()
-	log.Info("skeind started", "version", Version, "node", f.nodeName, "cluster-file", f.clusterFile)
+	log.Info("skeind started", "version", Version, "node", f.nodeName, "cluster-file", f.clusterFile, "kubeconfig", f.kubeconfig)
 	go r.Run(ctx)
 	select {
 	case <-ctx.Done():
