@@ -106,7 +106,7 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		s.Log.Warn("no inotify; polling the cluster file", "every", interval, "err", err)
 	} else {
-		defer w.Close()
+		defer func() { _ = w.Close() }() // a watcher that will not close leaks nothing we could reclaim
 		if err := w.Add(filepath.Dir(s.Path)); err != nil {
 			s.Log.Warn("cannot watch the cluster file's directory; polling", "every", interval, "err", err)
 		} else {
