@@ -55,8 +55,10 @@ func TestParseFileRejects(t *testing.T) {
 		{"no kind", "metadata: {name: x}", "without kind"},
 		{"no name", "kind: Node\nmetadata: {}", "without metadata.name"},
 		{"twice", "kind: Node\nmetadata: {name: a}\n---\nkind: Node\nmetadata: {name: a}", "appears twice"},
-		{"bad field type", "kind: Node\nmetadata: {name: a}\nspec: {podCIDRs: 7}", "Node"},
+		{"bad field type", "kind: Node\nmetadata: {name: a}\nspec: {podCIDRs: 7}", "podCIDRs"},
 		{"nested list", `{"kind":"List","items":[{"kind":"List","items":[]}]}`, "inside a List"},
+		{"empty", "", "no objects"},
+		{"only separators", "---\n---\n", "no objects"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseFile([]byte(tc.data))
@@ -90,8 +92,12 @@ func TestFileSource(t *testing.T) {
 	if st := next(); len(st.Nodes) != 2 {
 		t.Fatalf("first snapshot has %d nodes", len(st.Nodes))
 	}
-	// A broken file is not a snapshot; the next good one is.
+	// A broken file, or one emptied (as a writer does before writing),
+	// is not a snapshot; the next good one is.
 	if err := os.WriteFile(path, []byte("kind: Node\nmetadata: ["), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
 		t.Fatal(err)
 	}
 	select {
