@@ -55,6 +55,15 @@ func nodeDoc(i int) map[string]any {
 }
 
 func writeCluster(path string, n int) error {
+	if err := stageCluster(path, n); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// stageCluster writes the file of n nodes beside path; renaming it over
+// path publishes it.
+func stageCluster(path string, n int) error {
 	items := make([]any, 0, n)
 	for i := 1; i <= n; i++ {
 		items = append(items, nodeDoc(i))
@@ -63,10 +72,7 @@ func writeCluster(path string, n int) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return os.WriteFile(path+".tmp", data, 0o600)
 }
 
 type result struct {
@@ -183,9 +189,12 @@ func addOneByOne(node *harness.NetNS, file string, n, k int) ([]time.Duration, e
 	var out []time.Duration
 	for j := 1; j <= k; j++ {
 		want := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", 64+(n+j)/256, (n+j)%256))
+		if err := stageCluster(file, n+j); err != nil {
+			return nil, err
+		}
 		time.Sleep(*gap)
 		t0 := time.Now()
-		if err := writeCluster(file, n+j); err != nil {
+		if err := os.Rename(file+".tmp", file); err != nil {
 			return nil, err
 		}
 		deadline := time.After(10 * time.Second)
