@@ -14,7 +14,7 @@ integration:
 	scripts/test.sh integration
 
 bench:
-	scripts/bench/cni.sh
+	scripts/bench/all.sh
 
 lint:
 	scripts/lint.sh

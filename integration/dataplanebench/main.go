@@ -1,0 +1,196 @@
+// Command dataplanebench measures skein's dataplane side by side with
+// what it is built from, in one run: TCP throughput (iperf3) and round
+// trip time (ping) pod to pod across nodes through skein's overlay,
+// against two namespaces joined by a hand-built kernel VXLAN link over
+// the same underlay at the same MTU, and against a plain veth pair; and
+// pod to pod on one node through cni0, against a plain veth pair. It
+// prints a Markdown report.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/skein-net/skein/integration/harness"
+)
+
+var (
+	seconds = flag.Int("seconds", 5, "length of each iperf3 run")
+	runs    = flag.Int("runs", 3, "iperf3 runs per path (the median is reported)")
+	pings   = flag.Int("pings", 200, "pings per path")
+)
+
+const prefix = "skbench-dp"
+
+type path struct {
+	name     string
+	from, to *harness.NetNS
+	dst      string
+}
+
+type figure struct {
+	gbps  float64
+	rttUs float64
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "dataplanebench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx := context.Background()
+	binDir, err := os.MkdirTemp("", prefix+"-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	fmt.Fprintln(os.Stderr, "building skein, skeind, portmap ...")
+	if err := harness.BuildPlugins(binDir, harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2]); err != nil {
+		return err
+	}
+	c, err := harness.NewCluster(harness.ClusterOptions{Prefix: prefix, Nodes: 2, BinDir: binDir})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	a, err := c.Nodes[0].AddPod(ctx, prefix+"-a", "a")
+	if err != nil {
+		return err
+	}
+	a2, err := c.Nodes[0].AddPod(ctx, prefix+"-a2", "a2")
+	if err != nil {
+		return err
+	}
+	b, err := c.Nodes[1].AddPod(ctx, prefix+"-b", "b")
+	if err != nil {
+		return err
+	}
+	// (a) A hand-built VXLAN link: two namespaces on the same underlay
+	// bridge, MTU 1450 inside like the pods.
+	hv := make([]*harness.NetNS, 2)
+	for i := range hv {
+		if hv[i], err = harness.NewNetNS(fmt.Sprintf("%s-hv%d", prefix, i)); err != nil {
+			return err
+		}
+		defer hv[i].Delete()
+		port := fmt.Sprintf("ul-hv%d", i)
+		if _, err := c.Underlay.Exec(ctx, "sh", "-c", fmt.Sprintf("ip link add %s type veth peer name eth0 netns %s && ip link set %s master ul0 up", port, hv[i].Name, port)); err != nil {
+			return err
+		}
+	}
+	for i, n := range hv {
+		me, peer := 201+i, 202-i
+		script := fmt.Sprintf(`ip addr add 172.30.0.%d/24 dev eth0 && ip link set eth0 up &&
+ip link add vx0 type vxlan id 42 local 172.30.0.%d dstport 4789 nolearning &&
+ip link set vx0 address 0e:00:00:00:00:%02x mtu 1450 up &&
+ip addr add 10.99.0.%d/24 dev vx0 &&
+bridge fdb append 0e:00:00:00:00:%02x dev vx0 dst 172.30.0.%d &&
+ip neigh replace 10.99.0.%d lladdr 0e:00:00:00:00:%02x dev vx0 nud permanent`, me, me, me, i+1, peer, peer, 2-i, peer)
+		if _, err := n.Exec(ctx, "sh", "-c", script); err != nil {
+			return err
+		}
+	}
+	// (b) A plain veth pair, same MTU.
+	va, err := harness.NewNetNS(prefix + "-va")
+	if err != nil {
+		return err
+	}
+	defer va.Delete()
+	vb, err := harness.NewNetNS(prefix + "-vb")
+	if err != nil {
+		return err
+	}
+	defer vb.Delete()
+	if _, err := va.Exec(ctx, "sh", "-c", fmt.Sprintf(`ip link add eth0 mtu 1450 type veth peer name eth0 netns %s mtu 1450 &&
+ip addr add 10.98.0.1/24 dev eth0 && ip link set eth0 up`, vb.Name)); err != nil {
+		return err
+	}
+	if _, err := vb.Exec(ctx, "sh", "-c", "ip addr add 10.98.0.2/24 dev eth0 && ip link set eth0 up"); err != nil {
+		return err
+	}
+
+	paths := []path{
+		{"skein, pod to pod across nodes (VXLAN overlay)", a.NS, b.NS, b.IPs[0]},
+		{"hand-built kernel VXLAN, same underlay and MTU", hv[0], hv[1], "10.99.0.2"},
+		{"plain veth pair", va, vb, "10.98.0.2"},
+		{"skein, pod to pod on one node (cni0)", a.NS, a2.NS, a2.IPs[0]},
+	}
+	figs := map[string]figure{}
+	for _, p := range paths {
+		fmt.Fprintf(os.Stderr, "%s ...\n", p.name)
+		f, err := measure(ctx, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		figs[p.name] = f
+	}
+	fmt.Printf("Machine: %d cores, %s; MTU 1450 on every path; iperf3 TCP, %d runs of %d s (median); %d pings at 10 ms\n\n",
+		runtime.NumCPU(), runtime.Version(), *runs, *seconds, *pings)
+	fmt.Println("| path | TCP throughput | ping RTT (avg) |")
+	fmt.Println("|---|---|---|")
+	for _, p := range paths {
+		f := figs[p.name]
+		fmt.Printf("| %s | %.2f Gbit/s | %.0f µs |\n", p.name, f.gbps, f.rttUs)
+	}
+	cross, vx, veth, same := figs[paths[0].name], figs[paths[1].name], figs[paths[2].name], figs[paths[3].name]
+	fmt.Printf("\nskein across nodes / hand-built VXLAN: throughput %.2f, RTT %.2f (target: within 5%%)\n", cross.gbps/vx.gbps, cross.rttUs/vx.rttUs)
+	fmt.Printf("skein on one node / plain veth: throughput %.2f, RTT %.2f (target: within 5%%)\n", same.gbps/veth.gbps, same.rttUs/veth.rttUs)
+	fmt.Printf("skein across nodes / plain veth: throughput %.2f, RTT %.2f\n", cross.gbps/veth.gbps, cross.rttUs/veth.rttUs)
+	return nil
+}
+
+var rttRE = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)
+
+func measure(ctx context.Context, p path) (figure, error) {
+	var f figure
+	var rates []float64
+	for r := 0; r < *runs; r++ {
+		srv := exec.Command("ip", "netns", "exec", p.to.Name, "iperf3", "-s", "-1")
+		if err := srv.Start(); err != nil {
+			return f, err
+		}
+		time.Sleep(300 * time.Millisecond)
+		out, err := p.from.Exec(ctx, "iperf3", "-c", p.dst, "-t", strconv.Itoa(*seconds), "-J")
+		_ = srv.Wait()
+		if err != nil {
+			return f, err
+		}
+		var res struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			return f, fmt.Errorf("iperf3 output: %w", err)
+		}
+		rates = append(rates, res.End.SumReceived.BitsPerSecond/1e9)
+	}
+	sort.Float64s(rates)
+	f.gbps = rates[len(rates)/2]
+	out, err := p.from.Exec(ctx, "ping", "-n", "-q", "-i", "0.01", "-c", strconv.Itoa(*pings), p.dst)
+	if err != nil {
+		return f, err
+	}
+	m := rttRE.FindStringSubmatch(out)
+	if m == nil {
+		return f, fmt.Errorf("no RTT in %q", out)
+	}
+	ms, _ := strconv.ParseFloat(m[1], 64)
+	f.rttUs = ms * 1000
+	return f, nil
+}
