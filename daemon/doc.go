@@ -1,6 +1,13 @@
-// Package daemon will hold skeind, the node daemon: the cluster-state
-// source, the VXLAN overlay, the Service proxy and health/metrics, one
-// package per responsibility with the same lifecycle (New, Sync, Cleanup).
-// It is empty for now; the CNI plugin (plugins/skein) works without it
-// from a conflist written by hand.
+// Package daemon holds skeind, the node daemon, one package per
+// responsibility with the same lifecycle (New, then an idempotent Sync
+// from the full cluster snapshot, and Cleanup):
+//
+//   - cluster: the snapshot and its sources (the Kubernetes API, a file)
+//   - node: this node's underlay identity
+//   - overlay: the VXLAN device and the per-peer entries
+//   - masq: masquerade and forwarding rules
+//   - cniconf: the node's conflist on disk
+//   - runner: one coalescing, rate-limited, retrying sync loop
+//   - health: /healthz, /readyz and /metrics
+//   - cmd/skeind: the binary that wires them
 package daemon

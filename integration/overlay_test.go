@@ -319,3 +319,32 @@ func TestOverlayMasquerade(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayRecreatesIncompatibleDevice: a skein.vxlan left with another
+// VNI and port (an older install, a hand edit) is replaced, not trusted.
+func TestOverlayRecreatesIncompatibleDevice(t *testing.T) {
+	c := newCluster(t, harness.ClusterOptions{Nodes: 2})
+	n1 := c.Nodes[0]
+	n1.Kill(syscall.SIGTERM)
+	if _, err := n1.NS.Exec(ctx(t), "sh", "-c",
+		"ip link del skein.vxlan && ip link add skein.vxlan type vxlan id 99 dstport 4789 local 172.30.0.11 && ip link set skein.vxlan up"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.WaitReady(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, err := n1.NS.Exec(ctx(t), "ip", "-d", "link", "show", "skein.vxlan")
+	if err != nil || !strings.Contains(out, "vxlan id 1 ") || !strings.Contains(out, "dstport 8472") {
+		t.Fatalf("device not recreated: %v\n%s", err, out)
+	}
+	if !strings.Contains(n1.Log(), "recreating the VXLAN device") {
+		t.Errorf("the log does not say why the device was recreated:\n%s", n1.Log())
+	}
+	pods := podsOn(t, c, c.Nodes, 1)
+	if err := pods[0].NS.Ping(ctx(t), pods[1].IPs[0], 1); err != nil {
+		t.Error(err)
+	}
+}
