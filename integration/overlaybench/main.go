@@ -263,4 +263,3 @@ func report(rs []result) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
