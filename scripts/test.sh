@@ -21,6 +21,15 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
   go test -race -count=1 $pkgs_unit || status=1
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
+  if [ "$(id -u)" -eq 0 ] && [ -z "${SKEIN_TEST_KUBECONFIG:-}" ]; then
+    echo "== starting a kube-apiserver for the tests that need one"
+    if kc=$(scripts/k8s.sh up); then
+      export SKEIN_TEST_KUBECONFIG=$kc
+      trap 'scripts/k8s.sh down' EXIT
+    else
+      echo "no kube-apiserver: the tests that need one fail under CI=true and skip otherwise" >&2
+    fi
+  fi
   echo "== integration tests (root, network namespaces)"
   go test -race -count=1 -timeout 20m ./integration/... || status=1
 fi

@@ -11,6 +11,14 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	skeincluster "github.com/skein-net/skein/daemon/cluster"
 )
 
 // Underlay addressing of the virtual cluster: node i is 172.30.0.(10+i)
@@ -27,6 +35,10 @@ type ClusterOptions struct {
 	// InFile is how many nodes the cluster file lists at the start
 	// (default all); the rest exist but join when the test writes them.
 	InFile int
+	// Kubeconfig, when set, makes the cluster's source a real API
+	// server: Nodes are created there and skeind runs with --kubeconfig
+	// (through a relay into each node namespace).
+	Kubeconfig string
 }
 
 // Cluster is N nodes, each a namespace on a shared underlay running a
@@ -37,6 +49,8 @@ type Cluster struct {
 	Nodes    []*ClusterNode
 	Dir      string
 	File     string
+	api      kubernetes.Interface
+	created  map[string]bool
 }
 
 // ClusterNode is one node of the virtual cluster.
@@ -46,6 +60,7 @@ type ClusterNode struct {
 	IP       netip.Addr
 	PodCIDRs []netip.Prefix
 	Conflist string
+	relay    *Relay
 	cni      *Node
 	daemon   *exec.Cmd
 	logFile  *os.File
@@ -79,9 +94,19 @@ func (c *Cluster) build() error {
 	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip link set ul0 up"); err != nil {
 		return err
 	}
+	if c.opts.Kubeconfig != "" {
+		if c.api, err = skeincluster.NewClient(c.opts.Kubeconfig); err != nil {
+			return err
+		}
+		c.created = map[string]bool{}
+	}
 	for i := 1; i <= c.opts.Nodes; i++ {
+		name := fmt.Sprintf("node%d", i)
+		if c.api != nil {
+			name = fmt.Sprintf("%s-node%d", c.opts.Prefix, i) // the API server is shared
+		}
 		n := &ClusterNode{
-			Name:     fmt.Sprintf("node%d", i),
+			Name:     name,
 			IP:       netip.MustParseAddr(fmt.Sprintf("%s%d", underlayPrefix, 10+i)),
 			PodCIDRs: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i))},
 			Conflist: filepath.Join(c.Dir, fmt.Sprintf("node%d", i), "net.d", "10-skein.conflist"),
@@ -134,8 +159,15 @@ status: {addresses: [{type: InternalIP, address: %s}]}
 }
 
 // WriteFile replaces the cluster file (atomically, by rename) with the
-// given nodes plus any extra YAML documents.
+// given nodes plus any extra YAML documents; with an API server, it makes
+// the Node objects there match the given nodes instead.
 func (c *Cluster) WriteFile(nodes []*ClusterNode, extra string) error {
+	if c.api != nil {
+		if extra != "" {
+			return fmt.Errorf("extra documents need the file source")
+		}
+		return c.setNodes(nodes)
+	}
 	var docs []string
 	for _, n := range nodes {
 		docs = append(docs, n.NodeYAML())
@@ -160,8 +192,18 @@ func (n *ClusterNode) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(n.c.opts.BinDir, "skeind"),
-		"--node-name", n.Name, "--cluster-file", n.c.File, "--conflist", n.Conflist,
+	source := []string{"--cluster-file", n.c.File}
+	if n.c.api != nil {
+		kc, err := n.kubeconfig()
+		if err != nil {
+			return err
+		}
+		source = []string{"--kubeconfig", kc}
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(n.c.opts.BinDir, "skeind"))
+	cmd.Args = append(cmd.Args, "--node-name", n.Name)
+	cmd.Args = append(cmd.Args, source...)
+	cmd.Args = append(cmd.Args, "--conflist", n.Conflist,
 		"--cni-data-dir", filepath.Join(n.c.Dir, n.Name, "cni"), "--min-sync-interval", "100ms",
 		"--cni-version", "1.1.0")
 	cmd.Stdout, cmd.Stderr = f, f
@@ -246,8 +288,14 @@ func (n *ClusterNode) AddPod(ctx context.Context, nsName, id string) (*Pod, erro
 // when their names start with the prefix) and the directory.
 func (c *Cluster) Close() error {
 	var errs []error
+	if c.api != nil {
+		errs = append(errs, c.setNodes(nil))
+	}
 	for _, n := range c.Nodes {
 		n.Kill(syscall.SIGTERM)
+		if n.relay != nil {
+			errs = append(errs, n.relay.Close())
+		}
 		if n.cni != nil {
 			os.RemoveAll(n.cni.cacheDir)
 		}
@@ -266,4 +314,67 @@ func (c *Cluster) Close() error {
 	}
 	errs = append(errs, os.RemoveAll(c.Dir))
 	return errors.Join(errs...)
+}
+
+// setNodes makes the API server hold exactly these of the cluster's
+// Nodes: it creates the missing ones (spec, then status, which a create
+// ignores) and deletes the others it created.
+func (c *Cluster) setNodes(nodes []*ClusterNode) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := map[string]bool{}
+	var errs []error
+	for _, n := range nodes {
+		want[n.Name] = true
+		if c.created[n.Name] {
+			continue
+		}
+		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}
+		for _, p := range n.PodCIDRs {
+			obj.Spec.PodCIDRs = append(obj.Spec.PodCIDRs, p.String())
+		}
+		obj.Spec.PodCIDR = obj.Spec.PodCIDRs[0]
+		made, err := c.api.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("create Node %s: %w", n.Name, err))
+			continue
+		}
+		c.created[n.Name] = true
+		made.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}
+		if _, err := c.api.CoreV1().Nodes().UpdateStatus(ctx, made, metav1.UpdateOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("set the status of Node %s: %w", n.Name, err))
+		}
+	}
+	for name := range c.created {
+		if want[name] {
+			continue
+		}
+		err := c.api.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete Node %s: %w", name, err))
+			continue
+		}
+		delete(c.created, name)
+	}
+	return errors.Join(errs...)
+}
+
+// kubeconfig writes the node's kubeconfig: the test's, pointed at a relay
+// into the node's namespace.
+func (n *ClusterNode) kubeconfig() (string, error) {
+	cfg, err := clientcmd.LoadFromFile(n.c.opts.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, cl := range cfg.Clusters {
+		if n.relay == nil {
+			target := strings.TrimPrefix(cl.Server, "https://")
+			if n.relay, err = NewRelay(n.NS, target); err != nil {
+				return "", err
+			}
+		}
+		cl.Server = "https://" + n.relay.Addr
+	}
+	path := filepath.Join(n.c.Dir, n.Name+".kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
 }

@@ -1,0 +1,62 @@
+package harness
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// Relay listens on 127.0.0.1 inside the namespace and forwards every
+// connection to target as dialled from the test's own namespace: it lets
+// a daemon in a node namespace reach a server on the host's loopback (the
+// API server), the way a node reaches its control plane. Close stops it.
+type Relay struct {
+	Addr string
+	ln   net.Listener
+	wg   sync.WaitGroup
+}
+
+// NewRelay starts a relay into n.
+func NewRelay(n *NetNS, target string) (*Relay, error) {
+	var ln net.Listener
+	if err := n.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	r := &Relay{Addr: ln.Addr().String(), ln: ln}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go pipe(c, target)
+		}
+	}()
+	return r, nil
+}
+
+func pipe(c net.Conn, target string) {
+	defer c.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
+}
+
+// Close stops accepting; open connections end with their peers.
+func (r *Relay) Close() error {
+	err := r.ln.Close()
+	r.wg.Wait()
+	return err
+}
