@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,13 +58,28 @@ func sortedCopy(s []string) []string {
 // all of it once the ADD was killed with SIGKILL.
 func TestGCAndKilledAdd(t *testing.T) {
 	e := newEnv(t, envOpts{})
+	// On a busy machine the ADD may finish before it can be stopped; then
+	// there is nothing in flight to protect, and the attempt is repeated.
+	for attempt := 1; ; attempt++ {
+		if stoppedMidAdd(t, e, attempt) {
+			return
+		}
+		if attempt == 5 {
+			t.Fatal("could not stop an ADD before it finished in 5 attempts")
+		}
+	}
+}
+
+// stoppedMidAdd runs one attempt; false means the ADD was already done.
+func stoppedMidAdd(t *testing.T, e *env, attempt int) bool {
 	podNS := e.addPodNS()
-	vars := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "victim", "CNI_NETNS": podNS.Path, "CNI_IFNAME": "eth0"}
+	id := fmt.Sprintf("victim%d", attempt)
+	vars := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": id, "CNI_NETNS": podNS.Path, "CNI_IFNAME": "eth0"}
 	cmd := e.pluginCmd(vars, e.pluginStdin(nil))
 	if err := e.node.NS.Do(cmd.Start); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	// Freeze it once its record exists and it let go of the store lock,
 	// that is while it wires the pod.
 	deadline := time.Now().Add(10 * time.Second)
@@ -76,18 +92,46 @@ func TestGCAndKilledAdd(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The signal lands asynchronously: wait until the process is stopped
+	// (T), or turns out to have exited first (Z).
+	state := procState(cmd.Process.Pid)
+	for stopBy := time.Now().Add(5 * time.Second); state != "T" && state != "Z" && time.Now().Before(stopBy); {
+		time.Sleep(time.Millisecond)
+		state = procState(cmd.Process.Pid)
+	}
+	if state != "T" {
+		t.Logf("attempt %d: the ADD had finished (state %s); again", attempt, state)
+		_ = cmd.Wait()
+		e.gc(nil) // collect the finished attempt
+		return false
+	}
 	held := e.records()
 	e.gc(nil)
 	if diff := cmp.Diff(held, e.records()); diff != "" {
 		t.Fatalf("GC collected an attachment whose ADD still runs (-before +after):\n%s", diff)
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
 	e.gc(nil)
 	e.assertNothingLeft()
 	if out, _ := podNS.Exec(ctx(t), "ip", "-o", "link"); strings.Contains(out, "eth0") {
 		t.Errorf("the pod side survived: %s", out)
 	}
+	return true
+}
+
+// procState returns a process's state letter from /proc (T stopped, Z
+// exited but not reaped).
+func procState(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "?"
+	}
+	// The state follows the command name in parentheses.
+	if i := strings.LastIndexByte(string(data), ')'); i >= 0 && i+2 < len(data) {
+		return string(data[i+2])
+	}
+	return "?"
 }
 
 // TestGCAfterRandomKills kills ADDs at points spread over their run;
