@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,7 +25,7 @@ func TestGCCollectsExactlyTheRest(t *testing.T) {
 	}
 	valid := []types.GCAttachment{{ContainerID: "keep-a", IfName: "eth0"}, {ContainerID: "keep-b", IfName: "eth0"}}
 	e.gc(valid)
-	if diff := cmp.Diff(sortedCopy(ips[:2]), e.records()); diff != "" {
+	if diff := cmp.Diff(slices.Sorted(slices.Values(ips[:2])), e.records()); diff != "" {
 		t.Errorf("reservations after GC (-want +got):\n%s", diff)
 	}
 	if got := len(e.hostVeths()); got != 2 {
@@ -39,18 +40,6 @@ func TestGCCollectsExactlyTheRest(t *testing.T) {
 	if err := p.NS.Ping(ctx(t), ips[0], 1); err != nil {
 		t.Error(err)
 	}
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 // TestGCAndKilledAdd stops an ADD right after it reserved its address:

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,7 +224,7 @@ func TestCollect(t *testing.T) {
 		for _, r := range rep.Released {
 			released = append(released, r.Key.ContainerID)
 		}
-		if diff := cmp.Diff([]string{"c1", "c2"}, sorted(released)); diff != "" {
+		if diff := cmp.Diff([]string{"c1", "c2"}, slices.Sorted(slices.Values(released))); diff != "" {
 			t.Errorf("released (-want +got):\n%s", diff)
 		}
 		if len(rep.Busy) != 1 || rep.Busy[0].Key != key(3) {
@@ -238,18 +239,6 @@ func TestCollect(t *testing.T) {
 			t.Errorf("after the ADD ended: released %v (err %v), want c3", rep.Released, err)
 		}
 	})
-}
-
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 func TestStoreFailureLeavesNothing(t *testing.T) {

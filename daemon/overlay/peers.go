@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/skein-net/skein/conf"
 	"github.com/skein-net/skein/daemon/cluster"
 )
 
@@ -217,11 +218,11 @@ func (c *claims) add(p netip.Prefix, owner string) {
 	i := sort.Search(len(c.list), func(i int) bool { return p.Addr().Less(c.list[i].p.Addr()) })
 	c.list = append(c.list, claim{})
 	copy(c.list[i+1:], c.list[i:])
-	c.list[i] = claim{p: p, last: lastAddr(p), owner: owner}
+	c.list[i] = claim{p: p, last: conf.LastAddr(p), owner: owner}
 }
 
 func (c *claims) overlapping(p netip.Prefix) (netip.Prefix, string, bool) {
-	last := lastAddr(p)
+	last := conf.LastAddr(p)
 	// The first claim starting after last; the one before it is the
 	// only candidate.
 	i := sort.Search(len(c.list), func(i int) bool { return last.Less(c.list[i].p.Addr()) })
@@ -233,15 +234,6 @@ func (c *claims) overlapping(p netip.Prefix) (netip.Prefix, string, bool) {
 		return q.p, q.owner, true
 	}
 	return netip.Prefix{}, "", false
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 func badUnderlay(a, ours netip.Addr) string {

@@ -267,21 +267,7 @@ func (n *ClusterNode) AddPod(ctx context.Context, nsName, id string) (*Pod, erro
 	if n.cni == nil {
 		return nil, fmt.Errorf("%s has no conflist yet", n.Name)
 	}
-	podNS, err := NewNetNS(nsName)
-	if err != nil {
-		return nil, err
-	}
-	rt := RuntimeConf(id, podNS.Path, "default")
-	res, err := n.cni.Add(ctx, rt)
-	if err != nil {
-		podNS.Delete()
-		return nil, err
-	}
-	p := &Pod{NS: podNS, RT: rt}
-	for _, ip := range res.IPs {
-		p.IPs = append(p.IPs, ip.Address.IP.String())
-	}
-	return p, nil
+	return n.cni.AddPod(ctx, nsName, id)
 }
 
 // Close stops every skeind and deletes every namespace (pods' included,
