@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/skein-net/skein/integration/harness"
@@ -27,6 +28,7 @@ var (
 	seconds = flag.Int("seconds", 5, "length of each iperf3 run")
 	runs    = flag.Int("runs", 3, "iperf3 runs per path (the median is reported)")
 	pings   = flag.Int("pings", 200, "pings per path")
+	bare    = flag.Bool("no-netfilter", false, "an experiment: stop skeind and take netfilter off the nodes' path (skein's table and chain, br_netfilter hooks) before measuring")
 )
 
 const prefix = "skbench-dp"
@@ -77,6 +79,15 @@ func run() error {
 	b, err := c.Nodes[1].AddPod(ctx, prefix+"-b", "b")
 	if err != nil {
 		return err
+	}
+	if *bare {
+		for _, n := range c.Nodes {
+			n.Kill(syscall.SIGTERM)
+			if _, err := n.NS.Exec(ctx, "sh", "-c", `nft delete table inet skein; iptables -D FORWARD -j SKEIN-FORWARD; iptables -F SKEIN-FORWARD; iptables -X SKEIN-FORWARD;
+for f in /proc/sys/net/bridge/bridge-nf-call-*; do echo 0 > $f; done; true`); err != nil {
+				return err
+			}
+		}
 	}
 	// (a) A hand-built VXLAN link: two namespaces on the same underlay
 	// bridge, MTU 1450 inside like the pods.
@@ -139,6 +150,9 @@ ip addr add 10.98.0.1/24 dev eth0 && ip link set eth0 up`, vb.Name)); err != nil
 	}
 	fmt.Printf("Machine: %d cores, %s; MTU 1450 on every path; iperf3 TCP, %d runs of %d s (median); %d pings at 10 ms\n\n",
 		runtime.NumCPU(), runtime.Version(), *runs, *seconds, *pings)
+	if *bare {
+		fmt.Print("Experiment: skeind stopped and netfilter taken off the nodes' path (-no-netfilter).\n\n")
+	}
 	fmt.Println("| path | TCP throughput | ping RTT (avg) |")
 	fmt.Println("|---|---|---|")
 	for _, p := range paths {
