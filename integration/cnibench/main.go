@@ -49,15 +49,12 @@ func main() {
 
 func run() error {
 	ctx := context.Background()
-	pluginDir, err := os.MkdirTemp("", prefix+"plugins-")
+	fmt.Fprintln(os.Stderr, "building skein, bridge, host-local ...")
+	pluginDir, err := harness.BuildTemp(prefix+"plugins-", harness.SkeinPlugin, harness.ReferencePlugins[0], harness.ReferencePlugins[1])
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(pluginDir)
-	fmt.Fprintln(os.Stderr, "building skein, bridge, host-local ...")
-	if err := harness.BuildPlugins(pluginDir, harness.SkeinPlugin, harness.ReferencePlugins[0], harness.ReferencePlugins[1]); err != nil {
-		return err
-	}
 	const subnet = "10.88.0.0/24"
 	impls := []*impl{
 		{name: "skein", conflist: func(dir string) []byte {

@@ -54,15 +54,12 @@ func main() {
 
 func run() error {
 	ctx := context.Background()
-	binDir, err := os.MkdirTemp("", prefix+"-bin-")
+	fmt.Fprintln(os.Stderr, "building skein, skeind, portmap ...")
+	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2])
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	fmt.Fprintln(os.Stderr, "building skein, skeind, portmap ...")
-	if err := harness.BuildPlugins(binDir, harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2]); err != nil {
-		return err
-	}
 	c, err := harness.NewCluster(harness.ClusterOptions{Prefix: prefix, Nodes: 2, BinDir: binDir})
 	if err != nil {
 		return err

@@ -36,15 +36,12 @@ type pod struct {
 func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	binDir, err := os.MkdirTemp("", prefix+"-bin-")
+	fmt.Println("building skein, skeind and portmap ...")
+	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2])
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	fmt.Println("building skein, skeind and portmap ...")
-	if err := harness.BuildPlugins(binDir, harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2]); err != nil {
-		return err
-	}
 	fmt.Println("starting 3 nodes (dual-stack), each running skeind ...")
 	c, err := harness.NewCluster(harness.ClusterOptions{Prefix: prefix, Nodes: 3, DualStack: true, BinDir: binDir})
 	if err != nil {

@@ -60,3 +60,18 @@ func BuildPlugins(dir string, pkgs ...string) error {
 	}
 	return nil
 }
+
+// BuildTemp builds packages (as BuildPlugins) into a new temporary
+// directory, named with pattern as os.MkdirTemp does, and returns it; the
+// caller removes it.
+func BuildTemp(pattern string, pkgs ...string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	if err := BuildPlugins(dir, pkgs...); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}

@@ -83,15 +83,12 @@ type result struct {
 }
 
 func run() error {
-	binDir, err := os.MkdirTemp("", prefix+"-bin-")
+	fmt.Fprintln(os.Stderr, "building skeind ...")
+	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.Skeind)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	fmt.Fprintln(os.Stderr, "building skeind ...")
-	if err := harness.BuildPlugins(binDir, harness.Skeind); err != nil {
-		return err
-	}
 	var results []result
 	for i, s := range strings.Split(*sizes, ",") {
 		var n int
