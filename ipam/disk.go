@@ -51,9 +51,6 @@ func OpenDisk(dir string, lockTimeout time.Duration) (*Disk, error) {
 	return &Disk{dir: dir, lockTimeout: lockTimeout}, nil
 }
 
-// Dir returns the store's directory.
-func (d *Disk) Dir() string { return d.dir }
-
 // Close drops the lock if it is held.
 func (d *Disk) Close() error {
 	if d.held == nil {
