@@ -16,6 +16,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -24,8 +25,9 @@ import (
 const MaxFileSize = 64 << 20
 
 // ParseFile reads Kubernetes objects from YAML (one or more documents) or
-// JSON: objects, or Lists of them. Nodes are kept; kinds skeind does not
-// read yet are ignored. A document that does not parse fails the whole
+// JSON: objects, or Lists of them. Nodes, Services and EndpointSlices are
+// kept (a namespaced object without a namespace is in "default", as
+// kubectl has it); kinds skeind does not read are ignored. A document that does not parse fails the whole
 // file, so a half-written file never becomes a snapshot.
 func ParseFile(data []byte) (*State, error) {
 	st := &State{}
@@ -71,29 +73,49 @@ func ParseFile(data []byte) (*State, error) {
 	return st, nil
 }
 
-// object is the part of a Kubernetes object (or List) skeind reads. A
-// document decodes into it in one pass, items and all, for a fraction of
-// the cost of full corev1.Nodes: that matters with thousands of nodes.
+// object is the part of a Kubernetes object (or List) skeind reads: the
+// fields of a Node, a Service and an EndpointSlice side by side (their
+// names do not collide). A document decodes into it in one pass, items
+// and all, for a fraction of the cost of full typed objects: that matters
+// with thousands of nodes or services.
 type object struct {
 	Kind     string   `json:"kind"`
 	Items    []object `json:"items"`
 	Metadata struct {
 		Name              string            `json:"name"`
+		Namespace         string            `json:"namespace"`
+		Labels            map[string]string `json:"labels"`
 		Annotations       map[string]string `json:"annotations"`
 		CreationTimestamp metav1.Time       `json:"creationTimestamp"`
 	} `json:"metadata"`
 	Spec struct {
 		PodCIDR  string   `json:"podCIDR"`
 		PodCIDRs []string `json:"podCIDRs"`
+		// A Service's spec, allocated only when a document has one.
+		*corev1.ServiceSpec
 	} `json:"spec"`
 	Status struct {
-		Addresses []corev1.NodeAddress `json:"addresses"`
+		Addresses    []corev1.NodeAddress      `json:"addresses"`
+		LoadBalancer corev1.LoadBalancerStatus `json:"loadBalancer"`
 	} `json:"status"`
+	// An EndpointSlice's fields.
+	AddressType discoveryv1.AddressType    `json:"addressType"`
+	Endpoints   []discoveryv1.Endpoint     `json:"endpoints"`
+	Ports       []discoveryv1.EndpointPort `json:"ports"`
+}
+
+func (o *object) meta() metav1.ObjectMeta {
+	ns := o.Metadata.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return metav1.ObjectMeta{Name: o.Metadata.Name, Namespace: ns, Labels: o.Metadata.Labels,
+		Annotations: o.Metadata.Annotations, CreationTimestamp: o.Metadata.CreationTimestamp}
 }
 
 func (st *State) add(o *object, seen map[string]bool, depth int) error {
 	switch o.Kind {
-	case "List", "NodeList":
+	case "List", "NodeList", "ServiceList", "EndpointSliceList":
 		if depth > 0 {
 			return fmt.Errorf("a %s inside a List", o.Kind)
 		}
@@ -117,6 +139,27 @@ func (st *State) add(o *object, seen map[string]bool, depth int) error {
 		n.Spec.PodCIDR, n.Spec.PodCIDRs = o.Spec.PodCIDR, o.Spec.PodCIDRs
 		n.Status.Addresses = o.Status.Addresses
 		st.Nodes = append(st.Nodes, n)
+	case "Service", "EndpointSlice":
+		m := o.meta()
+		if m.Name == "" {
+			return fmt.Errorf("a %s without metadata.name", o.Kind)
+		}
+		key := o.Kind + " " + m.Namespace + "/" + m.Name
+		if seen[key] {
+			return fmt.Errorf("%s %s/%s appears twice", o.Kind, m.Namespace, m.Name)
+		}
+		seen[key] = true
+		if o.Kind == "Service" {
+			svc := corev1.Service{ObjectMeta: m}
+			if o.Spec.ServiceSpec != nil {
+				svc.Spec = *o.Spec.ServiceSpec
+			}
+			svc.Status.LoadBalancer = o.Status.LoadBalancer
+			st.Services = append(st.Services, svc)
+		} else {
+			st.EndpointSlices = append(st.EndpointSlices, discoveryv1.EndpointSlice{
+				ObjectMeta: m, AddressType: o.AddressType, Endpoints: o.Endpoints, Ports: o.Ports})
+		}
 	case "":
 		return fmt.Errorf("an object without kind")
 	}

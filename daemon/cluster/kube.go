@@ -8,9 +8,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -23,6 +26,9 @@ type KubeSource struct {
 	// Resync is the informer's resync period (0: none; skeind's own
 	// periodic resync reconciles the kernel anyway).
 	Resync time.Duration
+	// Services adds Services and EndpointSlices to the snapshots (the
+	// Service proxy reads them; without it skeind needs no access).
+	Services bool
 }
 
 // NewClient builds a client from a kubeconfig file, or from the
@@ -64,21 +70,31 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 	}); err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
+	synced := []cache.InformerSynced{nodes.Informer().HasSynced}
+	services := factory.Core().V1().Services()
+	slices := factory.Discovery().V1().EndpointSlices()
+	if s.Services {
+		handler := cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { poke() }, DeleteFunc: func(any) { poke() },
+			UpdateFunc: func(old, cur any) { poke() },
+		}
+		for _, inf := range []cache.SharedIndexInformer{services.Informer(), slices.Informer()} {
+			if _, err := inf.AddEventHandler(handler); err != nil {
+				return fmt.Errorf("watch services: %w", err)
+			}
+			synced = append(synced, inf.HasSynced)
+		}
+	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	s.Log.Info("waiting for the first complete list of nodes from the API server")
-	if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
+	s.Log.Info("waiting for the first complete list from the API server", "services", s.Services)
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
-	lister := nodes.Lister()
 	for {
-		list, err := lister.List(labels.Everything())
+		st, err := s.snapshot(nodes.Lister(), services.Lister(), slices.Lister())
 		if err != nil {
-			return fmt.Errorf("list nodes from the cache: %w", err)
-		}
-		st := &State{Nodes: make([]corev1.Node, 0, len(list))}
-		for _, n := range list {
-			st.Nodes = append(st.Nodes, *n)
+			return err
 		}
 		select {
 		case updates <- st:
@@ -91,6 +107,38 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 			return nil
 		}
 	}
+}
+
+func (s *KubeSource) snapshot(nodes corelisters.NodeLister, services corelisters.ServiceLister,
+	slices discoverylisters.EndpointSliceLister) (*State, error) {
+	list, err := nodes.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list nodes from the cache: %w", err)
+	}
+	st := &State{Nodes: make([]corev1.Node, 0, len(list))}
+	for _, n := range list {
+		st.Nodes = append(st.Nodes, *n)
+	}
+	if !s.Services {
+		return st, nil
+	}
+	svcs, err := services.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list services from the cache: %w", err)
+	}
+	st.Services = make([]corev1.Service, 0, len(svcs))
+	for _, o := range svcs {
+		st.Services = append(st.Services, *o)
+	}
+	eps, err := slices.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list endpointslices from the cache: %w", err)
+	}
+	st.EndpointSlices = make([]discoveryv1.EndpointSlice, 0, len(eps))
+	for _, o := range eps {
+		st.EndpointSlices = append(st.EndpointSlices, *o)
+	}
+	return st, nil
 }
 
 // relevantChange tells whether an update touches what skeind reads: pod

@@ -4,11 +4,15 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
-// State is one complete snapshot of the cluster.
+// State is one complete snapshot of the cluster. Its objects are shared
+// between readers and never modified.
 type State struct {
-	Nodes []corev1.Node
+	Nodes          []corev1.Node
+	Services       []corev1.Service
+	EndpointSlices []discoveryv1.EndpointSlice
 }
 
 // Node returns the node of that name.

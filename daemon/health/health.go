@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,30 +51,40 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Readiness is set by the daemon once it serves.
+// Readiness is what keeps the daemon from being ready: per part (a
+// controller), why it is not, or nothing once it is.
 type Readiness struct {
 	mu  sync.Mutex
-	why string
+	why map[string]string
 }
 
-// NotReady records why the daemon is not ready.
-func (r *Readiness) NotReady(why string) {
+// Set records why part is not ready; "" marks it ready.
+func (r *Readiness) Set(part, why string) {
 	r.mu.Lock()
-	r.why = why
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if r.why == nil {
+		r.why = map[string]string{}
+	}
+	if why == "" {
+		delete(r.why, part)
+	} else {
+		r.why[part] = why
+	}
 }
-
-// Ready marks the daemon ready.
-func (r *Readiness) Ready() { r.NotReady("") }
 
 // Err returns why the daemon is not ready, or nil.
 func (r *Readiness) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.why != "" {
-		return errors.New(r.why)
+	var parts []string
+	for part, why := range r.why {
+		parts = append(parts, part+": "+why)
 	}
-	return nil
+	if len(parts) == 0 {
+		return nil
+	}
+	sort.Strings(parts)
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // Serve listens on addr until ctx ends.

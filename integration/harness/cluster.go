@@ -39,6 +39,8 @@ type ClusterOptions struct {
 	// server: Nodes are created there and skeind runs with --kubeconfig
 	// (through a relay into each node namespace).
 	Kubeconfig string
+	// Proxy is skeind's --proxy (default: skeind's own default).
+	Proxy string
 }
 
 // Cluster is N nodes, each a namespace on a shared underlay running a
@@ -60,11 +62,14 @@ type ClusterNode struct {
 	IP       netip.Addr
 	PodCIDRs []netip.Prefix
 	Conflist string
-	relay    *Relay
-	cni      *Node
-	daemon   *exec.Cmd
-	logFile  *os.File
-	c        *Cluster
+	// Args are extra skeind arguments for the next Start (they override
+	// the cluster's, flags being last-wins).
+	Args    []string
+	relay   *Relay
+	cni     *Node
+	daemon  *exec.Cmd
+	logFile *os.File
+	c       *Cluster
 }
 
 // NewCluster builds the namespaces and the underlay and starts skeind on
@@ -206,6 +211,10 @@ func (n *ClusterNode) Start() error {
 	cmd.Args = append(cmd.Args, "--conflist", n.Conflist,
 		"--cni-data-dir", filepath.Join(n.c.Dir, n.Name, "cni"), "--min-sync-interval", "100ms",
 		"--cni-version", "1.1.0")
+	if n.c.opts.Proxy != "" {
+		cmd.Args = append(cmd.Args, "--proxy", n.c.opts.Proxy)
+	}
+	cmd.Args = append(cmd.Args, n.Args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

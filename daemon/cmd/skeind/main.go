@@ -1,7 +1,8 @@
 // Command skeind is skein's node daemon. It reads the cluster (from the
 // Kubernetes API, or a static file of Node objects), writes the node's
-// CNI conflist, programs the VXLAN overlay to every other node's pod CIDR
-// and masquerades traffic that leaves the cluster.
+// CNI conflist, programs the VXLAN overlay to every other node's pod CIDR,
+// masquerades traffic that leaves the cluster and, in place of
+// kube-proxy, installs the rules behind Services (nftables or iptables).
 // Exiting leaves the dataplane in place; `skeind cleanup` removes it.
 package main
 
@@ -28,6 +29,7 @@ import (
 	"github.com/skein-net/skein/daemon/masq"
 	"github.com/skein-net/skein/daemon/node"
 	"github.com/skein-net/skein/daemon/overlay"
+	"github.com/skein-net/skein/daemon/proxy"
 	"github.com/skein-net/skein/daemon/runner"
 )
 
@@ -53,6 +55,8 @@ type flags struct {
 	minInterval   time.Duration
 	resync        time.Duration
 	masquerade    bool
+	proxy         string
+	nodePortAddrs []string
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -76,8 +80,25 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "least time between two syncs")
 	fs.DurationVar(&f.resync, "resync", time.Minute, "full resync period")
 	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
+	fs.StringVar(&f.proxy, "proxy", "", "Service proxy backend: nftables, iptables or none (default nftables, iptables where nft is missing)")
+	nodePorts := fs.String("nodeport-addresses", "", "comma-separated CIDRs of the node addresses NodePorts answer on (default every local address)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	switch f.proxy {
+	case "", "nftables", "iptables", "none":
+	default:
+		return nil, fmt.Errorf("--proxy %q: want nftables, iptables or none", f.proxy)
+	}
+	for _, c := range strings.Split(*nodePorts, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("--nodeport-addresses: %q is not a CIDR", c)
+		}
+		f.nodePortAddrs = append(f.nodePortAddrs, p.Masked().String())
 	}
 	if f.nodeName == "" {
 		return nil, errors.New("--node-name (or $NODE_NAME) is required")
@@ -131,24 +152,52 @@ func cleanup(log *slog.Logger, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ctx := context.Background()
 	errs := []error{overlay.Kernel{Log: log}.DeleteDevice(), cniconf.Remove(*conflist)}
 	if m, err := masq.New(log); err != nil {
 		errs = append(errs, err)
 	} else {
-		errs = append(errs, m.Cleanup(context.Background()))
+		errs = append(errs, m.Cleanup(ctx))
 	}
+	errs = append(errs, cleanupProxy(ctx, "", log))
 	err := errors.Join(errs...)
 	if err == nil {
 		log.Info("removed the overlay device, the rules and the conflist", "device", overlay.DeviceName,
-			"table", "inet "+masq.Table, "chain", masq.ForwardChain, "conflist", *conflist)
+			"tables", []string{"inet " + masq.Table, "ip " + proxy.Table, "ip6 " + proxy.Table},
+			"chains", []string{masq.ForwardChain, "SKEIN-SERVICES", "SKEIN-…"}, "conflist", *conflist)
 	}
 	return err
+}
+
+// cleanupProxy removes the rules of every proxy backend except keep's:
+// what another backend (or an earlier run with another --proxy) left.
+// A backend whose tools are missing has nothing installed.
+func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
+	var errs []error
+	if keep != "nftables" {
+		if b, err := proxy.NewNFTables(proxy.NFTOptions{}); err == nil {
+			errs = append(errs, b.Cleanup(ctx))
+		}
+	}
+	if keep != "iptables" {
+		if b, err := proxy.NewIPTables(proxy.NFTOptions{}); err == nil {
+			errs = append(errs, b.Cleanup(ctx))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove service rules: %w", err)
+	}
+	if keep != "" {
+		log.Debug("removed the rules of other service-proxy backends", "kept", keep)
+	}
+	return nil
 }
 
 type daemon struct {
 	f       *flags
 	log     *slog.Logger
 	masq    *masq.Controller
+	proxy   *proxy.Controller
 	latest  atomic.Pointer[cluster.State]
 	ready   *health.Readiness
 	metrics *health.Metrics
@@ -168,11 +217,18 @@ func run(log *slog.Logger, args []string) error {
 		return fmt.Errorf("%w (skeind needs the nft command: install nftables)", err)
 	}
 	d := &daemon{f: f, log: log, masq: m, ready: &health.Readiness{}, metrics: health.NewMetrics()}
-	d.ready.NotReady("no complete snapshot of the cluster yet")
+	d.ready.Set("overlay", "no complete snapshot of the cluster yet")
+	if err := d.newProxy(ctx); err != nil {
+		return err
+	}
 	healthErr := make(chan error, 1)
 	go func() { healthErr <- health.Serve(ctx, f.healthAddr, d.ready, d.metrics) }()
 
 	r := runner.New(d.sync, runner.Options{MinInterval: f.minInterval, Resync: f.resync})
+	runners := []*runner.Runner{r}
+	if d.proxy != nil {
+		runners = append(runners, runner.New(d.syncProxy, runner.Options{MinInterval: f.minInterval, Resync: f.resync}))
+	}
 	updates := make(chan *cluster.State)
 	var src cluster.Source = &cluster.FileSource{Path: f.clusterFile, Log: log}
 	if f.clusterFile == "" {
@@ -180,7 +236,7 @@ func run(log *slog.Logger, args []string) error {
 		if err != nil {
 			return err
 		}
-		src = &cluster.KubeSource{Client: client, Log: log}
+		src = &cluster.KubeSource{Client: client, Log: log, Services: d.proxy != nil}
 	}
 	go func() {
 		if err := src.Run(ctx, updates); err != nil {
@@ -194,12 +250,16 @@ func run(log *slog.Logger, args []string) error {
 				return
 			case st := <-updates:
 				d.latest.Store(st)
-				r.Trigger()
+				for _, r := range runners {
+					r.Trigger()
+				}
 			}
 		}
 	}()
 	log.Info("skeind started", "version", Version, "node", f.nodeName, "cluster-file", f.clusterFile, "kubeconfig", f.kubeconfig)
-	go r.Run(ctx)
+	for _, r := range runners {
+		go r.Run(ctx)
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("skeind stopping; the dataplane stays in place")
@@ -270,7 +330,7 @@ func (d *daemon) sync(ctx context.Context) error {
 		d.fail("overlay", err)
 		return err
 	}
-	d.ready.Ready()
+	d.ready.Set("overlay", "")
 	d.lastWhy = ""
 	// Masquerade and forwarding: every node the overlay reaches, and this
 	// one; a node left out of the overlay is left out here too.
@@ -286,8 +346,63 @@ func (d *daemon) sync(ctx context.Context) error {
 	return nil
 }
 
+// newProxy picks the Service proxy's backend and removes what any other
+// backend installed.
+func (d *daemon) newProxy(ctx context.Context) error {
+	backend := d.f.proxy
+	if backend == "none" {
+		d.log.Info("no service proxy (--proxy=none)")
+		return cleanupProxy(ctx, "", d.log)
+	}
+	bridge := d.f.bridge
+	if bridge == "" {
+		bridge = conf.DefaultBridge
+	}
+	o := proxy.NFTOptions{Bridge: bridge, NodePortAddresses: d.f.nodePortAddrs}
+	var b proxy.Backend
+	var err error
+	if backend == "" || backend == "nftables" {
+		if b, err = proxy.NewNFTables(o); err != nil && backend == "" {
+			d.log.Warn("nftables cannot be used; the service proxy uses iptables", "err", err)
+		}
+	}
+	if backend == "iptables" || (backend == "" && err != nil) {
+		b, err = proxy.NewIPTables(o)
+	}
+	if err != nil {
+		return fmt.Errorf("service proxy: %w", err)
+	}
+	// The chosen backend's own rules stay: a restart must not interrupt
+	// Services. Another backend's go.
+	if err := cleanupProxy(ctx, b.Name(), d.log); err != nil {
+		return err
+	}
+	d.log.Info("service proxy", "backend", b.Name())
+	d.ready.Set("proxy", "the service rules are not written yet")
+	d.proxy = proxy.New(b, proxy.Options{
+		NodeName: d.f.nodeName, FullEvery: d.f.resync, Log: d.log,
+		Metrics: proxy.NewMetrics(d.metrics.Registry), Conntrack: proxy.KernelConntrack{},
+	})
+	return nil
+}
+
+// syncProxy is the Service proxy's reconcile from the latest snapshot.
+func (d *daemon) syncProxy(ctx context.Context) error {
+	st := d.latest.Load()
+	if st == nil {
+		return nil
+	}
+	if err := d.proxy.Sync(ctx, st); err != nil {
+		d.metrics.SyncErrors.WithLabelValues("proxy", "rules").Inc()
+		d.log.Error("service proxy sync failed; the previous rules stay, will retry", "err", err)
+		return err
+	}
+	d.ready.Set("proxy", d.proxy.Ready())
+	return nil
+}
+
 func (d *daemon) waiting(why string) {
-	d.ready.NotReady(why)
+	d.ready.Set("overlay", why)
 	if why != d.lastWhy {
 		d.log.Warn("waiting", "why", why)
 		d.lastWhy = why

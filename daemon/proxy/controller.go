@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/overlay"
+)
+
+// Backend writes the model into the kernel.
+type Backend interface {
+	Name() string
+	// Sync makes the kernel hold m: everything rewritten when full,
+	// else only what changed since the backend's last successful Sync.
+	// A failed Sync leaves the previous rules in place. It returns the
+	// size of the ruleset (rules and map elements).
+	Sync(ctx context.Context, m *Model, full bool) (int, error)
+	// Cleanup removes everything the backend owns.
+	Cleanup(ctx context.Context) error
+}
+
+// Conntrack deletes connection-tracking entries.
+type Conntrack interface {
+	// Delete removes the UDP entries of family fam (4, 6) to dst (any
+	// when invalid) and, when port is not 0, that destination port and,
+	// when backend is valid, only those NATed to it.
+	Delete(fam int, dst netip.Addr, port uint16, backend netip.Addr) error
+}
+
+// Options tune the controller.
+type Options struct {
+	NodeName  string
+	FullEvery time.Duration // a full sync at least this often (default 1m)
+	Log       *slog.Logger
+	Metrics   *Metrics
+	Conntrack Conntrack // nil: none cleared
+}
+
+// Controller turns snapshots into the backend's rules.
+type Controller struct {
+	b        Backend
+	o        Options
+	last     *Model // what the last successful sync applied
+	lastFull time.Time
+	triggers map[string]string // EndpointSlice -> trigger time already reported
+	lastWhy  string
+	lastPrb  string
+}
+
+// New returns the controller of backend b.
+func New(b Backend, o Options) *Controller {
+	if o.FullEvery <= 0 {
+		o.FullEvery = time.Minute
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	return &Controller{b: b, o: o, triggers: map[string]string{}}
+}
+
+// Ready tells why the controller has not synced yet, or "" once it has.
+func (c *Controller) Ready() string {
+	if c.last != nil {
+		return ""
+	}
+	if c.lastWhy != "" {
+		return c.lastWhy
+	}
+	return "the service rules are not written yet"
+}
+
+// Sync implements the daemon's reconcile: the model from the snapshot,
+// written whole or, between full syncs, only what changed.
+func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
+	me, ok := st.Node(c.o.NodeName)
+	if !ok {
+		c.waiting(fmt.Sprintf("node %q is not in the cluster yet", c.o.NodeName))
+		return nil
+	}
+	cidrs, err := overlay.PodCIDRs(me)
+	if err != nil || len(cidrs) == 0 {
+		c.waiting("this node has no usable podCIDR yet")
+		return nil
+	}
+	cfg := Config{NodeName: c.o.NodeName}
+	for _, p := range cidrs {
+		if f := family(p.Addr()); !slices.Contains(cfg.Families, f) {
+			cfg.Families = append(cfg.Families, f)
+		}
+	}
+	c.lastWhy = ""
+	m := Build(st, cfg)
+	c.report(m.Problems)
+	full := c.last == nil || time.Since(c.lastFull) >= c.o.FullEvery
+	mode := "partial"
+	if full {
+		mode = "full"
+	}
+	start := time.Now()
+	size, err := c.b.Sync(ctx, &m, full)
+	if err != nil {
+		c.last = nil // the next sync is a full one
+		c.o.Metrics.Errors.Inc()
+		return fmt.Errorf("%s: %w", c.b.Name(), err)
+	}
+	done := time.Now()
+	c.o.Metrics.Duration.WithLabelValues(mode).Observe(done.Sub(start).Seconds())
+	c.o.Metrics.Rules.Set(float64(size))
+	c.o.Metrics.LastSync.Set(float64(done.Unix()))
+	if full {
+		c.lastFull = done
+	}
+	c.observeLatency(m.TriggerTimes, done, c.last != nil)
+	if c.last != nil && c.o.Conntrack != nil {
+		if err := c.clearConntrack(c.last, &m); err != nil {
+			c.o.Log.Warn("conntrack entries not cleared", "err", err)
+		}
+	}
+	c.last = &m
+	return nil
+}
+
+// Cleanup removes the backend's rules.
+func (c *Controller) Cleanup(ctx context.Context) error {
+	c.last = nil
+	return c.b.Cleanup(ctx)
+}
+
+func (c *Controller) waiting(why string) {
+	if why != c.lastWhy {
+		c.o.Log.Warn("service proxy waiting", "why", why)
+	}
+	c.lastWhy = why
+}
+
+func (c *Controller) report(problems []Problem) {
+	c.o.Metrics.Skipped.Reset()
+	var b strings.Builder
+	for _, p := range problems {
+		c.o.Metrics.Skipped.WithLabelValues(p.Reason).Inc()
+		fmt.Fprintf(&b, "%s|%s|%s;", p.Object, p.Reason, p.Detail)
+	}
+	if b.String() != c.lastPrb {
+		for _, p := range problems {
+			c.o.Log.Warn("left out of the service rules", "object", p.Object, "reason", p.Reason, "detail", p.Detail)
+		}
+		c.lastPrb = b.String()
+	}
+}
+
+// observeLatency records, once per new trigger time, how long it took
+// from the change that moved an EndpointSlice to its rules in the kernel.
+// The first sync only notes the times: it did not follow those changes.
+func (c *Controller) observeLatency(times map[string]string, done time.Time, report bool) {
+	for slice, t := range times {
+		if c.triggers[slice] == t {
+			continue
+		}
+		c.triggers[slice] = t
+		if !report {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339, t); err == nil && !at.After(done) {
+			c.o.Metrics.Programming.Observe(done.Sub(at).Seconds())
+		}
+	}
+	for slice := range c.triggers {
+		if _, ok := times[slice]; !ok {
+			delete(c.triggers, slice)
+		}
+	}
+}
+
+// clearConntrack deletes the UDP entries that would keep clients talking
+// into a black hole: those of a Service that just got its first endpoint
+// (entries made while it had none) and those NATed to an endpoint that
+// went away.
+func (c *Controller) clearConntrack(prev, cur *Model) error {
+	type key struct {
+		name   string
+		family int
+	}
+	before := map[key]*ServicePort{}
+	for i := range prev.Ports {
+		if sp := &prev.Ports[i]; sp.Protocol == "udp" {
+			before[key{sp.Name(), sp.Family}] = sp
+		}
+	}
+	var errs []error
+	for i := range cur.Ports {
+		sp := &cur.Ports[i]
+		if sp.Protocol != "udp" {
+			continue
+		}
+		old := before[key{sp.Name(), sp.Family}]
+		dsts := append([]netip.Addr{sp.ClusterIP}, sp.External...)
+		if len(sp.ClusterEndpoints()) > 0 && (old == nil || len(old.ClusterEndpoints()) == 0) {
+			for _, d := range dsts {
+				errs = append(errs, c.o.Conntrack.Delete(sp.Family, d, sp.Port, netip.Addr{}))
+			}
+			if sp.NodePort != 0 {
+				errs = append(errs, c.o.Conntrack.Delete(sp.Family, netip.Addr{}, sp.NodePort, netip.Addr{}))
+			}
+		}
+		if old == nil {
+			continue
+		}
+		for _, e := range old.ClusterEndpoints() {
+			if slices.ContainsFunc(sp.ClusterEndpoints(), func(n Endpoint) bool { return n.AddrPort() == e.AddrPort() }) {
+				continue
+			}
+			for _, d := range dsts {
+				errs = append(errs, c.o.Conntrack.Delete(sp.Family, d, sp.Port, e.Addr))
+			}
+			if sp.NodePort != 0 {
+				errs = append(errs, c.o.Conntrack.Delete(sp.Family, netip.Addr{}, sp.NodePort, e.Addr))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Metrics are the proxy's Prometheus metrics.
+type Metrics struct {
+	Duration    *prometheus.HistogramVec
+	Programming prometheus.Histogram
+	Rules       prometheus.Gauge
+	LastSync    prometheus.Gauge
+	Skipped     *prometheus.GaugeVec
+	Errors      prometheus.Counter
+}
+
+// NewMetrics registers the proxy's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "skein_proxy_sync_duration_seconds", Help: "Time a service-proxy sync took, by mode (full, partial).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"mode"}),
+		Programming: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "skein_proxy_network_programming_duration_seconds",
+			Help:    "Time from an EndpointSlice's last-change-trigger-time to its rules applied.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		Rules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "skein_proxy_rules", Help: "Rules and map elements the service proxy last wrote.",
+		}),
+		LastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "skein_proxy_last_sync_timestamp_seconds", Help: "When the last successful service-proxy sync ended.",
+		}),
+		Skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "skein_proxy_objects_skipped", Help: "Services, ports and endpoints left out of the rules, by reason.",
+		}, []string{"reason"}),
+		Errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skein_proxy_sync_errors_total", Help: "Failed service-proxy syncs.",
+		}),
+	}
+	reg.MustRegister(m.Duration, m.Programming, m.Rules, m.LastSync, m.Skipped, m.Errors)
+	return m
+}

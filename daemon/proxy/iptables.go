@@ -1,0 +1,485 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+)
+
+// The iptables layout, per family, in skein's own chains; the built-in
+// chains hold one jump each.
+//
+//	nat PREROUTING, OUTPUT -> SKEIN-SERVICES: a tree on the destination
+//	    address (SKEIN-DST-… chains, one per prefix holding more than a
+//	    few Services), so a packet walks a few dozen rules, not one per
+//	    Service; its last rule sends local destinations to SKEIN-NODEPORTS
+//	SKEIN-SVC-…: masquerade unless from a local pod, then a random
+//	    endpoint (-m statistic), DNAT directly or through SKEIN-SEP-… where
+//	    the endpoint needs more (hairpin for local ones, -m recent for
+//	    session affinity)
+//	SKEIN-EXT-…, SKEIN-SVL-…: NodePort and external addresses, as in
+//	    the nftables backend
+//	nat POSTROUTING -> SKEIN-POSTROUTING: masquerade marked packets
+//	filter INPUT, FORWARD, OUTPUT -> SKEIN-SERVICES (new connections):
+//	    REJECT (or DROP) for Services without endpoints
+const (
+	iptServices    = "SKEIN-SERVICES"
+	iptNodePorts   = "SKEIN-NODEPORTS"
+	iptMarkMasq    = "SKEIN-MARK-MASQ"
+	iptPostrouting = "SKEIN-POSTROUTING"
+	// leafSize is how many Services a dispatch chain lists before it
+	// splits into sub-prefixes.
+	leafSize = 16
+)
+
+// ownChain tells the proxy's iptables chains from everything else,
+// SKEIN-FORWARD (the masquerade controller's) included.
+func ownChain(name string) bool {
+	switch name {
+	case iptServices, iptNodePorts, iptMarkMasq, iptPostrouting:
+		return true
+	}
+	for _, p := range []string{"SKEIN-SVC-", "SKEIN-SEP-", "SKEIN-EXT-", "SKEIN-SVL-", "SKEIN-DST-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// iptRules is what one family's tables should hold: per table, chain ->
+// rules (the arguments after "-A CHAIN").
+type iptRules map[string]map[string][]string
+
+func (r iptRules) add(table, chain string, rule ...string) {
+	if r[table] == nil {
+		r[table] = map[string][]string{}
+	}
+	r[table][chain] = append(r[table][chain], rule...)
+}
+
+func (r iptRules) count() int {
+	n := 0
+	for _, t := range r {
+		for _, c := range t {
+			n += len(c)
+		}
+	}
+	return n
+}
+
+type iptFamily struct {
+	fam       int
+	bridge    string
+	nodePorts []string // prefixes NodePorts answer on; empty: local addresses
+}
+
+func newIPTFamily(fam int, o NFTOptions) iptFamily {
+	return iptFamily{fam: fam, bridge: o.Bridge, nodePorts: newNFTFamily(fam, o).nodePortPrefix}
+}
+
+type dstEntry struct {
+	ip   netip.Addr
+	rule string
+}
+
+func (f iptFamily) desired(m *Model) iptRules {
+	r := iptRules{"nat": {iptServices: nil, iptNodePorts: nil}, "filter": {iptServices: nil, iptNodePorts: nil}}
+	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", MasqueradeMark))
+	r.add("nat", iptPostrouting,
+		fmt.Sprintf("-m mark ! --mark 0x%x/0x%x -j RETURN", MasqueradeMark, MasqueradeMark),
+		fmt.Sprintf("-j MARK --xor-mark 0x%x", MasqueradeMark),
+		"-j MASQUERADE --random-fully")
+	var dst []dstEntry
+	for i := range m.Ports {
+		if sp := &m.Ports[i]; sp.Family == f.fam {
+			dst = f.servicePort(r, sp, dst)
+		}
+	}
+	slices.SortStableFunc(dst, func(a, b dstEntry) int { return a.ip.Compare(b.ip) })
+	root := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	if f.fam == 6 {
+		root = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	f.tree(r, iptServices, root, root.Addr().BitLen(), dst)
+	if len(f.nodePorts) == 0 {
+		r.add("nat", iptServices, "-m addrtype --dst-type LOCAL -j "+iptNodePorts)
+		r.add("filter", iptServices, "-m addrtype --dst-type LOCAL -j "+iptNodePorts)
+	}
+	for _, p := range f.nodePorts {
+		r.add("nat", iptServices, "-d "+p+" -j "+iptNodePorts)
+		r.add("filter", iptServices, "-d "+p+" -j "+iptNodePorts)
+	}
+	return r
+}
+
+// tree writes the dispatch on destination address into chain: entries
+// directly while few, else one jump per sub-prefix (4 more bits) holding
+// several, into a chain of its own. A prefix all entries share costs no
+// chain: the split moves down to where they differ.
+func (f iptFamily) tree(r iptRules, chain string, prefix netip.Prefix, bits int, entries []dstEntry) {
+	for len(entries) > leafSize && prefix.Bits() < bits {
+		next := min(prefix.Bits()+4, bits)
+		var groups [][]dstEntry
+		var prefixes []netip.Prefix
+		for _, e := range entries {
+			p := netip.PrefixFrom(e.ip, next).Masked()
+			if len(prefixes) == 0 || prefixes[len(prefixes)-1] != p {
+				prefixes = append(prefixes, p)
+				groups = append(groups, nil)
+			}
+			groups[len(groups)-1] = append(groups[len(groups)-1], e)
+		}
+		if len(groups) == 1 {
+			prefix = prefixes[0]
+			continue
+		}
+		for i, g := range groups {
+			if len(g) <= 2 {
+				for _, e := range g {
+					r.add("nat", chain, e.rule)
+				}
+				continue
+			}
+			sub := "SKEIN-DST-" + hashID(prefixes[i].String())
+			r.add("nat", chain, fmt.Sprintf("-d %s -j %s", prefixes[i], sub))
+			r["nat"][sub] = nil
+			f.tree(r, sub, prefixes[i], bits, g)
+		}
+		return
+	}
+	for _, e := range entries {
+		r.add("nat", chain, e.rule)
+	}
+}
+
+func (f iptFamily) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []dstEntry {
+	id := sp.ID()
+	svc, ext, svl := "SKEIN-SVC-"+id, "SKEIN-EXT-"+id, "SKEIN-SVL-"+id
+	match := func(ip netip.Addr, port uint16) string {
+		return fmt.Sprintf("-d %s -p %s -m %s --dport %d", netip.PrefixFrom(ip, ip.BitLen()), sp.Protocol, sp.Protocol, port)
+	}
+	comment := fmt.Sprintf(" -m comment --comment %q", sp.Name())
+	cluster := sp.ClusterEndpoints()
+	switch {
+	case len(cluster) > 0:
+		r.add("nat", svc, fmt.Sprintf("! -i %s -j %s", f.bridge, iptMarkMasq))
+		r.add("nat", svc, f.dispatch(r, sp, svc, cluster)...)
+		dst = append(dst, dstEntry{sp.ClusterIP, match(sp.ClusterIP, sp.Port) + comment + " -j " + svc})
+	case sp.InternalLocal && len(sp.Endpoints) > 0:
+		r.add("filter", iptServices, match(sp.ClusterIP, sp.Port)+comment+" -j DROP")
+	default:
+		r.add("filter", iptServices, match(sp.ClusterIP, sp.Port)+comment+" -j REJECT")
+	}
+	if sp.NodePort == 0 && len(sp.External) == 0 {
+		return dst
+	}
+	var noEP string
+	switch {
+	case !sp.ExternalLocal && len(cluster) > 0:
+		r.add("nat", ext, "-j "+iptMarkMasq, "-j "+svc)
+	case sp.ExternalLocal && len(sp.LocalEndpoints()) > 0:
+		r.add("nat", ext, "-m addrtype --src-type LOCAL -j "+iptMarkMasq)
+		if len(cluster) > 0 {
+			r.add("nat", ext, "-m addrtype --src-type LOCAL -j "+svc)
+		}
+		r.add("nat", ext, "-j "+svl)
+		r.add("nat", svl, f.dispatch(r, sp, svl, sp.LocalEndpoints())...)
+	case sp.ExternalLocal && len(sp.Endpoints) > 0:
+		noEP = "DROP"
+	default:
+		noEP = "REJECT"
+	}
+	for _, ip := range sp.External {
+		if noEP != "" {
+			r.add("filter", iptServices, match(ip, sp.Port)+comment+" -j "+noEP)
+		} else {
+			dst = append(dst, dstEntry{ip, match(ip, sp.Port) + comment + " -j " + ext})
+		}
+	}
+	if sp.NodePort != 0 {
+		np := fmt.Sprintf("-p %s -m %s --dport %d%s", sp.Protocol, sp.Protocol, sp.NodePort, comment)
+		if noEP != "" {
+			r.add("filter", iptNodePorts, np+" -j "+noEP)
+		} else {
+			r.add("nat", iptNodePorts, np+" -j "+ext)
+		}
+	}
+	return dst
+}
+
+// dispatch returns chain's rules that pick one of eps at random (the
+// n-th of the remaining rules matching with probability 1/n) and, with
+// session affinity, first send a known client to its endpoint.
+func (f iptFamily) dispatch(r iptRules, sp *ServicePort, chain string, eps []Endpoint) []string {
+	var rules []string
+	target := func(e Endpoint) string {
+		if sp.AffinitySeconds == 0 && !e.Local {
+			return fmt.Sprintf("-p %s -j DNAT --to-destination %s", sp.Protocol, e.AddrPort())
+		}
+		sep := "SKEIN-SEP-" + sp.EndpointID(e)
+		if _, done := r["nat"][sep]; !done {
+			if e.Local { // hairpin: a pod reaching itself through the Service
+				r.add("nat", sep, fmt.Sprintf("-s %s -j %s", netip.PrefixFrom(e.Addr, e.Addr.BitLen()), iptMarkMasq))
+			}
+			if sp.AffinitySeconds > 0 {
+				r.add("nat", sep, "-m recent --name "+sep+" --set")
+			}
+			r.add("nat", sep, fmt.Sprintf("-p %s -j DNAT --to-destination %s", sp.Protocol, e.AddrPort()))
+		}
+		return "-j " + sep
+	}
+	if sp.AffinitySeconds > 0 {
+		for _, e := range eps {
+			sep := "SKEIN-SEP-" + sp.EndpointID(e)
+			rules = append(rules, fmt.Sprintf("-m recent --name %s --rcheck --seconds %d --reap -j %s", sep, sp.AffinitySeconds, sep))
+		}
+	}
+	for i, e := range eps {
+		if left := len(eps) - i; left > 1 {
+			rules = append(rules, fmt.Sprintf("-m statistic --mode random --probability %.10f %s", 1/float64(left), target(e)))
+		} else {
+			rules = append(rules, target(e))
+		}
+	}
+	return rules
+}
+
+// restoreText renders what turns prev into cur for iptables-restore
+// --noflush: the chains that are new or differ are declared (which
+// empties them) and written, and chains no longer wanted are emptied,
+// then deleted. With prev nil, every wanted chain is written, and
+// existing (own chains the kernel has) are the ones to delete if unwanted.
+func restoreText(prev, cur iptRules, existing map[string][]string) []byte {
+	var b bytes.Buffer
+	for _, table := range []string{"filter", "nat"} {
+		want := cur[table]
+		var have map[string][]string
+		if prev != nil {
+			have = prev[table]
+		} else {
+			have = map[string][]string{}
+			for _, c := range existing[table] {
+				have[c] = []string{"(unknown)"}
+			}
+		}
+		var write, drop []string
+		for _, c := range sortedKeys(want) {
+			if old, ok := have[c]; prev == nil || !ok || !slices.Equal(old, want[c]) {
+				write = append(write, c)
+			}
+		}
+		for _, c := range sortedKeys(have) {
+			if _, ok := want[c]; !ok {
+				drop = append(drop, c)
+			}
+		}
+		if len(write)+len(drop) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "*%s\n", table)
+		for _, c := range append(append([]string(nil), write...), drop...) {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+		}
+		for _, c := range write {
+			for _, rule := range want[c] {
+				fmt.Fprintf(&b, "-A %s %s\n", c, rule)
+			}
+		}
+		for _, c := range drop {
+			fmt.Fprintf(&b, "-X %s\n", c)
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.Bytes()
+}
+
+// hooks are the jumps from the built-in chains.
+var hooks = []struct{ table, chain, target string }{
+	{"nat", "PREROUTING", iptServices},
+	{"nat", "OUTPUT", iptServices},
+	{"nat", "POSTROUTING", iptPostrouting},
+	{"filter", "INPUT", iptServices},
+	{"filter", "FORWARD", iptServices},
+	{"filter", "OUTPUT", iptServices},
+}
+
+func hookRule(table, target string) []string {
+	if table == "filter" {
+		return []string{"-m", "conntrack", "--ctstate", "NEW", "-j", target}
+	}
+	return []string{"-j", target}
+}
+
+// IPTables is the iptables backend (either iptables flavour; rules go in
+// through iptables-restore, one transaction per family per sync).
+type IPTables struct {
+	opts NFTOptions
+	prev map[int]iptRules
+}
+
+// NewIPTables returns the backend; it fails without iptables-restore.
+func NewIPTables(o NFTOptions) (*IPTables, error) {
+	if _, err := exec.LookPath("iptables-restore"); err != nil {
+		return nil, fmt.Errorf("iptables: %w", err)
+	}
+	return &IPTables{opts: o, prev: map[int]iptRules{}}, nil
+}
+
+// Name implements Backend.
+func (b *IPTables) Name() string { return "iptables" }
+
+func tool(fam int, name string) string {
+	if fam == 6 {
+		return "ip6" + strings.TrimPrefix(name, "ip")
+	}
+	return name
+}
+
+func proto(fam int) iptables.Protocol {
+	if fam == 6 {
+		return iptables.ProtocolIPv6
+	}
+	return iptables.ProtocolIPv4
+}
+
+// Sync implements Backend.
+func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
+	rules := 0
+	for _, fam := range []int{4, 6} {
+		if _, err := exec.LookPath(tool(fam, "iptables-restore")); err != nil {
+			if fam == 6 && !slices.ContainsFunc(m.Ports, func(sp ServicePort) bool { return sp.Family == 6 }) {
+				continue
+			}
+			return rules, fmt.Errorf("no %s: %w", tool(fam, "iptables-restore"), err)
+		}
+		cur := newIPTFamily(fam, b.opts).desired(m)
+		prev := b.prev[fam]
+		needHooks := full || prev == nil
+		var existing map[string][]string
+		if prev == nil {
+			var err error
+			if existing, err = ownChains(ctx, fam); err != nil {
+				return rules, err
+			}
+		} else if full {
+			existing = map[string][]string{}
+			for t, chains := range prev {
+				existing[t] = sortedKeys(chains)
+			}
+			prev = nil
+		}
+		b.prev[fam] = nil
+		if text := restoreText(prev, cur, existing); len(text) > 0 {
+			if err := restore(ctx, fam, text); err != nil {
+				return rules, err
+			}
+		}
+		if needHooks {
+			if err := ensureHooks(fam); err != nil {
+				return rules, err
+			}
+		}
+		b.prev[fam] = cur
+		rules += cur.count()
+	}
+	return rules, nil
+}
+
+func restore(ctx context.Context, fam int, text []byte) error {
+	cmd := exec.CommandContext(ctx, tool(fam, "iptables-restore"), "--noflush", "--wait")
+	cmd.Stdin = bytes.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", tool(fam, "iptables-restore"), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ownChains lists the proxy's chains the kernel has, per table.
+func ownChains(ctx context.Context, fam int) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, table := range []string{"filter", "nat"} {
+		data, err := exec.CommandContext(ctx, tool(fam, "iptables-save"), "-t", table).Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s -t %s: %w", tool(fam, "iptables-save"), table, err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, ":") {
+				if strings.HasPrefix(line, "-A") {
+					break // declarations come first
+				}
+				continue
+			}
+			name, _, _ := strings.Cut(line[1:], " ")
+			if ownChain(name) {
+				out[table] = append(out[table], name)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("%s -t %s: %w", tool(fam, "iptables-save"), table, err)
+		}
+	}
+	return out, nil
+}
+
+func ensureHooks(fam int) error {
+	ipt, err := iptables.New(iptables.IPFamily(proto(fam)), iptables.Timeout(5))
+	if err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	for _, h := range hooks {
+		rule := hookRule(h.table, h.target)
+		ok, err := ipt.Exists(h.table, h.chain, rule...)
+		if err != nil {
+			return fmt.Errorf("check the %s %s jump: %w", h.table, h.chain, err)
+		}
+		if !ok {
+			if err := ipt.Insert(h.table, h.chain, 1, rule...); err != nil {
+				return fmt.Errorf("add the %s %s jump: %w", h.table, h.chain, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Cleanup implements Backend: the jumps, then every chain of the proxy.
+func (b *IPTables) Cleanup(ctx context.Context) error {
+	var errs []error
+	for _, fam := range []int{4, 6} {
+		b.prev[fam] = nil
+		ipt, err := iptables.New(iptables.IPFamily(proto(fam)), iptables.Timeout(5))
+		if err != nil {
+			continue // no iptables of that family: nothing of ours there
+		}
+		for _, h := range hooks {
+			// A jump to a chain that does not exist cannot exist either,
+			// and iptables reports checking for one as an error.
+			if ok, err := ipt.ChainExists(h.table, h.target); err != nil || !ok {
+				continue
+			}
+			if err := ipt.DeleteIfExists(h.table, h.chain, hookRule(h.table, h.target)...); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		existing, err := ownChains(ctx, fam)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if text := restoreText(nil, iptRules{}, existing); len(text) > 0 {
+			errs = append(errs, restore(ctx, fam, text))
+		}
+	}
+	return errors.Join(errs...)
+}

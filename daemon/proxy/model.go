@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/skein-net/skein/daemon/cluster"
+)
+
+// DefaultAffinitySeconds is how long ClientIP affinity lasts when the
+// Service does not say (Kubernetes' default).
+const DefaultAffinitySeconds = 10800
+
+// Config is what the model needs to know about this node.
+type Config struct {
+	NodeName string
+	// Families the node serves: those of its pod CIDRs (4, 6).
+	Families []int
+}
+
+// ServicePort is one port of one Service in one family: the unit every
+// backend writes a chain for.
+type ServicePort struct {
+	Namespace, Service, PortName string
+	Family                       int    // 4 or 6
+	Protocol                     string // tcp, udp or sctp
+	ClusterIP                    netip.Addr
+	Port                         uint16
+	NodePort                     uint16       // 0: none
+	External                     []netip.Addr // externalIPs and load-balancer ingress IPs
+	AffinitySeconds              int          // 0: no session affinity
+	ExternalLocal                bool         // externalTrafficPolicy: Local
+	InternalLocal                bool         // internalTrafficPolicy: Local
+	Endpoints                    []Endpoint   // every usable endpoint, sorted
+}
+
+// Endpoint is one backend of a ServicePort.
+type Endpoint struct {
+	Addr  netip.Addr
+	Port  uint16
+	Local bool // on this node
+	// Ready endpoints take new connections; when none is ready, serving
+	// and terminating ones do (graceful drain).
+	Ready bool
+}
+
+// AddrPort is where the endpoint listens.
+func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, e.Port) }
+
+// Name reads "namespace/service:port" (the port name left out when empty).
+func (sp *ServicePort) Name() string {
+	n := sp.Namespace + "/" + sp.Service
+	if sp.PortName != "" {
+		n += ":" + sp.PortName
+	}
+	return n
+}
+
+// ID is stable and unique per namespace, service, port, protocol and
+// family: 16 characters that fit an iptables chain name.
+func (sp *ServicePort) ID() string {
+	return hashID(fmt.Sprintf("%s/%s/%s/%s/%d", sp.Namespace, sp.Service, sp.PortName, sp.Protocol, sp.Family))
+}
+
+// EndpointID is the stable name of one endpoint of the port.
+func (sp *ServicePort) EndpointID(e Endpoint) string {
+	return hashID(sp.ID() + "/" + e.AddrPort().String())
+}
+
+func hashID(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base32.StdEncoding.EncodeToString(sum[:10])
+}
+
+// ClusterEndpoints are those that take traffic to the ClusterIP: the
+// local ones only under internalTrafficPolicy: Local.
+func (sp *ServicePort) ClusterEndpoints() []Endpoint {
+	return usable(sp.Endpoints, sp.InternalLocal)
+}
+
+// LocalEndpoints are the usable endpoints on this node.
+func (sp *ServicePort) LocalEndpoints() []Endpoint { return usable(sp.Endpoints, true) }
+
+// usable picks the ready endpoints or, when none is ready, the serving
+// and terminating ones.
+func usable(eps []Endpoint, localOnly bool) []Endpoint {
+	var ready, draining []Endpoint
+	for _, e := range eps {
+		if localOnly && !e.Local {
+			continue
+		}
+		if e.Ready {
+			ready = append(ready, e)
+		} else {
+			draining = append(draining, e)
+		}
+	}
+	if len(ready) > 0 {
+		return ready
+	}
+	return draining
+}
+
+// Problem is an object, or part of one, left out of the rules.
+type Problem struct {
+	Object string // "Service ns/name", "EndpointSlice ns/name"
+	Reason string // short, a metric label
+	Detail string
+}
+
+// Model is the desired state of every backend.
+type Model struct {
+	Ports    []ServicePort // sorted by Name, then family and protocol
+	Problems []Problem
+	// TriggerTimes holds, per EndpointSlice "ns/name", its
+	// endpoints.kubernetes.io/last-change-trigger-time annotation.
+	TriggerTimes map[string]string
+}
+
+// Build computes the model from a snapshot. It never fails: what is
+// wrong is left out and reported in Problems.
+func Build(st *cluster.State, cfg Config) Model {
+	m := Model{TriggerTimes: map[string]string{}}
+	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range st.EndpointSlices {
+		es := &st.EndpointSlices[i]
+		svc := es.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue // not a Service's slice
+		}
+		key := es.Namespace + "/" + svc
+		slicesOf[key] = append(slicesOf[key], es)
+		if t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]; t != "" {
+			m.TriggerTimes[es.Namespace+"/"+es.Name] = t
+		}
+	}
+	for i := range st.Services {
+		svc := &st.Services[i]
+		ports, problems := servicePorts(svc, slicesOf[svc.Namespace+"/"+svc.Name], cfg)
+		m.Ports = append(m.Ports, ports...)
+		m.Problems = append(m.Problems, problems...)
+	}
+	slices.SortFunc(m.Ports, func(a, b ServicePort) int {
+		return cmp.Or(strings.Compare(a.Name(), b.Name()), cmp.Compare(a.Family, b.Family), strings.Compare(a.Protocol, b.Protocol))
+	})
+	return m
+}
+
+func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg Config) ([]ServicePort, []Problem) {
+	obj := "Service " + svc.Namespace + "/" + svc.Name
+	var problems []Problem
+	bad := func(reason, format string, args ...any) {
+		problems = append(problems, Problem{Object: obj, Reason: reason, Detail: fmt.Sprintf(format, args...)})
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil, nil
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	if len(ips) == 0 {
+		bad("no-cluster-ip", "the Service has no clusterIP")
+		return nil, problems
+	}
+	if ips[0] == corev1.ClusterIPNone {
+		return nil, nil // headless: DNS only
+	}
+	affinity := 0
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		affinity = DefaultAffinitySeconds
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			if t := *c.ClientIP.TimeoutSeconds; t >= 1 && t <= 86400 {
+				affinity = int(t)
+			} else {
+				bad("invalid-affinity-timeout", "sessionAffinityConfig timeoutSeconds %d is outside 1-86400; using %d", t, affinity)
+			}
+		}
+	}
+	var out []ServicePort
+	seenFamily := map[int]bool{}
+	for _, s := range ips {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+			bad("invalid-cluster-ip", "clusterIP %q is not a usable IP address", s)
+			continue
+		}
+		ip = ip.Unmap()
+		fam := family(ip)
+		if seenFamily[fam] {
+			bad("invalid-cluster-ip", "two IPv%d clusterIPs", fam)
+			continue
+		}
+		seenFamily[fam] = true
+		if !slices.Contains(cfg.Families, fam) {
+			bad("family-not-on-node", "clusterIP %s is IPv%d and this node has no IPv%d pod network", ip, fam, fam)
+			continue
+		}
+		external := externalAddrs(svc, fam, bad)
+		for _, p := range svc.Spec.Ports {
+			sp, why := servicePort(svc, p, ip, fam)
+			if why != "" {
+				bad("invalid-port", "port %q: %s", p.Name, why)
+				continue
+			}
+			sp.External, sp.AffinitySeconds = external, affinity
+			if p.NodePort != 0 {
+				if p.NodePort < 1 || p.NodePort > 65535 {
+					bad("invalid-port", "port %q: nodePort %d is out of range", p.Name, p.NodePort)
+				} else if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+					sp.NodePort = uint16(p.NodePort)
+				}
+			}
+			sp.Endpoints = endpoints(eslices, p, fam, cfg.NodeName, &problems)
+			out = append(out, sp)
+		}
+	}
+	return out, problems
+}
+
+func servicePort(svc *corev1.Service, p corev1.ServicePort, ip netip.Addr, fam int) (ServicePort, string) {
+	proto := strings.ToLower(string(p.Protocol))
+	if proto == "" {
+		proto = "tcp"
+	}
+	if proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return ServicePort{}, fmt.Sprintf("protocol %q is not TCP, UDP or SCTP", p.Protocol)
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		return ServicePort{}, fmt.Sprintf("port %d is out of range", p.Port)
+	}
+	return ServicePort{
+		Namespace: svc.Namespace, Service: svc.Name, PortName: p.Name, Family: fam, Protocol: proto,
+		ClusterIP: ip, Port: uint16(p.Port),
+		ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal &&
+			(svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer),
+		InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
+	}, ""
+}
+
+func externalAddrs(svc *corev1.Service, fam int, bad func(reason, format string, args ...any)) []netip.Addr {
+	var out []netip.Addr
+	add := func(s, what string) {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+			if fam == 4 { // report once, not per family
+				bad("invalid-external-ip", "%s %q is not a usable IP address", what, s)
+			}
+			return
+		}
+		if ip = ip.Unmap(); family(ip) == fam && !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	for _, s := range svc.Spec.ExternalIPs {
+		add(s, "externalIP")
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				add(in.IP, "load-balancer ingress IP")
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// endpoints gathers the endpoints of one service port in one family
+// from every slice of the Service: the slice's port of the same name and
+// protocol gives the target port (the EndpointSlice controller resolves
+// a named targetPort per pod).
+func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam int, nodeName string, problems *[]Problem) []Endpoint {
+	want := discoveryv1.AddressTypeIPv4
+	if fam == 6 {
+		want = discoveryv1.AddressTypeIPv6
+	}
+	proto := p.Protocol
+	if proto == "" {
+		proto = corev1.ProtocolTCP
+	}
+	byAddr := map[netip.AddrPort]Endpoint{}
+	for _, es := range eslices {
+		if es.AddressType != want {
+			continue
+		}
+		obj := "EndpointSlice " + es.Namespace + "/" + es.Name
+		var port int32
+		found := false
+		for _, sp := range es.Ports {
+			spProto := corev1.ProtocolTCP
+			if sp.Protocol != nil {
+				spProto = *sp.Protocol
+			}
+			if ptrOr(sp.Name, "") == p.Name && spProto == proto && sp.Port != nil {
+				port, found = *sp.Port, true
+				break
+			}
+		}
+		if !found {
+			continue
+		}
+		if port < 1 || port > 65535 {
+			*problems = append(*problems, Problem{obj, "invalid-port", fmt.Sprintf("port %q: %d is out of range", p.Name, port)})
+			continue
+		}
+		for _, e := range es.Endpoints {
+			ready := ptrOr(e.Conditions.Ready, true)
+			serving := ptrOr(e.Conditions.Serving, ready)
+			terminating := ptrOr(e.Conditions.Terminating, false)
+			if !ready && !(serving && terminating) {
+				continue
+			}
+			local := ptrOr(e.NodeName, "") == nodeName
+			for _, s := range e.Addresses {
+				ip, err := netip.ParseAddr(s)
+				if err != nil || ip.Zone() != "" || family(ip.Unmap()) != fam || ip.IsUnspecified() || ip.IsMulticast() {
+					*problems = append(*problems, Problem{obj, "invalid-endpoint-address", fmt.Sprintf("%q is not a usable IPv%d address", s, fam)})
+					continue
+				}
+				ap := netip.AddrPortFrom(ip.Unmap(), uint16(port))
+				if old, ok := byAddr[ap]; ok && old.Ready {
+					continue // listed twice (slices overlap while they move): ready wins
+				}
+				byAddr[ap] = Endpoint{Addr: ap.Addr(), Port: ap.Port(), Local: local, Ready: ready}
+			}
+		}
+	}
+	out := make([]Endpoint, 0, len(byAddr))
+	for _, e := range byAddr {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
+	return out
+}
+
+func family(ip netip.Addr) int {
+	if ip.Is4() {
+		return 4
+	}
+	return 6
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}

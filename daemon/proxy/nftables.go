@@ -1,0 +1,456 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/knftables"
+)
+
+// Table is the name of the proxy's nftables table in each family ("ip
+// skein", "ip6 skein"; the masquerade table is "inet skein").
+const Table = "skein"
+
+// MasqueradeMark is the packet mark bit that asks the postrouting chain
+// to masquerade (the same bit kube-proxy uses for the same purpose).
+const MasqueradeMark = 0x4000
+
+// The nftables layout, per family. A packet's lookup costs the same with
+// ten Services or thirty thousand: the verdict maps are hash tables.
+//
+//	nat-prerouting, nat-output -> services:
+//	    daddr . l4proto . dport  vmap @service-ips       -> svc-… / ext-…
+//	    local daddr: l4proto . dport vmap @service-nodeports -> ext-…
+//	svc-… (traffic to the ClusterIP): masquerade unless it came from a
+//	    local pod (on the bridge), then DNAT to a random endpoint (or, with
+//	    session affinity, to the client's last one, through sep-… chains)
+//	ext-… (NodePort, externalIPs, load-balancer IPs): masquerade, then
+//	    svc-…; under externalTrafficPolicy: Local, no masquerade and only
+//	    local endpoints (svl-…)
+//	filter-prerouting, filter-output: new connections to a Service
+//	    without endpoints, vmap @no-endpoint-* -> reject (or drop)
+//	nat-postrouting: masquerade marked packets, and hairpin traffic (a pod
+//	    reaching itself through its Service: @hairpin holds "ip . ip")
+const (
+	chainServices   = "services"
+	chainMarkMasq   = "mark-for-masquerade"
+	chainReject     = "reject-chain"
+	mapServiceIPs   = "service-ips"
+	mapNodePorts    = "service-nodeports"
+	mapNoEPServices = "no-endpoint-services"
+	mapNoEPNodePort = "no-endpoint-nodeports"
+	setHairpin      = "hairpin"
+	setNodePortIPs  = "nodeport-ips"
+)
+
+// NFTOptions shape the nftables rules.
+type NFTOptions struct {
+	Bridge string // local pods' traffic comes in on it
+	// NodePortAddresses narrows NodePorts to these addresses' prefixes
+	// (empty: every local address).
+	NodePortAddresses []string
+}
+
+// nftRules is the desired content of one family's table beyond its fixed
+// skeleton: what a partial sync diffs.
+type nftRules struct {
+	chains   map[string][]string          // regular chains, rules in nft syntax
+	maps     map[string]map[string]string // verdict maps: key -> verdict
+	sets     map[string][]string          // plain sets: elements
+	affinity map[string]int               // dynamic sets: timeout in seconds
+}
+
+func (r *nftRules) count() int {
+	n := 0
+	for _, c := range r.chains {
+		n += len(c)
+	}
+	for _, m := range r.maps {
+		n += len(m)
+	}
+	for _, s := range r.sets {
+		n += len(s)
+	}
+	return n
+}
+
+type nftFamily struct {
+	fam            int
+	ip, addrType   string
+	bridge         string
+	nodePortPrefix []string // of this family
+}
+
+func newNFTFamily(fam int, o NFTOptions) nftFamily {
+	f := nftFamily{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge}
+	if fam == 6 {
+		f.ip, f.addrType = "ip6", "ipv6_addr"
+	}
+	for _, p := range o.NodePortAddresses {
+		if strings.Contains(p, ":") == (fam == 6) {
+			f.nodePortPrefix = append(f.nodePortPrefix, p)
+		}
+	}
+	return f
+}
+
+// desired renders the model's ports of this family.
+func (f nftFamily) desired(m *Model) *nftRules {
+	r := &nftRules{
+		chains:   map[string][]string{},
+		maps:     map[string]map[string]string{mapServiceIPs: {}, mapNodePorts: {}, mapNoEPServices: {}, mapNoEPNodePort: {}},
+		sets:     map[string][]string{setHairpin: nil, setNodePortIPs: f.nodePortPrefix},
+		affinity: map[string]int{},
+	}
+	hairpin := map[string]bool{}
+	for i := range m.Ports {
+		sp := &m.Ports[i]
+		if sp.Family != f.fam {
+			continue
+		}
+		f.servicePort(r, sp)
+		for _, e := range sp.Endpoints {
+			if e.Local {
+				hairpin[e.Addr.String()+" . "+e.Addr.String()] = true
+			}
+		}
+	}
+	r.sets[setHairpin] = slices.Sorted(maps.Keys(hairpin))
+	return r
+}
+
+func (f nftFamily) servicePort(r *nftRules, sp *ServicePort) {
+	label := fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp))
+	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
+	key := func(ip string, port uint16) string { return fmt.Sprintf("%s . %s . %d", ip, sp.Protocol, port) }
+	cluster := sp.ClusterEndpoints()
+	clusterKey := key(sp.ClusterIP.String(), sp.Port)
+	switch {
+	case len(cluster) > 0:
+		r.chains[svc] = append([]string{fmt.Sprintf("iifname != %q jump %s", f.bridge, chainMarkMasq)}, f.dispatch(r, sp, cluster)...)
+		r.maps[mapServiceIPs][clusterKey] = "goto " + svc
+	case sp.InternalLocal && len(sp.Endpoints) > 0:
+		r.maps[mapNoEPServices][clusterKey] = "drop" // endpoints exist, none here
+	default:
+		r.maps[mapNoEPServices][clusterKey] = "goto " + chainReject
+	}
+	if sp.NodePort == 0 && len(sp.External) == 0 {
+		return
+	}
+	// Traffic from outside: where it goes, or why it cannot.
+	var noEP string
+	switch {
+	case !sp.ExternalLocal && len(cluster) > 0:
+		r.chains[ext] = []string{"jump " + chainMarkMasq, "goto " + svc}
+	case sp.ExternalLocal && len(sp.LocalEndpoints()) > 0:
+		r.chains[ext] = []string{"fib saddr type local jump " + chainMarkMasq}
+		if len(cluster) > 0 {
+			// The node itself is no outside client: it may use any endpoint.
+			r.chains[ext] = append(r.chains[ext], "fib saddr type local goto "+svc)
+		}
+		r.chains[ext] = append(r.chains[ext], "goto "+svl)
+		r.chains[svl] = f.dispatch(r, sp, sp.LocalEndpoints())
+	case sp.ExternalLocal && len(sp.Endpoints) > 0:
+		noEP = "drop" // externalTrafficPolicy: Local, and no endpoint here
+	default:
+		noEP = "goto " + chainReject
+	}
+	for _, ip := range sp.External {
+		if noEP != "" {
+			r.maps[mapNoEPServices][key(ip.String(), sp.Port)] = noEP
+		} else {
+			r.maps[mapServiceIPs][key(ip.String(), sp.Port)] = "goto " + ext
+		}
+	}
+	if sp.NodePort != 0 {
+		npKey := fmt.Sprintf("%s . %d", sp.Protocol, sp.NodePort)
+		if noEP != "" {
+			r.maps[mapNoEPNodePort][npKey] = noEP
+		} else {
+			r.maps[mapNodePorts][npKey] = "goto " + ext
+		}
+	}
+}
+
+// dispatch returns the rules that DNAT to one of eps, at random; with
+// session affinity, a client that has an endpoint keeps it.
+func (f nftFamily) dispatch(r *nftRules, sp *ServicePort, eps []Endpoint) []string {
+	if sp.AffinitySeconds == 0 {
+		if len(eps) == 1 {
+			return []string{fmt.Sprintf("meta l4proto %s dnat to %s", sp.Protocol, eps[0].AddrPort())}
+		}
+		var to []string
+		for i, e := range eps {
+			to = append(to, fmt.Sprintf("%d : %s . %d", i, e.Addr, e.Port))
+		}
+		return []string{fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d map { %s }",
+			sp.Protocol, f.ip, len(eps), strings.Join(to, ", "))}
+	}
+	var rules, to []string
+	for i, e := range eps {
+		id := sp.EndpointID(e)
+		// nft names take letters, digits and "/-_.": an IPv6 address's
+		// colons become dots.
+		sep := "sep-" + id + "-" + strings.ReplaceAll(e.Addr.String(), ":", ".") + "/" + fmt.Sprint(e.Port)
+		// The timeout is in the name: a set's timeout cannot change.
+		aff := fmt.Sprintf("affinity-%s-%d", id, sp.AffinitySeconds)
+		r.affinity[aff] = sp.AffinitySeconds
+		r.chains[sep] = []string{
+			fmt.Sprintf("update @%s { %s saddr }", aff, f.ip),
+			fmt.Sprintf("meta l4proto %s dnat to %s", sp.Protocol, e.AddrPort()),
+		}
+		rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", f.ip, aff, sep))
+		to = append(to, fmt.Sprintf("%d : goto %s", i, sep))
+	}
+	if len(eps) == 1 {
+		return append(rules, strings.TrimPrefix(to[0], "0 : "))
+	}
+	return append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(to, ", ")))
+}
+
+func portLabel(sp *ServicePort) string {
+	if sp.PortName != "" {
+		return sp.PortName
+	}
+	return fmt.Sprint(sp.Port)
+}
+
+// skeleton adds the table's fixed objects: base chains, maps and sets
+// declared, the fixed chains written whole.
+func (f nftFamily) skeleton(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: service proxy")})
+	for _, c := range []struct {
+		name string
+		typ  knftables.BaseChainType
+		hook knftables.BaseChainHook
+		prio knftables.BaseChainPriority
+	}{
+		{"nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority},
+		{"nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority},
+		{"nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority},
+		// Before DNAT, so that a Service without endpoints is refused
+		// whether or not the node has a route to its ClusterIP.
+		{"filter-prerouting", knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority + "-10"},
+		{"filter-output", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "-10"},
+	} {
+		tx.Add(&knftables.Chain{Name: c.name, Type: &c.typ, Hook: &c.hook, Priority: &c.prio})
+		tx.Flush(&knftables.Chain{Name: c.name})
+	}
+	for _, c := range []string{chainServices, chainMarkMasq, chainReject} {
+		tx.Add(&knftables.Chain{Name: c})
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	svcKey := f.addrType + " . inet_proto . inet_service"
+	for _, m := range [][2]string{{mapServiceIPs, svcKey}, {mapNoEPServices, svcKey},
+		{mapNodePorts, "inet_proto . inet_service"}, {mapNoEPNodePort, "inet_proto . inet_service"}} {
+		tx.Add(&knftables.Map{Name: m[0], Type: m[1] + " : verdict"})
+	}
+	tx.Add(&knftables.Set{Name: setHairpin, Type: f.addrType + " . " + f.addrType})
+	tx.Add(&knftables.Set{Name: setNodePortIPs, Type: f.addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+
+	rule := func(chain string, parts ...string) {
+		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts)})
+	}
+	rule("nat-prerouting", "jump", chainServices)
+	rule("nat-output", "jump", chainServices)
+	rule(chainServices, f.ip, "daddr . meta l4proto . th dport vmap @"+mapServiceIPs)
+	local := "fib daddr type local"
+	if len(f.nodePortPrefix) > 0 {
+		local = f.ip + " daddr @" + setNodePortIPs
+	}
+	rule(chainServices, local, "meta l4proto . th dport vmap @"+mapNodePorts)
+	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark or 0x%x", MasqueradeMark))
+	rule("nat-postrouting", "ct status dnat", f.ip, "saddr .", f.ip, "daddr @"+setHairpin, "masquerade")
+	rule("nat-postrouting", fmt.Sprintf("meta mark & 0x%x == 0 return", MasqueradeMark))
+	rule("nat-postrouting", fmt.Sprintf("meta mark set meta mark xor 0x%x", MasqueradeMark))
+	rule("nat-postrouting", "masquerade fully-random")
+	for _, c := range []string{"filter-prerouting", "filter-output"} {
+		rule(c, "ct state new", f.ip, "daddr . meta l4proto . th dport vmap @"+mapNoEPServices)
+		rule(c, "ct state new", local, "meta l4proto . th dport vmap @"+mapNoEPNodePort)
+	}
+	rule(chainReject, "reject")
+}
+
+// nftTransaction writes cur into the table. Full: the skeleton, every
+// chain, map and set rewritten, and what the kernel has beyond them
+// (existing chains and dynamic sets, listed) deleted. Partial: only what
+// differs from prev, which is what the last successful sync wrote.
+func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, existingChains, existingSets []string) {
+	full := prev == nil
+	if full {
+		f.skeleton(tx)
+		prev = &nftRules{chains: map[string][]string{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
+		for _, c := range existingChains {
+			if !isFixedChain(c) {
+				prev.chains[c] = []string{"(unknown)"}
+			}
+		}
+		for _, s := range existingSets {
+			if strings.HasPrefix(s, "affinity-") {
+				prev.affinity[s] = -1
+			}
+		}
+	}
+	// 1. Sets the new chains update, then every new chain, empty (a chain
+	// may jump to another new one).
+	for _, name := range sortedKeys(cur.affinity) {
+		if _, ok := prev.affinity[name]; !ok || full {
+			t := time.Duration(cur.affinity[name]) * time.Second
+			tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
+		}
+	}
+	for _, name := range sortedKeys(cur.chains) {
+		if _, ok := prev.chains[name]; !ok {
+			tx.Add(&knftables.Chain{Name: name})
+		}
+	}
+	// 2. Chains whose rules differ, rewritten.
+	for _, name := range sortedKeys(cur.chains) {
+		old, had := prev.chains[name]
+		if had && slices.Equal(old, cur.chains[name]) {
+			continue
+		}
+		if had {
+			tx.Flush(&knftables.Chain{Name: name})
+		}
+		for _, rule := range cur.chains[name] {
+			tx.Add(&knftables.Rule{Chain: name, Rule: rule})
+		}
+	}
+	// 3. Map and set elements.
+	for _, name := range sortedKeys(cur.maps) {
+		want, have := cur.maps[name], prev.maps[name]
+		if full {
+			tx.Flush(&knftables.Map{Name: name})
+			have = nil
+		}
+		for _, k := range sortedKeys(have) {
+			if v, ok := want[k]; !ok || v != have[k] {
+				tx.Delete(&knftables.Element{Map: name, Key: []string{k}})
+			}
+		}
+		for _, k := range sortedKeys(want) {
+			if v, ok := have[k]; !ok || v != want[k] {
+				tx.Add(&knftables.Element{Map: name, Key: []string{k}, Value: []string{want[k]}})
+			}
+		}
+	}
+	for _, name := range sortedKeys(cur.sets) {
+		want, have := cur.sets[name], prev.sets[name]
+		if full {
+			tx.Flush(&knftables.Set{Name: name})
+			have = nil
+		}
+		for _, k := range have {
+			if !slices.Contains(want, k) {
+				tx.Delete(&knftables.Element{Set: name, Key: []string{k}})
+			}
+		}
+		for _, k := range want {
+			if !slices.Contains(have, k) {
+				tx.Add(&knftables.Element{Set: name, Key: []string{k}})
+			}
+		}
+	}
+	// 4. What is no longer wanted, now that nothing refers to it.
+	gone := []string{}
+	for _, name := range sortedKeys(prev.chains) {
+		if _, ok := cur.chains[name]; !ok {
+			tx.Flush(&knftables.Chain{Name: name})
+			gone = append(gone, name)
+		}
+	}
+	for _, name := range gone {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range sortedKeys(prev.affinity) {
+		if _, ok := cur.affinity[name]; !ok {
+			tx.Delete(&knftables.Set{Name: name})
+		}
+	}
+}
+
+func isFixedChain(name string) bool {
+	switch name {
+	case "nat-prerouting", "nat-output", "nat-postrouting", "filter-prerouting", "filter-output",
+		chainServices, chainMarkMasq, chainReject:
+		return true
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// NFTables is the nftables backend: one table per family.
+type NFTables struct {
+	opts NFTOptions
+	nft  map[int]knftables.Interface
+	prev map[int]*nftRules // what the last successful sync wrote; nil: unknown
+}
+
+// NewNFTables returns the backend; it fails when nftables cannot be used.
+func NewNFTables(o NFTOptions) (*NFTables, error) {
+	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}}
+	for fam, family := range map[int]knftables.Family{4: knftables.IPv4Family, 6: knftables.IPv6Family} {
+		nft, err := knftables.New(family, Table)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		b.nft[fam] = nft
+	}
+	return b, nil
+}
+
+// Name implements Backend.
+func (b *NFTables) Name() string { return "nftables" }
+
+// Sync implements Backend.
+func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
+	rules := 0
+	for _, fam := range []int{4, 6} {
+		f := newNFTFamily(fam, b.opts)
+		cur := f.desired(m)
+		prev := b.prev[fam]
+		var chains, sets []string
+		if full || prev == nil {
+			prev = nil
+			var err error
+			if chains, err = b.nft[fam].List(ctx, "chains"); err != nil && !knftables.IsNotFound(err) {
+				return rules, fmt.Errorf("list the chains of %s: %w", f.ip+" "+Table, err)
+			}
+			if sets, err = b.nft[fam].List(ctx, "sets"); err != nil && !knftables.IsNotFound(err) {
+				return rules, fmt.Errorf("list the sets of %s: %w", f.ip+" "+Table, err)
+			}
+		}
+		tx := b.nft[fam].NewTransaction()
+		f.transaction(tx, prev, cur, chains, sets)
+		b.prev[fam] = nil // unknown until the transaction is known to have landed
+		if tx.NumOperations() > 0 {
+			if err := b.nft[fam].Run(ctx, tx); err != nil {
+				return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
+			}
+		}
+		b.prev[fam] = cur
+		rules += cur.count()
+	}
+	return rules, nil
+}
+
+// Cleanup implements Backend: both tables go.
+func (b *NFTables) Cleanup(ctx context.Context) error {
+	var errs []error
+	for _, fam := range []int{4, 6} {
+		tx := b.nft[fam].NewTransaction()
+		tx.Delete(&knftables.Table{})
+		if err := b.nft[fam].Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete nftables table %s: %w", Table, err))
+		}
+		b.prev[fam] = nil
+	}
+	return errors.Join(errs...)
+}

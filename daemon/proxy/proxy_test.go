@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/knftables"
+
+	"github.com/skein-net/skein/daemon/cluster"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(b), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", name, diff)
+	}
+}
+
+var node1 = Config{NodeName: "node1", Families: []int{4, 6}}
+
+func load(t *testing.T, edit func(string) string) *Model {
+	t.Helper()
+	data, err := os.ReadFile("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	if edit != nil {
+		text = edit(text)
+	}
+	st, err := cluster.ParseFile([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Build(st, node1)
+	return &m
+}
+
+var opts = NFTOptions{Bridge: "cni0"}
+
+func nftText(fam int, prev, cur *Model) string {
+	f := newNFTFamily(fam, opts)
+	kf := knftables.IPv4Family
+	if fam == 6 {
+		kf = knftables.IPv6Family
+	}
+	tx := knftables.NewFake(kf, Table).NewTransaction()
+	var p *nftRules
+	if prev != nil {
+		p = f.desired(prev)
+	}
+	f.transaction(tx, p, f.desired(cur), nil, nil)
+	return tx.String()
+}
+
+func iptText(fam int, prev, cur *Model) string {
+	f := newIPTFamily(fam, opts)
+	var p iptRules
+	if prev != nil {
+		p = f.desired(prev)
+	}
+	return string(restoreText(p, f.desired(cur), nil))
+}
+
+// removeEndpoint is the change of the partial-sync goldens: one endpoint
+// of shop/web leaves its slice.
+func removeEndpoint(s string) string {
+	return strings.Replace(s, "- {addresses: [10.244.2.7], nodeName: node2, conditions: {ready: true}}\n", "", 1)
+}
+
+// TestRulesets renders the same cluster for both backends and both
+// families: full syncs, then the partial sync of one change.
+func TestRulesets(t *testing.T) {
+	m, changed := load(t, nil), load(t, removeEndpoint)
+	for _, fam := range []int{4, 6} {
+		golden(t, "full"+string(rune('0'+fam))+".nft", nftText(fam, nil, m))
+		golden(t, "full"+string(rune('0'+fam))+".iptables", iptText(fam, nil, m))
+	}
+	golden(t, "partial4.nft", nftText(4, m, changed))
+	golden(t, "partial4.iptables", iptText(4, m, changed))
+	// Nothing changed: nothing written.
+	if got := nftText(4, m, m); got != "" {
+		t.Errorf("an unchanged model writes:\n%s", got)
+	}
+	if got := iptText(4, m, m); got != "" {
+		t.Errorf("an unchanged model writes:\n%s", got)
+	}
+}
+
+// TestBuild: what a user's objects turn into, and what is left out.
+func TestBuild(t *testing.T) {
+	m := load(t, nil)
+	byName := map[string]ServicePort{}
+	for _, sp := range m.Ports {
+		byName[fmt.Sprintf("%s/v%d", sp.Name(), sp.Family)] = sp
+	}
+	for _, tc := range []struct {
+		port string
+		want []string // cluster endpoints
+	}{
+		// Two slices merge; the named target port differs per slice.
+		{"shop/web:admin/v4", []string{"10.244.1.5:9001", "10.244.2.7:9002"}},
+		// The terminating endpoint waits while ready ones exist.
+		{"shop/web:http/v4", []string{"10.244.1.5:8080", "10.244.2.7:8080"}},
+		{"kube-system/dns:dns/v6", []string{"[fd00:10:244:2::9]:5353"}},
+		{"shop/empty/v4", nil},
+		// The endpoint with a garbage address is dropped, not the slice.
+		{"shop/bad-port:b/v4", []string{"10.244.2.60:8081"}},
+	} {
+		sp, ok := byName[tc.port]
+		if !ok {
+			t.Errorf("no %s in %v", tc.port, slices.Collect(maps.Keys(byName)))
+			continue
+		}
+		var got []string
+		for _, e := range sp.ClusterEndpoints() {
+			got = append(got, e.AddrPort().String())
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s endpoints (-want +got):\n%s", tc.port, diff)
+		}
+	}
+	for _, absent := range []string{"shop/headless/v4", "shop/elsewhere/v4", "shop/bad-ip/v4", "shop/bad-port:a/v4"} {
+		if _, ok := byName[absent]; ok {
+			t.Errorf("%s has rules", absent)
+		}
+	}
+	if sp := byName["kube-system/dns:dns/v4"]; sp.AffinitySeconds != 60 {
+		t.Errorf("dns affinity %d s, want 60", sp.AffinitySeconds)
+	}
+	var reasons []string
+	for _, p := range m.Problems {
+		reasons = append(reasons, p.Object+" "+p.Reason)
+	}
+	want := []string{
+		"Service shop/bad-ip invalid-cluster-ip",
+		"Service shop/bad-port invalid-port",
+		"EndpointSlice shop/bad-port-1 invalid-endpoint-address",
+	}
+	slices.Sort(reasons)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, reasons); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	// Only serving-and-terminating endpoints left: they drain.
+	drain := load(t, func(s string) string {
+		return strings.Replace(removeEndpoint(s), "{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: true}}",
+			"{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: false}}", 1)
+	})
+	for _, sp := range drain.Ports {
+		if sp.Name() == "shop/web:http" {
+			if got := sp.ClusterEndpoints(); len(got) != 1 || got[0].AddrPort().String() != "10.244.2.8:8080" {
+				t.Errorf("with no ready endpoint, web uses %v, want the terminating 10.244.2.8:8080", got)
+			}
+		}
+	}
+	// A node without IPv6 leaves IPv6 Services out and says so.
+	st, _ := cluster.ParseFile([]byte(mustRead(t, "testdata/cluster.yaml")))
+	v4 := Build(st, Config{NodeName: "node1", Families: []int{4}})
+	if !slices.ContainsFunc(v4.Problems, func(p Problem) bool { return p.Reason == "family-not-on-node" }) {
+		t.Errorf("an IPv4-only node did not report the IPv6 clusterIP: %v", v4.Problems)
+	}
+	if slices.ContainsFunc(v4.Ports, func(sp ServicePort) bool { return sp.Family == 6 }) {
+		t.Errorf("an IPv4-only node has IPv6 rules")
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// FuzzBuild: any cluster file the parser accepts turns into a model and
+// rules for both backends without a panic, and every port it keeps is
+// well formed.
+func FuzzBuild(f *testing.F) {
+	data, err := os.ReadFile("testdata/cluster.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte(`{"kind":"Service","metadata":{"name":"s"},"spec":{"clusterIPs":["::ffff:10.0.0.1","10.0.0.1"],"ports":[{"port":-1}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := cluster.ParseFile(data)
+		if err != nil {
+			return
+		}
+		m := Build(st, node1)
+		for _, sp := range m.Ports {
+			if !sp.ClusterIP.IsValid() || sp.Port == 0 || (sp.Family == 4) != sp.ClusterIP.Is4() {
+				t.Fatalf("kept a malformed port %+v", sp)
+			}
+		}
+		for _, fam := range []int{4, 6} {
+			_ = nftText(fam, nil, &m)
+			_ = iptText(fam, nil, &m)
+		}
+	})
+}

@@ -1,0 +1,357 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skein-net/skein/integration/harness"
+)
+
+// echoServer answers on TCP port 8080 with "<pod name> <client address>"
+// and on UDP port 5353 with the pod's name, from inside the pod.
+func echoServer(t *testing.T, p clusterPod) {
+	t.Helper()
+	var ln net.Listener
+	var pc net.PacketConn
+	if err := p.NS.Do(func() error {
+		var err error
+		if ln, err = net.Listen("tcp", ":8080"); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp", ":5353")
+		return err
+	}); err != nil {
+		t.Fatalf("listen in %s: %v", p.name, err)
+	}
+	t.Cleanup(func() { ln.Close(); pc.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			fmt.Fprintf(c, "%s %s\n", p.name, host)
+			c.Close()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(p.name), from)
+		}
+	}()
+}
+
+// ask connects from ns to addr and returns who answered and the client
+// address it saw.
+func ask(ctx context.Context, ns *harness.NetNS, addr string) (name, seen string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := ns.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", "", fmt.Errorf("read from %s: %w", addr, err)
+	}
+	name, seen, _ = strings.Cut(strings.TrimSpace(line), " ")
+	return name, seen, nil
+}
+
+// service renders a Service and its EndpointSlice (endpoints: the pods,
+// target port 8080 for TCP and 5353 for UDP).
+func service(name, spec string, proto string, eps ...clusterPod) string {
+	target := 8080
+	if proto == "UDP" {
+		target = 5353
+	}
+	var list []string
+	for _, p := range eps {
+		list = append(list, fmt.Sprintf("- {addresses: [%s], nodeName: %s, conditions: {ready: true}}", p.IPs[0], p.node))
+	}
+	endpoints := "endpoints: []"
+	if len(list) > 0 {
+		endpoints = "endpoints:\n" + strings.Join(list, "\n")
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: default}
+spec: %[2]s
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: %[1]s-1, namespace: default, labels: {kubernetes.io/service-name: %[1]s}}
+addressType: IPv4
+ports: [{port: %[3]d, protocol: %[4]s}]
+%[5]s
+`, name, spec, target, proto, endpoints)
+}
+
+// TestServiceProxy runs every Service behaviour on a two-node virtual
+// cluster, once per backend.
+func TestServiceProxy(t *testing.T) {
+	for _, backend := range []string{"nftables", "iptables"} {
+		t.Run(backend, func(t *testing.T) { testServiceProxy(t, backend) })
+	}
+}
+
+func testServiceProxy(t *testing.T, backend string) {
+	c := newCluster(t, harness.ClusterOptions{Nodes: 2, Proxy: backend})
+	pods := podsOn(t, c, c.Nodes, 2)
+	client, a, b, b2 := pods[0], pods[1], pods[2], pods[3] // node1-p0, node1-p1, node2-p0, node2-p1
+	for _, p := range pods[1:] {
+		echoServer(t, p)
+	}
+	// The underlay namespace plays a host outside the cluster, and is
+	// the nodes' default gateway (real nodes have one: traffic to a
+	// ClusterIP is routed before it is DNATed).
+	if _, err := c.Underlay.Exec(ctx(t), "ip", "addr", "add", "172.30.0.1/24", "dev", "ul0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes {
+		if _, err := n.NS.Exec(ctx(t), "ip", "route", "add", "default", "via", "172.30.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outside := c.Underlay
+	services := func(webEndpoints []clusterPod, udpEndpoint clusterPod) string {
+		return strings.Join([]string{
+			service("web", `{clusterIP: 10.96.0.10, type: NodePort, ports: [{port: 80, nodePort: 30081}]}`, "TCP", webEndpoints...),
+			service("sticky", `{clusterIP: 10.96.0.11, sessionAffinity: ClientIP, ports: [{port: 80}]}`, "TCP", a, b, b2),
+			service("empty", `{clusterIP: 10.96.0.12, ports: [{port: 80}]}`, "TCP"),
+			service("local", `{clusterIP: 10.96.0.13, type: NodePort, externalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30080}]}`, "TCP", a),
+			service("dns", `{clusterIP: 10.96.0.53, ports: [{port: 53, protocol: UDP}]}`, "UDP", udpEndpoint),
+		}, "---\n")
+	}
+	if err := c.WriteFile(c.Nodes, services([]clusterPod{a, b}, b)); err != nil {
+		t.Fatal(err)
+	}
+	// The rules are in once the ClusterIP answers.
+	waitFor(t, "web's ClusterIP to answer", func() bool {
+		_, _, err := ask(ctx(t), client.NS, "10.96.0.10:80")
+		return err == nil
+	})
+
+	t.Run("spread and no NAT", func(t *testing.T) {
+		count := map[string]int{}
+		for i := 0; i < 300; i++ {
+			name, seen, err := ask(ctx(t), client.NS, "10.96.0.10:80")
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			if seen != client.IPs[0] {
+				t.Fatalf("%s saw the client as %s, want the pod's own %s", name, seen, client.IPs[0])
+			}
+			count[name]++
+		}
+		// Each of two endpoints gets 150 ± 8.7 (one standard deviation);
+		// under 100 is more than five deviations off.
+		for _, p := range []clusterPod{a, b} {
+			if count[p.name] < 100 {
+				t.Errorf("over 300 connections: %v; %s got fewer than 100", count, p.name)
+			}
+		}
+	})
+
+	t.Run("session affinity pins", func(t *testing.T) {
+		first, _, err := ask(ctx(t), client.NS, "10.96.0.11:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 30; i++ {
+			if name, _, err := ask(ctx(t), client.NS, "10.96.0.11:80"); err != nil || name != first {
+				t.Fatalf("connection %d reached %q (%v), want %s every time", i, name, err, first)
+			}
+		}
+	})
+
+	t.Run("no endpoints is refused at once", func(t *testing.T) {
+		start := time.Now()
+		_, _, err := ask(ctx(t), client.NS, "10.96.0.12:80")
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("connect to a Service without endpoints: %v, want connection refused", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("refused only after %s", d)
+		}
+	})
+
+	t.Run("hairpin", func(t *testing.T) {
+		// a is an endpoint of web: about half its connections come back
+		// to itself, and every one must be answered.
+		self := 0
+		for i := 0; i < 20; i++ {
+			name, _, err := ask(ctx(t), a.NS, "10.96.0.10:80")
+			if err != nil {
+				t.Fatalf("connection %d from an endpoint to its own Service: %v", i, err)
+			}
+			if name == a.name {
+				self++
+			}
+		}
+		if self == 0 {
+			t.Errorf("20 connections and none reached the client itself; hairpin untested")
+		}
+	})
+
+	t.Run("from the node", func(t *testing.T) {
+		for i := 0; i < 10; i++ {
+			if _, _, err := ask(ctx(t), c.Nodes[0].NS, "10.96.0.10:80"); err != nil {
+				t.Fatalf("node1 to the ClusterIP: %v", err)
+			}
+		}
+	})
+
+	t.Run("NodePort", func(t *testing.T) {
+		// Cluster policy: any node answers, masqueraded.
+		for _, n := range c.Nodes {
+			if _, _, err := ask(ctx(t), outside, n.IP.String()+":30081"); err != nil {
+				t.Errorf("NodePort 30081 on %s: %v", n.Name, err)
+			}
+		}
+		// Local policy: the node with the endpoint answers and the
+		// endpoint sees the client's own address.
+		name, seen, err := ask(ctx(t), outside, c.Nodes[0].IP.String()+":30080")
+		if err != nil {
+			t.Fatalf("NodePort 30080 (Local) on node1: %v", err)
+		}
+		if name != a.name || seen != "172.30.0.1" {
+			t.Errorf("answered by %s seeing %s, want %s seeing the client's 172.30.0.1", name, seen, a.name)
+		}
+		// The node without a local endpoint drops it.
+		if _, _, err := ask(ctx(t), outside, c.Nodes[1].IP.String()+":30080"); err == nil {
+			t.Errorf("node2, which has no endpoint of a Local Service, answered its NodePort")
+		}
+	})
+
+	t.Run("UDP endpoint replaced", func(t *testing.T) {
+		var conn net.Conn
+		if err := client.NS.Do(func() error {
+			var err error
+			conn, err = net.Dial("udp", "10.96.0.53:53")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// One socket, one source port: the conntrack entry is what would
+		// pin it to the old endpoint.
+		askUDP := func() string {
+			_, _ = conn.Write([]byte("?"))
+			_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			buf := make([]byte, 64)
+			n, err := conn.Read(buf)
+			if err != nil {
+				return ""
+			}
+			return string(buf[:n])
+		}
+		waitFor(t, "the UDP Service to answer", func() bool { return askUDP() == b.name })
+		if err := c.WriteFile(c.Nodes, services([]clusterPod{a, b}, b2)); err != nil {
+			t.Fatal(err)
+		}
+		changed := time.Now()
+		for {
+			if got := askUDP(); got == b2.name {
+				break
+			}
+			if time.Since(changed) > 2*time.Second {
+				t.Fatalf("no answer from the new endpoint %s two seconds after the change", b2.name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("the new endpoint answered %s after the change", time.Since(changed).Round(10*time.Millisecond))
+	})
+
+	t.Run("removed endpoint gets no new connections", func(t *testing.T) {
+		if err := c.WriteFile(c.Nodes, services([]clusterPod{a}, b2)); err != nil {
+			t.Fatal(err)
+		}
+		// One sync (100 ms minimum interval here) and the file's settle
+		// time: a second is ample.
+		time.Sleep(time.Second)
+		for i := 0; i < 30; i++ {
+			name, _, err := ask(ctx(t), client.NS, "10.96.0.10:80")
+			if err != nil || name != a.name {
+				t.Fatalf("connection %d reached %q (%v) after %s left the slice", i, name, err, b.name)
+			}
+		}
+	})
+
+	t.Run("switch backend and cleanup", func(t *testing.T) {
+		n := c.Nodes[0]
+		other := map[string]string{"nftables": "iptables", "iptables": "nftables"}[backend]
+		n.Kill(syscall.SIGTERM)
+		// The rules stay while skeind is away.
+		if _, _, err := ask(ctx(t), client.NS, "10.96.0.10:80"); err != nil {
+			t.Errorf("the Service stopped working while skeind was down: %v", err)
+		}
+		n.Args = []string{"--proxy", other}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WaitReady(20 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if left := proxyRules(t, n.NS, backend); left != "" {
+			t.Errorf("after switching to %s, %s still holds:\n%s", other, backend, left)
+		}
+		if _, _, err := ask(ctx(t), client.NS, "10.96.0.10:80"); err != nil {
+			t.Errorf("the Service does not work with %s: %v", other, err)
+		}
+		n.Kill(syscall.SIGTERM)
+		if out, err := n.NS.Exec(ctx(t), pluginDir+"/skeind", "cleanup", "--conflist", n.Conflist); err != nil {
+			t.Fatalf("skeind cleanup: %v\n%s", err, out)
+		}
+		for _, be := range []string{"nftables", "iptables"} {
+			if left := proxyRules(t, n.NS, be); left != "" {
+				t.Errorf("after skeind cleanup, %s still holds:\n%s", be, left)
+			}
+		}
+	})
+}
+
+// proxyRules returns what of the proxy's a backend holds in ns.
+func proxyRules(t *testing.T, ns *harness.NetNS, backend string) string {
+	t.Helper()
+	var found []string
+	if backend == "nftables" {
+		out, err := ns.Exec(ctx(t), "nft", "list", "tables")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if l == "table ip skein" || l == "table ip6 skein" {
+				found = append(found, l)
+			}
+		}
+		return strings.Join(found, "\n")
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := ns.Exec(ctx(t), save)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "SKEIN-") && !strings.Contains(l, "SKEIN-FORWARD") {
+				found = append(found, l)
+			}
+		}
+	}
+	return strings.Join(found, "\n")
+}
