@@ -115,7 +115,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	done := time.Now()
 	c.o.Metrics.Duration.WithLabelValues(mode).Observe(done.Sub(start).Seconds())
 	c.o.Metrics.Rules.Set(float64(size))
-	c.o.Metrics.LastSync.Set(float64(done.Unix()))
+	c.o.Metrics.LastSync.Set(float64(done.UnixNano()) / 1e9)
 	if full {
 		c.lastFull = done
 	}

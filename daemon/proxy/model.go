@@ -316,7 +316,7 @@ func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam i
 			ready := ptrOr(e.Conditions.Ready, true)
 			serving := ptrOr(e.Conditions.Serving, ready)
 			terminating := ptrOr(e.Conditions.Terminating, false)
-			if !ready && !(serving && terminating) {
+			if !ready && (!serving || !terminating) {
 				continue
 			}
 			local := ptrOr(e.NodeName, "") == nodeName

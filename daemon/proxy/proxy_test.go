@@ -59,11 +59,7 @@ var opts = NFTOptions{Bridge: "cni0"}
 
 func nftText(fam int, prev, cur *Model) string {
 	f := newNFTFamily(fam, opts)
-	kf := knftables.IPv4Family
-	if fam == 6 {
-		kf = knftables.IPv6Family
-	}
-	tx := knftables.NewFake(kf, Table).NewTransaction()
+	tx := newFakeTx(fam)
 	var p *nftRules
 	if prev != nil {
 		p = f.desired(prev)
@@ -219,4 +215,12 @@ func FuzzBuild(f *testing.F) {
 			_ = iptText(fam, nil, &m)
 		}
 	})
+}
+
+func newFakeTx(fam int) *knftables.Transaction {
+	kf := knftables.IPv4Family
+	if fam == 6 {
+		kf = knftables.IPv6Family
+	}
+	return knftables.NewFake(kf, Table).NewTransaction()
 }

@@ -5,3 +5,4 @@ cd "$(dirname "$0")/../.."
 echo "## CNI plugin"; echo; scripts/bench/cni.sh; echo
 echo "## Overlay convergence"; echo; scripts/bench/overlay.sh; echo
 echo "## Dataplane"; echo; scripts/bench/dataplane.sh
+echo; echo "## Service proxy"; echo; scripts/bench/proxy.sh

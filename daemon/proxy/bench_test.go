@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skein-net/skein/daemon/cluster"
+)
+
+// bigState is n Services with eps endpoints each, all remote.
+func bigState(n, eps int) *cluster.State {
+	st := &cluster.State{Nodes: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+		Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24"}}}}}
+	port, name, proto := int32(8080), "http", corev1.ProtocolTCP
+	for i := 0; i < n; i++ {
+		svc := fmt.Sprintf("svc%d", i)
+		st.Services = append(st.Services, corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: "bench"},
+			Spec: corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.96.%d.%d", i/256, i%256),
+				Ports: []corev1.ServicePort{{Name: name, Port: 80, Protocol: proto}}}})
+		es := discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-1", Namespace: "bench",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}}}
+		for j := 0; j < eps; j++ {
+			node := fmt.Sprintf("node%d", 2+j)
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)}, NodeName: &node})
+		}
+		st.EndpointSlices = append(st.EndpointSlices, es)
+	}
+	return st
+}
+
+// BenchmarkPartialSync is the CPU side of one endpoint change at 10,000
+// Services: the model, both backends' desired rules, and the diff.
+func BenchmarkPartialSync(b *testing.B) {
+	st := bigState(10000, 10)
+	cfg := Config{NodeName: "node1", Families: []int{4}}
+	prev := Build(st, cfg)
+	nf, ip := newNFTFamily(4, opts), newIPTFamily(4, opts)
+	pn, pi := nf.desired(&prev), ip.desired(&prev)
+	b.Run("model", func(b *testing.B) {
+		for b.Loop() {
+			Build(st, cfg)
+		}
+	})
+	b.Run("nftables", func(b *testing.B) {
+		for b.Loop() {
+			m := Build(st, cfg)
+			tx := newFakeTx(4)
+			nf.transaction(tx, pn, nf.desired(&m), nil, nil)
+		}
+	})
+	b.Run("iptables", func(b *testing.B) {
+		for b.Loop() {
+			m := Build(st, cfg)
+			restoreText(pi, ip.desired(&m), nil)
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	st := bigState(10000, 10)
+	data, err := json.Marshal(map[string]any{"kind": "List", "items": listItems(st)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := cluster.ParseFile(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func listItems(st *cluster.State) []any {
+	var items []any
+	for i := range st.Nodes {
+		n := st.Nodes[i]
+		n.Kind = "Node"
+		items = append(items, n)
+	}
+	for i := range st.Services {
+		s := st.Services[i]
+		s.Kind = "Service"
+		items = append(items, s)
+	}
+	for i := range st.EndpointSlices {
+		e := st.EndpointSlices[i]
+		e.Kind = "EndpointSlice"
+		items = append(items, e)
+	}
+	return items
+}

@@ -1,0 +1,502 @@
+// Command proxybench measures skeind's Service proxy from the static
+// cluster file, per backend: the cold full sync (process start to ready)
+// at several cluster sizes with its ruleset size and skeind's peak RSS;
+// the latency of one endpoint change (file renamed -> the kernel's
+// nftables event for it, which iptables-nft emits as well); and the
+// first-packet cost, the TCP connect time from a pod to a ClusterIP
+// against connecting to the endpoint directly. It prints Markdown.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/skein-net/skein/integration/harness"
+)
+
+var (
+	backends = flag.String("backends", "nftables,iptables", "proxy backends to measure")
+	sizes    = flag.String("sizes", "1000x10,10000x10,30000x2", "cold syncs: services x endpoints each")
+	changes  = flag.Int("changes", 100, "endpoint changes at -change-size")
+	changeAt = flag.Int("change-size", 10000, "services (10 endpoints each) while changing one endpoint")
+	connects = flag.String("connect-sizes", "100,1000,10000,30000", "services present while timing connects")
+	dials    = flag.Int("dials", 1000, "connects timed per size")
+	gap      = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than skeind's minimum sync interval)")
+)
+
+const prefix = "skbench-px"
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		os.Exit(1)
+	}
+}
+
+// cluster is the file's content: node1 (this node, pod CIDR
+// 10.64.1.0/24) and n Services, ClusterIP 10.96.x.y, each with eps
+// endpoints spread over a 50-node cluster (1 in 50 is on node1). The last
+// Service's only endpoint is the real server pod, 10.64.1.10:8080.
+func cluster(n, eps, version int) ([]byte, error) {
+	items := []any{map[string]any{
+		"apiVersion": "v1", "kind": "Node",
+		"metadata": map[string]any{"name": "node1"},
+		"spec":     map[string]any{"podCIDRs": []string{"10.64.1.0/24"}},
+		"status":   map[string]any{"addresses": []map[string]string{{"type": "InternalIP", "address": "172.31.0.1"}}},
+	}}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("svc%d", i)
+		items = append(items, map[string]any{
+			"apiVersion": "v1", "kind": "Service",
+			"metadata": map[string]any{"name": name, "namespace": "bench"},
+			"spec": map[string]any{"clusterIP": fmt.Sprintf("10.96.%d.%d", i/256, i%256),
+				"ports": []map[string]any{{"name": "http", "port": 80, "protocol": "TCP"}}},
+		})
+		var list []map[string]any
+		if i == n-1 {
+			list = append(list, map[string]any{"addresses": []string{"10.64.1.10"}, "nodeName": "node1"})
+		} else {
+			for j := 0; j < eps; j++ {
+				addr := fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)
+				if i == 0 && j == 0 {
+					addr = fmt.Sprintf("10.99.%d.%d", version/256, version%256) // the endpoint that changes
+				}
+				list = append(list, map[string]any{"addresses": []string{addr}, "nodeName": fmt.Sprintf("node%d", (i*eps+j)%50)})
+			}
+		}
+		items = append(items, map[string]any{
+			"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+			"metadata": map[string]any{"name": name + "-1", "namespace": "bench",
+				"labels": map[string]string{"kubernetes.io/service-name": name}},
+			"addressType": "IPv4",
+			"ports":       []map[string]any{{"name": "http", "port": 8080, "protocol": "TCP"}},
+			"endpoints":   list,
+		})
+	}
+	return json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+type cold struct {
+	services, eps int
+	took          time.Duration
+	rules         string
+	rssKiB        int
+}
+
+type connect struct {
+	services          int
+	viaService, direct time.Duration // medians
+	viaP99, directP99  time.Duration
+}
+
+type result struct {
+	backend  string
+	colds    []cold
+	change   []time.Duration
+	connects []connect
+}
+
+func run() error {
+	fmt.Fprintln(os.Stderr, "building skeind ...")
+	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.Skeind)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	var results []result
+	for _, be := range strings.Split(*backends, ",") {
+		r := result{backend: be}
+		for _, s := range strings.Split(*sizes, ",") {
+			var n, eps int
+			if _, err := fmt.Sscanf(s, "%dx%d", &n, &eps); err != nil {
+				return fmt.Errorf("-sizes %q: %w", s, err)
+			}
+			fmt.Fprintf(os.Stderr, "%s: cold sync, %d services x %d endpoints ...\n", be, n, eps)
+			c, err := measureCold(binDir, be, n, eps)
+			if err != nil {
+				return err
+			}
+			r.colds = append(r.colds, c)
+		}
+		fmt.Fprintf(os.Stderr, "%s: %d endpoint changes at %d services ...\n", be, *changes, *changeAt)
+		if r.change, err = measureChanges(binDir, be); err != nil {
+			return err
+		}
+		for _, s := range strings.Split(*connects, ",") {
+			var n int
+			fmt.Sscan(s, &n)
+			fmt.Fprintf(os.Stderr, "%s: connect latency at %d services ...\n", be, n)
+			c, err := measureConnect(binDir, be, n)
+			if err != nil {
+				return err
+			}
+			r.connects = append(r.connects, c)
+		}
+		results = append(results, r)
+	}
+	report(results)
+	return nil
+}
+
+// node is a node namespace with an underlay address, the cni0 bridge and
+// two pods on it (a server 10.64.1.10 and a client 10.64.1.11), running
+// skeind on the cluster file.
+type node struct {
+	ns, server, client *harness.NetNS
+	dir, file          string
+	cmd                *exec.Cmd
+	ln                 net.Listener
+	log                string
+	started            time.Time
+}
+
+func newNode(binDir, backend string, data []byte) (*node, error) {
+	ctx := context.Background()
+	n := &node{}
+	var err error
+	if n.dir, err = os.MkdirTemp("", prefix+"-"); err != nil {
+		return nil, err
+	}
+	n.file = filepath.Join(n.dir, "cluster.json")
+	if err := os.WriteFile(n.file, data, 0o600); err != nil {
+		return n, err
+	}
+	for _, p := range []struct {
+		ns   **harness.NetNS
+		name string
+	}{{&n.ns, "node"}, {&n.server, "server"}, {&n.client, "client"}} {
+		if *p.ns, err = harness.NewNetNS(prefix + "-" + p.name); err != nil {
+			return n, err
+		}
+	}
+	script := `ip link add ul0 type veth peer name ul1 && ip addr add 172.31.0.1/16 dev ul0 && ip link set ul1 up && ip link set ul0 up
+ip link add cni0 type bridge && ip addr add 10.64.1.1/24 dev cni0 && ip link set cni0 up
+ip link add vs type veth peer name eth0 netns ` + n.server.Name + ` && ip link set vs master cni0 up
+ip link add vc type veth peer name eth0 netns ` + n.client.Name + ` && ip link set vc master cni0 up
+sysctl -qw net.ipv4.ip_forward=1`
+	if _, err := n.ns.Exec(ctx, "sh", "-c", script); err != nil {
+		return n, err
+	}
+	for ns, ip := range map[*harness.NetNS]string{n.server: "10.64.1.10", n.client: "10.64.1.11"} {
+		if _, err := ns.Exec(ctx, "sh", "-c", "ip addr add "+ip+"/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.64.1.1"); err != nil {
+			return n, err
+		}
+	}
+	// The server pod accepts and closes.
+	var ln net.Listener
+	if err := n.server.Do(func() error {
+		ln, err = net.Listen("tcp", ":8080")
+		return err
+	}); err != nil {
+		return n, err
+	}
+	n.ln = ln
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	n.log = filepath.Join(n.dir, "skeind.log")
+	logf, err := os.Create(n.log)
+	if err != nil {
+		return n, err
+	}
+	defer logf.Close()
+	n.cmd = exec.Command("ip", "netns", "exec", n.ns.Name, filepath.Join(binDir, "skeind"),
+		"--node-name", "node1", "--cluster-file", n.file, "--conflist", filepath.Join(n.dir, "10-skein.conflist"),
+		"--masquerade=false", "--proxy", backend)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.started = time.Now()
+	if err := n.cmd.Start(); err != nil {
+		return n, err
+	}
+	for {
+		code, _, _ := n.ns.HTTPGet(ctx, "http://127.0.0.1:9897/readyz")
+		if code == 200 {
+			return n, nil
+		}
+		if time.Since(n.started) > 5*time.Minute {
+			log, _ := os.ReadFile(n.log)
+			return n, fmt.Errorf("skeind not ready:\n%s", log)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (n *node) close() {
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Kill()
+		_ = n.cmd.Wait()
+	}
+	for _, ns := range []*harness.NetNS{n.client, n.server, n.ns} {
+		if ns != nil {
+			_ = ns.Delete()
+		}
+	}
+	os.RemoveAll(n.dir)
+}
+
+func (n *node) metric(name string) string {
+	_, body, _ := n.ns.HTTPGet(context.Background(), "http://127.0.0.1:9897/metrics")
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+func measureCold(binDir, backend string, services, eps int) (cold, error) {
+	c := cold{services: services, eps: eps}
+	data, err := cluster(services, eps, 0)
+	if err != nil {
+		return c, err
+	}
+	n, err := newNode(binDir, backend, data)
+	defer n.close()
+	if err != nil {
+		return c, err
+	}
+	c.took = time.Since(n.started)
+	c.rssKiB = peakRSS(n.cmd.Process.Pid)
+	c.rules = n.metric("skein_proxy_rules")
+	// The last Service answers: the rules are really there.
+	if _, err := dial(n.client, "10.96."+fmt.Sprintf("%d.%d", (services-1)/256, (services-1)%256)+":80", 1); err != nil {
+		return c, fmt.Errorf("the last Service does not answer after the cold sync: %w", err)
+	}
+	return c, nil
+}
+
+// measureChanges changes one endpoint of one Service, again and again,
+// and times each from the file's rename to the kernel's first nftables
+// event in the IPv4 table the backend writes ("skein", or iptables'
+// "nat"): the commit of the transaction that carries the change.
+func measureChanges(binDir, backend string) ([]time.Duration, error) {
+	data, err := cluster(*changeAt, 10, 0)
+	if err != nil {
+		return nil, err
+	}
+	n, err := newNode(binDir, backend, data)
+	defer n.close()
+	if err != nil {
+		return nil, err
+	}
+	h, err := netns.GetFromPath(n.ns.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	const nfnlgrpNFTables = 7
+	sock, err := nl.SubscribeAt(h, netns.None(), unix.NETLINK_NETFILTER, nfnlgrpNFTables)
+	if err != nil {
+		return nil, err
+	}
+	defer sock.Close()
+	table := "skein"
+	if backend == "iptables" {
+		table = "nat"
+	}
+	events := make(chan time.Time, 4096)
+	go func() {
+		for {
+			msgs, _, err := sock.Receive()
+			if err != nil {
+				close(events)
+				return
+			}
+			now := time.Now()
+			for _, m := range msgs {
+				if isTableEvent(m.Data, unix.AF_INET, table) {
+					events <- now
+				}
+			}
+		}
+	}()
+	var out []time.Duration
+	for k := 1; k <= *changes; k++ {
+		data, err := cluster(*changeAt, 10, k)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(n.file+".tmp", data, 0o600); err != nil {
+			return nil, err
+		}
+		time.Sleep(*gap)
+		for len(events) > 0 { // nothing before the change counts
+			<-events
+		}
+		t0 := time.Now()
+		if err := os.Rename(n.file+".tmp", n.file); err != nil {
+			return nil, err
+		}
+		select {
+		case at, ok := <-events:
+			if !ok {
+				return nil, fmt.Errorf("the netlink socket closed")
+			}
+			out = append(out, at.Sub(t0))
+		case <-time.After(30 * time.Second):
+			log, _ := os.ReadFile(n.log)
+			return nil, fmt.Errorf("change %d never reached the kernel:\n%s", k, log)
+		}
+	}
+	// The last change is in the kernel.
+	var list string
+	if backend == "iptables" {
+		list, err = n.ns.Exec(context.Background(), "iptables-save", "-t", "nat")
+	} else {
+		list, err = n.ns.Exec(context.Background(), "nft", "list", "table", "ip", "skein")
+	}
+	if want := fmt.Sprintf("10.99.%d.%d", *changes/256, *changes%256); err != nil || !(strings.Contains(list, want+" ") || strings.Contains(list, want+":")) {
+		return nil, fmt.Errorf("the last change (%s) is not in the rules (%v)", want, err)
+	}
+	return out, nil
+}
+
+// isTableEvent tells whether a netlink message from the nftables group
+// concerns table in family: the message starts with nfgenmsg (family,
+// version, resource id), and rules, chains, sets and elements name their
+// table in attribute 1.
+func isTableEvent(b []byte, family uint8, table string) bool {
+	if len(b) < 4 || b[0] != family {
+		return false
+	}
+	b = b[4:]
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		typ := binary.NativeEndian.Uint16(b[2:4]) & 0x3fff
+		if l < 4 || l > len(b) {
+			return false
+		}
+		if typ == 1 {
+			return string(bytes.TrimRight(b[4:l], "\x00")) == table
+		}
+		b = b[(l+3)&^3:]
+	}
+	return false
+}
+
+func measureConnect(binDir, backend string, services int) (connect, error) {
+	c := connect{services: services}
+	data, err := cluster(services, 10, 0)
+	if err != nil {
+		return c, err
+	}
+	n, err := newNode(binDir, backend, data)
+	defer n.close()
+	if err != nil {
+		return c, err
+	}
+	svc := fmt.Sprintf("10.96.%d.%d:80", (services-1)/256, (services-1)%256)
+	// Interleaved rounds, so that both paths see the same machine.
+	var via, direct []time.Duration
+	for round := 0; round < 10; round++ {
+		v, err := dial(n.client, svc, *dials/10)
+		if err != nil {
+			return c, err
+		}
+		d, err := dial(n.client, "10.64.1.10:8080", *dials/10)
+		if err != nil {
+			return c, err
+		}
+		via, direct = append(via, v...), append(direct, d...)
+	}
+	c.viaService, c.direct = pct(via, 50), pct(direct, 50)
+	c.viaP99, c.directP99 = pct(via, 99), pct(direct, 99)
+	return c, nil
+}
+
+// dial connects k times from ns to addr and returns each connect's time.
+func dial(ns *harness.NetNS, addr string, k int) ([]time.Duration, error) {
+	var out []time.Duration
+	err := ns.Do(func() error {
+		for i := 0; i < k; i++ {
+			t0 := time.Now()
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				return fmt.Errorf("connect %d to %s: %w", i, addr, err)
+			}
+			out = append(out, time.Since(t0))
+			c.Close()
+		}
+		return nil
+	})
+	return out, err
+}
+
+func peakRSS(pid int) int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
+			return kib
+		}
+	}
+	return 0
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)*p/100]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func report(rs []result) {
+	fmt.Printf("Machine: %d cores, %s; skeind defaults (minimum sync interval 1s), cluster file in JSON; endpoints spread over a 50-node cluster\n\n", runtime.NumCPU(), runtime.Version())
+	fmt.Println("Cold full sync (skeind start to ready, the file already holding every Service):")
+	fmt.Println()
+	fmt.Println("| backend | services x endpoints | cold sync | ruleset (rules + map elements) | skeind peak RSS |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range rs {
+		for _, c := range r.colds {
+			fmt.Printf("| %s | %d x %d | %.2f s | %s | %.1f MiB |\n", r.backend, c.services, c.eps, c.took.Seconds(), c.rules, float64(c.rssKiB)/1024)
+		}
+	}
+	fmt.Println()
+	fmt.Printf("One endpoint changed at %d services (file renamed -> the kernel's event for the change):\n\n", *changeAt)
+	fmt.Println("| backend | changes | p50 | p99 | max |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range rs {
+		fmt.Printf("| %s | %d | %.1f ms | %.1f ms | %.1f ms |\n", r.backend, len(r.change), ms(pct(r.change, 50)), ms(pct(r.change, 99)), ms(pct(r.change, 100)))
+	}
+	fmt.Println()
+	fmt.Printf("TCP connect from a pod, %d connects per size (median, p99), to a ClusterIP and to its endpoint directly:\n\n", *dials)
+	fmt.Println("| backend | services | via ClusterIP | directly | ClusterIP / direct | median vs the first size |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rs {
+		for _, c := range r.connects {
+			fmt.Printf("| %s | %d | %.1f µs (p99 %.1f) | %.1f µs (p99 %.1f) | %.2f | %.2f |\n", r.backend, c.services,
+				us(c.viaService), us(c.viaP99), us(c.direct), us(c.directP99),
+				float64(c.viaService)/float64(c.direct), float64(c.viaService)/float64(r.connects[0].viaService))
+		}
+	}
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
