@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
@@ -27,17 +28,53 @@ const MaxFileSize = 64 << 20
 // ParseFile reads Kubernetes objects from YAML (one or more documents) or
 // JSON: objects, or Lists of them. Nodes, Services and EndpointSlices are
 // kept (a namespaced object without a namespace is in "default", as
-// kubectl has it); kinds skeind does not read are ignored. A document that does not parse fails the whole
-// file, so a half-written file never becomes a snapshot.
-func ParseFile(data []byte) (*State, error) {
+// kubectl has it); kinds skeind does not read are ignored. A document
+// that does not parse fails the whole file, so a half-written file never
+// becomes a snapshot.
+func ParseFile(data []byte) (*State, error) { return (&Parser{}).Parse(data) }
+
+// Parser is ParseFile with a memory: the items of a JSON List that are
+// byte for byte those of the last file it parsed are not decoded again,
+// and come back as the same objects. A change to one Service of ten
+// thousand then costs one Service's decoding (and lets the controllers
+// memoize per object), not the whole file's. The zero value is ready.
+type Parser struct {
+	seed  maphash.Seed
+	items map[uint64]*item // the last good file's List items, by content hash
+}
+
+// Parse implements ParseFile.
+func (p *Parser) Parse(data []byte) (*State, error) {
 	st := &State{}
 	seen := map[string]bool{}
 	// A file that is one JSON object (what a generator writes) decodes in
 	// one pass; anything else goes through the YAML/JSON stream decoder.
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
-		var o object
-		if json.Unmarshal(trimmed, &o) == nil {
-			if err := st.add(&o, seen, 0); err != nil {
+		var head struct {
+			Kind  string            `json:"kind"`
+			Items []json.RawMessage `json:"items"`
+		}
+		// Splitting the items by hand is an order of magnitude faster
+		// than encoding/json's scan; what is not plain goes the slow way.
+		decoded := false
+		if rest, items, ok := splitItems(trimmed); ok && json.Unmarshal(rest, &head) == nil {
+			head.Items = head.Items[:0]
+			for _, it := range items {
+				head.Items = append(head.Items, it)
+			}
+			decoded = true
+		}
+		if decoded || json.Unmarshal(trimmed, &head) == nil {
+			var err error
+			if isList(head.Kind) {
+				err = p.list(st, head.Items, seen)
+			} else {
+				var o object
+				if err = json.Unmarshal(trimmed, &o); err == nil {
+					err = st.add(&o, seen, 0)
+				}
+			}
+			if err != nil {
 				return nil, fmt.Errorf("document 0: %w", err)
 			}
 			return st, nil
@@ -71,6 +108,55 @@ func ParseFile(data []byte) (*State, error) {
 		return nil, fmt.Errorf("the file holds no objects")
 	}
 	return st, nil
+}
+
+// list takes the items of a top-level JSON List, decoding only those it
+// has not seen in the last file.
+func (p *Parser) list(st *State, raws []json.RawMessage, seen map[string]bool) error {
+	if p.items == nil {
+		p.seed = maphash.MakeSeed()
+	}
+	next := make(map[uint64]*item, len(raws))
+	for i, raw := range raws {
+		h := maphash.Bytes(p.seed, raw)
+		it, ok := p.items[h]
+		if !ok {
+			var o object
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
+			if isList(o.Kind) {
+				return fmt.Errorf("item %d: a %s inside a List", i, o.Kind)
+			}
+			var err error
+			if it, err = convert(&o); err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
+		}
+		next[h] = it
+		if err := st.take(it, seen); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	p.items = next
+	return nil
+}
+
+func isList(kind string) bool {
+	switch kind {
+	case "List", "NodeList", "ServiceList", "EndpointSliceList":
+		return true
+	}
+	return false
+}
+
+// item is one object of the file, converted; nil for kinds skeind does
+// not read.
+type item struct {
+	key  string // unique in a file: the Node's name, or "Kind namespace/name"
+	node *corev1.Node
+	svc  *corev1.Service
+	es   *discoveryv1.EndpointSlice
 }
 
 // object is the part of a Kubernetes object (or List) skeind reads: the
@@ -114,8 +200,7 @@ func (o *object) meta() metav1.ObjectMeta {
 }
 
 func (st *State) add(o *object, seen map[string]bool, depth int) error {
-	switch o.Kind {
-	case "List", "NodeList", "ServiceList", "EndpointSliceList":
+	if isList(o.Kind) {
 		if depth > 0 {
 			return fmt.Errorf("a %s inside a List", o.Kind)
 		}
@@ -124,44 +209,70 @@ func (st *State) add(o *object, seen map[string]bool, depth int) error {
 				return fmt.Errorf("item %d: %w", i, err)
 			}
 		}
+		return nil
+	}
+	it, err := convert(o)
+	if err != nil {
+		return err
+	}
+	return st.take(it, seen)
+}
+
+// convert turns a decoded object into the typed one skeind keeps.
+func convert(o *object) (*item, error) {
+	switch o.Kind {
 	case "Node":
 		if o.Metadata.Name == "" {
-			return fmt.Errorf("a Node without metadata.name")
+			return nil, fmt.Errorf("a Node without metadata.name")
 		}
-		if seen[o.Metadata.Name] {
-			return fmt.Errorf("Node %q appears twice", o.Metadata.Name)
-		}
-		seen[o.Metadata.Name] = true
-		n := corev1.Node{}
+		n := &corev1.Node{}
 		n.Name = o.Metadata.Name
 		n.Annotations = o.Metadata.Annotations
 		n.CreationTimestamp = o.Metadata.CreationTimestamp
 		n.Spec.PodCIDR, n.Spec.PodCIDRs = o.Spec.PodCIDR, o.Spec.PodCIDRs
 		n.Status.Addresses = o.Status.Addresses
-		st.Nodes = append(st.Nodes, n)
+		return &item{key: n.Name, node: n}, nil
 	case "Service", "EndpointSlice":
 		m := o.meta()
 		if m.Name == "" {
-			return fmt.Errorf("a %s without metadata.name", o.Kind)
+			return nil, fmt.Errorf("a %s without metadata.name", o.Kind)
 		}
-		key := o.Kind + " " + m.Namespace + "/" + m.Name
-		if seen[key] {
-			return fmt.Errorf("%s %s/%s appears twice", o.Kind, m.Namespace, m.Name)
-		}
-		seen[key] = true
+		it := &item{key: o.Kind + " " + m.Namespace + "/" + m.Name}
 		if o.Kind == "Service" {
-			svc := corev1.Service{ObjectMeta: m}
+			it.svc = &corev1.Service{ObjectMeta: m}
 			if o.Spec.ServiceSpec != nil {
-				svc.Spec = *o.Spec.ServiceSpec
+				it.svc.Spec = *o.Spec.ServiceSpec
 			}
-			svc.Status.LoadBalancer = o.Status.LoadBalancer
-			st.Services = append(st.Services, svc)
+			it.svc.Status.LoadBalancer = o.Status.LoadBalancer
 		} else {
-			st.EndpointSlices = append(st.EndpointSlices, discoveryv1.EndpointSlice{
-				ObjectMeta: m, AddressType: o.AddressType, Endpoints: o.Endpoints, Ports: o.Ports})
+			it.es = &discoveryv1.EndpointSlice{ObjectMeta: m, AddressType: o.AddressType, Endpoints: o.Endpoints, Ports: o.Ports}
 		}
+		return it, nil
 	case "":
-		return fmt.Errorf("an object without kind")
+		return nil, fmt.Errorf("an object without kind")
+	}
+	return nil, nil
+}
+
+// take adds an item to the snapshot; an object twice fails the file.
+func (st *State) take(it *item, seen map[string]bool) error {
+	if it == nil {
+		return nil
+	}
+	if seen[it.key] {
+		if it.node != nil {
+			return fmt.Errorf("Node %q appears twice", it.key)
+		}
+		return fmt.Errorf("%s appears twice", it.key)
+	}
+	seen[it.key] = true
+	switch {
+	case it.node != nil:
+		st.Nodes = append(st.Nodes, *it.node)
+	case it.svc != nil:
+		st.Services = append(st.Services, it.svc)
+	case it.es != nil:
+		st.EndpointSlices = append(st.EndpointSlices, it.es)
 	}
 	return nil
 }
@@ -196,6 +307,7 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	}
 	var last [32]byte
 	var lastErr string
+	var parser Parser
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -203,7 +315,7 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 		if err == nil {
 			sum := sha256.Sum256(data)
 			if sum != last {
-				st, perr := ParseFile(data)
+				st, perr := parser.Parse(data)
 				if perr != nil {
 					err = perr
 				} else {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -136,4 +137,34 @@ func FuzzParseFile(f *testing.F) {
 			seen[n.Name] = true
 		}
 	})
+}
+
+// TestParserKeepsUnchangedItems: a List item that did not change comes
+// back as the same object; a changed one is decoded anew.
+func TestParserKeepsUnchangedItems(t *testing.T) {
+	file := func(port int) []byte {
+		return []byte(fmt.Sprintf(`{"kind":"List","items":[
+{"kind":"Service","metadata":{"name":"a"},"spec":{"clusterIP":"10.96.0.1"}},
+{"kind":"Service","metadata":{"name":"b"},"spec":{"clusterIP":"10.96.0.2","ports":[{"port":%d}]}}]}`, port))
+	}
+	var p Parser
+	first, err := p.Parse(file(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := p.Parse(file(81))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Services[0] != second.Services[0] {
+		t.Error("the unchanged Service was decoded again")
+	}
+	if first.Services[1] == second.Services[1] || second.Services[1].Spec.Ports[0].Port != 81 {
+		t.Errorf("the changed Service is %+v", second.Services[1].Spec)
+	}
+	// A bad file changes nothing, and a duplicate from the cache is
+	// still a duplicate.
+	if _, err := p.Parse([]byte(`{"kind":"List","items":[{"kind":"Service","metadata":{"name":"a"}},{"kind":"Service","metadata":{"name":"a"}}]}`)); err == nil {
+		t.Error("a Service twice was accepted")
+	}
 }

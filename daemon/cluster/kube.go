@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -126,18 +125,12 @@ func (s *KubeSource) snapshot(nodes corelisters.NodeLister, services corelisters
 	if err != nil {
 		return nil, fmt.Errorf("list services from the cache: %w", err)
 	}
-	st.Services = make([]corev1.Service, 0, len(svcs))
-	for _, o := range svcs {
-		st.Services = append(st.Services, *o)
-	}
+	st.Services = svcs
 	eps, err := slices.List(labels.Everything())
 	if err != nil {
 		return nil, fmt.Errorf("list endpointslices from the cache: %w", err)
 	}
-	st.EndpointSlices = make([]discoveryv1.EndpointSlice, 0, len(eps))
-	for _, o := range eps {
-		st.EndpointSlices = append(st.EndpointSlices, *o)
-	}
+	st.EndpointSlices = eps
 	return st, nil
 }
 

@@ -8,11 +8,14 @@ import (
 )
 
 // State is one complete snapshot of the cluster. Its objects are shared
-// between readers and never modified.
+// between readers and never modified. A Service or EndpointSlice that did
+// not change since the previous snapshot is the same pointer in both (the
+// informer's cache and the file source's item cache keep them), so a
+// controller may memoize per object.
 type State struct {
 	Nodes          []corev1.Node
-	Services       []corev1.Service
-	EndpointSlices []discoveryv1.EndpointSlice
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
 }
 
 // Node returns the node of that name.

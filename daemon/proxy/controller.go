@@ -190,14 +190,13 @@ func (c *Controller) clearConntrack(prev, cur *Model) error {
 		family int
 	}
 	before := map[key]*ServicePort{}
-	for i := range prev.Ports {
-		if sp := &prev.Ports[i]; sp.Protocol == "udp" {
+	for _, sp := range prev.Ports {
+		if sp.Protocol == "udp" {
 			before[key{sp.Name(), sp.Family}] = sp
 		}
 	}
 	var errs []error
-	for i := range cur.Ports {
-		sp := &cur.Ports[i]
+	for _, sp := range cur.Ports {
 		if sp.Protocol != "udp" {
 			continue
 		}

@@ -91,7 +91,17 @@ type dstEntry struct {
 	rule string
 }
 
-func (f iptFamily) desired(m *Model) iptRules {
+// iptChunk is what one service port renders to, kept while its
+// generation stays.
+type iptChunk struct {
+	gen uint64
+	r   iptRules
+	dst []dstEntry
+}
+
+// desired renders the model's ports of this family, reusing the chunks
+// in cache of ports that did not change; it returns the chunks it used.
+func (f iptFamily) desired(m *Model, cache map[string]*iptChunk) (iptRules, map[string]*iptChunk) {
 	r := iptRules{"nat": {iptServices: nil, iptNodePorts: nil}, "filter": {iptServices: nil, iptNodePorts: nil}}
 	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", MasqueradeMark))
 	r.add("nat", iptPostrouting,
@@ -99,10 +109,27 @@ func (f iptFamily) desired(m *Model) iptRules {
 		fmt.Sprintf("-j MARK --xor-mark 0x%x", MasqueradeMark),
 		"-j MASQUERADE --random-fully")
 	var dst []dstEntry
-	for i := range m.Ports {
-		if sp := &m.Ports[i]; sp.Family == f.fam {
-			dst = f.servicePort(r, sp, dst)
+	used := make(map[string]*iptChunk, len(m.Ports))
+	for _, sp := range m.Ports {
+		if sp.Family != f.fam {
+			continue
 		}
+		c := cache[sp.ID()]
+		if c == nil || c.gen != sp.gen || sp.gen == 0 {
+			c = &iptChunk{gen: sp.gen, r: iptRules{}}
+			c.dst = f.servicePort(c.r, sp, nil)
+		}
+		used[sp.ID()] = c
+		for table, chains := range c.r {
+			for chain, rules := range chains {
+				if chain == iptServices || chain == iptNodePorts {
+					r.add(table, chain, rules...) // shared: the model's order
+				} else {
+					r[table][chain] = rules // the port's own
+				}
+			}
+		}
+		dst = append(dst, c.dst...)
 	}
 	slices.SortStableFunc(dst, func(a, b dstEntry) int { return a.ip.Compare(b.ip) })
 	root := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
@@ -118,7 +145,7 @@ func (f iptFamily) desired(m *Model) iptRules {
 		r.add("nat", iptServices, "-d "+p+" -j "+iptNodePorts)
 		r.add("filter", iptServices, "-d "+p+" -j "+iptNodePorts)
 	}
-	return r
+	return r, used
 }
 
 // tree writes the dispatch on destination address into chain: entries
@@ -271,17 +298,11 @@ func restoreText(prev, cur iptRules, existing map[string][]string) []byte {
 				have[c] = []string{"(unknown)"}
 			}
 		}
-		var write, drop []string
-		for _, c := range sortedKeys(want) {
-			if old, ok := have[c]; prev == nil || !ok || !slices.Equal(old, want[c]) {
-				write = append(write, c)
-			}
-		}
-		for _, c := range sortedKeys(have) {
-			if _, ok := want[c]; !ok {
-				drop = append(drop, c)
-			}
-		}
+		write := keysWhere(want, func(c string, rules []string) bool {
+			old, ok := have[c]
+			return prev == nil || !ok || !slices.Equal(old, rules)
+		})
+		drop := keysWhere(have, func(c string, _ []string) bool { _, ok := want[c]; return !ok })
 		if len(write)+len(drop) == 0 {
 			continue
 		}
@@ -322,8 +343,9 @@ func hookRule(table, target string) []string {
 // IPTables is the iptables backend (either iptables flavour; rules go in
 // through iptables-restore, one transaction per family per sync).
 type IPTables struct {
-	opts NFTOptions
-	prev map[int]iptRules
+	opts   NFTOptions
+	prev   map[int]iptRules
+	chunks map[int]map[string]*iptChunk
 }
 
 // NewIPTables returns the backend; it fails without iptables-restore.
@@ -331,7 +353,7 @@ func NewIPTables(o NFTOptions) (*IPTables, error) {
 	if _, err := exec.LookPath("iptables-restore"); err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return &IPTables{opts: o, prev: map[int]iptRules{}}, nil
+	return &IPTables{opts: o, prev: map[int]iptRules{}, chunks: map[int]map[string]*iptChunk{}}, nil
 }
 
 // Name implements Backend.
@@ -356,12 +378,13 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 	rules := 0
 	for _, fam := range []int{4, 6} {
 		if _, err := exec.LookPath(tool(fam, "iptables-restore")); err != nil {
-			if fam == 6 && !slices.ContainsFunc(m.Ports, func(sp ServicePort) bool { return sp.Family == 6 }) {
+			if fam == 6 && !slices.ContainsFunc(m.Ports, func(sp *ServicePort) bool { return sp.Family == 6 }) {
 				continue
 			}
 			return rules, fmt.Errorf("no %s: %w", tool(fam, "iptables-restore"), err)
 		}
-		cur := newIPTFamily(fam, b.opts).desired(m)
+		var cur iptRules
+		cur, b.chunks[fam] = newIPTFamily(fam, b.opts).desired(m, b.chunks[fam])
 		prev := b.prev[fam]
 		needHooks := full || prev == nil
 		var existing map[string][]string

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -40,6 +42,11 @@ type ServicePort struct {
 	ExternalLocal                bool         // externalTrafficPolicy: Local
 	InternalLocal                bool         // internalTrafficPolicy: Local
 	Endpoints                    []Endpoint   // every usable endpoint, sorted
+
+	name, id string // Name() and ID(), computed once
+	// gen changes whenever the port is computed anew, so a backend may
+	// keep what it rendered for the port while gen stays.
+	gen uint64
 }
 
 // Endpoint is one backend of a ServicePort.
@@ -57,6 +64,9 @@ func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, 
 
 // Name reads "namespace/service:port" (the port name left out when empty).
 func (sp *ServicePort) Name() string {
+	if sp.name != "" {
+		return sp.name
+	}
 	n := sp.Namespace + "/" + sp.Service
 	if sp.PortName != "" {
 		n += ":" + sp.PortName
@@ -67,8 +77,14 @@ func (sp *ServicePort) Name() string {
 // ID is stable and unique per namespace, service, port, protocol and
 // family: 16 characters that fit an iptables chain name.
 func (sp *ServicePort) ID() string {
-	return hashID(fmt.Sprintf("%s/%s/%s/%s/%d", sp.Namespace, sp.Service, sp.PortName, sp.Protocol, sp.Family))
+	if sp.id != "" {
+		return sp.id
+	}
+	return hashID(sp.Namespace + "/" + sp.Service + "/" + sp.PortName + "/" + sp.Protocol + "/" + strconv.Itoa(sp.Family))
 }
+
+// gens numbers computed ports.
+var gens atomic.Uint64
 
 // EndpointID is the stable name of one endpoint of the port.
 func (sp *ServicePort) EndpointID(e Endpoint) string {
@@ -118,7 +134,7 @@ type Problem struct {
 
 // Model is the desired state of every backend.
 type Model struct {
-	Ports    []ServicePort // sorted by Name, then family and protocol
+	Ports    []*ServicePort // sorted by Name, then family and protocol; shared, not to be modified
 	Problems []Problem
 	// TriggerTimes holds, per EndpointSlice "ns/name", its
 	// endpoints.kubernetes.io/last-change-trigger-time annotation.
@@ -127,11 +143,32 @@ type Model struct {
 
 // Build computes the model from a snapshot. It never fails: what is
 // wrong is left out and reported in Problems.
-func Build(st *cluster.State, cfg Config) Model {
+func Build(st *cluster.State, cfg Config) Model { return (&Memo{}).Build(st, cfg) }
+
+// Memo is Build with a memory: a Service whose object and EndpointSlices
+// are the same pointers as in the last build (the sources keep unchanged
+// objects) is not computed again, and its ports keep their generation.
+// The zero value is ready; it is not safe for concurrent use.
+type Memo struct {
+	cfg      string
+	services map[*corev1.Service]*memoEntry
+}
+
+type memoEntry struct {
+	key      string // namespace/name, the order of Services in the model
+	slices   []*discoveryv1.EndpointSlice
+	ports    []*ServicePort
+	problems []Problem
+}
+
+// Build implements the package's Build.
+func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
+	if key := fmt.Sprint(cfg); key != mm.cfg || mm.services == nil {
+		mm.cfg, mm.services = key, map[*corev1.Service]*memoEntry{}
+	}
 	m := Model{TriggerTimes: map[string]string{}}
 	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
-	for i := range st.EndpointSlices {
-		es := &st.EndpointSlices[i]
+	for _, es := range st.EndpointSlices {
 		svc := es.Labels[discoveryv1.LabelServiceName]
 		if svc == "" {
 			continue // not a Service's slice
@@ -142,15 +179,38 @@ func Build(st *cluster.State, cfg Config) Model {
 			m.TriggerTimes[es.Namespace+"/"+es.Name] = t
 		}
 	}
-	for i := range st.Services {
-		svc := &st.Services[i]
-		ports, problems := servicePorts(svc, slicesOf[svc.Namespace+"/"+svc.Name], cfg)
-		m.Ports = append(m.Ports, ports...)
-		m.Problems = append(m.Problems, problems...)
+	next := make(map[*corev1.Service]*memoEntry, len(st.Services))
+	entries := make([]*memoEntry, 0, len(st.Services))
+	for _, svc := range st.Services {
+		eslices := slicesOf[svc.Namespace+"/"+svc.Name]
+		if len(eslices) > 1 { // an informer lists in no particular order
+			slices.SortFunc(eslices, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+		}
+		e := mm.services[svc]
+		if e == nil || !slices.Equal(e.slices, eslices) {
+			e = &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: eslices}
+			ports, problems := servicePorts(svc, eslices, cfg)
+			gen := gens.Add(1)
+			for i := range ports {
+				sp := &ports[i]
+				sp.name, sp.id, sp.gen = sp.Name(), sp.ID(), gen
+				e.ports = append(e.ports, sp)
+			}
+			slices.SortFunc(e.ports, func(a, b *ServicePort) int {
+				return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.Family, b.Family), strings.Compare(a.Protocol, b.Protocol))
+			})
+			e.problems = problems
+		}
+		next[svc] = e
+		entries = append(entries, e)
 	}
-	slices.SortFunc(m.Ports, func(a, b ServicePort) int {
-		return cmp.Or(strings.Compare(a.Name(), b.Name()), cmp.Compare(a.Family, b.Family), strings.Compare(a.Protocol, b.Protocol))
-	})
+	mm.services = next
+	slices.SortFunc(entries, func(a, b *memoEntry) int { return strings.Compare(a.key, b.key) })
+	m.Ports = make([]*ServicePort, 0, len(entries))
+	for _, e := range entries {
+		m.Ports = append(m.Ports, e.ports...)
+		m.Problems = append(m.Problems, e.problems...)
+	}
 	return m
 }
 

@@ -99,29 +99,64 @@ func newNFTFamily(fam int, o NFTOptions) nftFamily {
 	return f
 }
 
-// desired renders the model's ports of this family.
-func (f nftFamily) desired(m *Model) *nftRules {
-	r := &nftRules{
-		chains:   map[string][]string{},
-		maps:     map[string]map[string]string{mapServiceIPs: {}, mapNodePorts: {}, mapNoEPServices: {}, mapNoEPNodePort: {}},
-		sets:     map[string][]string{setHairpin: nil, setNodePortIPs: f.nodePortPrefix},
+// newNFTRules returns empty rules with room for about n service ports.
+func newNFTRules(n int) *nftRules {
+	return &nftRules{
+		chains: make(map[string][]string, n),
+		maps: map[string]map[string]string{mapServiceIPs: make(map[string]string, n), mapNodePorts: {},
+			mapNoEPServices: {}, mapNoEPNodePort: {}},
+		sets:     map[string][]string{},
 		affinity: map[string]int{},
 	}
+}
+
+// nftChunk is what one service port renders to, kept while its
+// generation stays.
+type nftChunk struct {
+	gen     uint64
+	r       *nftRules
+	hairpin []string
+}
+
+// desired renders the model's ports of this family, reusing the chunks
+// in cache of ports that did not change; it returns the chunks it used.
+func (f nftFamily) desired(m *Model, cache map[string]*nftChunk) (*nftRules, map[string]*nftChunk) {
+	r := newNFTRules(len(m.Ports))
+	r.sets[setNodePortIPs] = f.nodePortPrefix
+	used := make(map[string]*nftChunk, len(m.Ports))
 	hairpin := map[string]bool{}
-	for i := range m.Ports {
-		sp := &m.Ports[i]
+	for _, sp := range m.Ports {
 		if sp.Family != f.fam {
 			continue
 		}
-		f.servicePort(r, sp)
-		for _, e := range sp.Endpoints {
-			if e.Local {
-				hairpin[e.Addr.String()+" . "+e.Addr.String()] = true
+		c := cache[sp.ID()]
+		if c == nil || c.gen != sp.gen || sp.gen == 0 {
+			c = &nftChunk{gen: sp.gen, r: newNFTRules(0)}
+			f.servicePort(c.r, sp)
+			for _, e := range sp.Endpoints {
+				if e.Local {
+					c.hairpin = append(c.hairpin, e.Addr.String()+" . "+e.Addr.String())
+				}
 			}
+		}
+		used[sp.ID()] = c
+		for name, rules := range c.r.chains {
+			r.chains[name] = rules
+		}
+		for name, elems := range c.r.maps {
+			for k, v := range elems {
+				r.maps[name][k] = v
+			}
+		}
+		for name, t := range c.r.affinity {
+			r.affinity[name] = t
+		}
+		for _, h := range c.hairpin {
+			hairpin[h] = true
 		}
 	}
 	r.sets[setHairpin] = slices.Sorted(maps.Keys(hairpin))
-	return r
+	return r, used
 }
 
 func (f nftFamily) servicePort(r *nftRules, sp *ServicePort) {
@@ -309,24 +344,22 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 	}
 	// 1. Sets the new chains update, then every new chain, empty (a chain
 	// may jump to another new one).
-	for _, name := range sortedKeys(cur.affinity) {
-		if _, ok := prev.affinity[name]; !ok || full {
-			t := time.Duration(cur.affinity[name]) * time.Second
-			tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
-		}
+	for _, name := range keysWhere(cur.affinity, func(name string, _ int) bool { _, ok := prev.affinity[name]; return !ok || full }) {
+		t := time.Duration(cur.affinity[name]) * time.Second
+		tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
 	}
-	for _, name := range sortedKeys(cur.chains) {
-		if _, ok := prev.chains[name]; !ok {
+	rewrite := keysWhere(cur.chains, func(name string, rules []string) bool {
+		old, had := prev.chains[name]
+		return !had || !slices.Equal(old, rules)
+	})
+	for _, name := range rewrite {
+		if _, had := prev.chains[name]; !had {
 			tx.Add(&knftables.Chain{Name: name})
 		}
 	}
 	// 2. Chains whose rules differ, rewritten.
-	for _, name := range sortedKeys(cur.chains) {
-		old, had := prev.chains[name]
-		if had && slices.Equal(old, cur.chains[name]) {
-			continue
-		}
-		if had {
+	for _, name := range rewrite {
+		if _, had := prev.chains[name]; had {
 			tx.Flush(&knftables.Chain{Name: name})
 		}
 		for _, rule := range cur.chains[name] {
@@ -340,15 +373,11 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 			tx.Flush(&knftables.Map{Name: name})
 			have = nil
 		}
-		for _, k := range sortedKeys(have) {
-			if v, ok := want[k]; !ok || v != have[k] {
-				tx.Delete(&knftables.Element{Map: name, Key: []string{k}})
-			}
+		for _, k := range keysWhere(have, func(k, v string) bool { w, ok := want[k]; return !ok || w != v }) {
+			tx.Delete(&knftables.Element{Map: name, Key: []string{k}})
 		}
-		for _, k := range sortedKeys(want) {
-			if v, ok := have[k]; !ok || v != want[k] {
-				tx.Add(&knftables.Element{Map: name, Key: []string{k}, Value: []string{want[k]}})
-			}
+		for _, k := range keysWhere(want, func(k, v string) bool { h, ok := have[k]; return !ok || h != v }) {
+			tx.Add(&knftables.Element{Map: name, Key: []string{k}, Value: []string{want[k]}})
 		}
 	}
 	for _, name := range sortedKeys(cur.sets) {
@@ -369,21 +398,29 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 		}
 	}
 	// 4. What is no longer wanted, now that nothing refers to it.
-	gone := []string{}
-	for _, name := range sortedKeys(prev.chains) {
-		if _, ok := cur.chains[name]; !ok {
-			tx.Flush(&knftables.Chain{Name: name})
-			gone = append(gone, name)
-		}
+	gone := keysWhere(prev.chains, func(name string, _ []string) bool { _, ok := cur.chains[name]; return !ok })
+	for _, name := range gone {
+		tx.Flush(&knftables.Chain{Name: name})
 	}
 	for _, name := range gone {
 		tx.Delete(&knftables.Chain{Name: name})
 	}
-	for _, name := range sortedKeys(prev.affinity) {
-		if _, ok := cur.affinity[name]; !ok {
-			tx.Delete(&knftables.Set{Name: name})
+	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
+		tx.Delete(&knftables.Set{Name: name})
+	}
+}
+
+// keysWhere returns, sorted, the keys of m whose entries pass keep: a
+// partial sync sorts only what changed.
+func keysWhere[V any](m map[string]V, keep func(string, V) bool) []string {
+	var out []string
+	for k, v := range m {
+		if keep(k, v) {
+			out = append(out, k)
 		}
 	}
+	slices.Sort(out)
+	return out
 }
 
 func isFixedChain(name string) bool {
@@ -399,14 +436,15 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 
 // NFTables is the nftables backend: one table per family.
 type NFTables struct {
-	opts NFTOptions
-	nft  map[int]knftables.Interface
-	prev map[int]*nftRules // what the last successful sync wrote; nil: unknown
+	opts   NFTOptions
+	nft    map[int]knftables.Interface
+	prev   map[int]*nftRules // what the last successful sync wrote; nil: unknown
+	chunks map[int]map[string]*nftChunk
 }
 
 // NewNFTables returns the backend; it fails when nftables cannot be used.
 func NewNFTables(o NFTOptions) (*NFTables, error) {
-	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}}
+	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}, chunks: map[int]map[string]*nftChunk{}}
 	for fam, family := range map[int]knftables.Family{4: knftables.IPv4Family, 6: knftables.IPv6Family} {
 		nft, err := knftables.New(family, Table)
 		if err != nil {
@@ -425,7 +463,8 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 	rules := 0
 	for _, fam := range []int{4, 6} {
 		f := newNFTFamily(fam, b.opts)
-		cur := f.desired(m)
+		var cur *nftRules
+		cur, b.chunks[fam] = f.desired(m, b.chunks[fam])
 		prev := b.prev[fam]
 		var chains, sets []string
 		if full || prev == nil {

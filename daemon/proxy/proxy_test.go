@@ -62,9 +62,10 @@ func nftText(fam int, prev, cur *Model) string {
 	tx := newFakeTx(fam)
 	var p *nftRules
 	if prev != nil {
-		p = f.desired(prev)
+		p, _ = f.desired(prev, nil)
 	}
-	f.transaction(tx, p, f.desired(cur), nil, nil)
+	c, _ := f.desired(cur, nil)
+	f.transaction(tx, p, c, nil, nil)
 	return tx.String()
 }
 
@@ -72,9 +73,10 @@ func iptText(fam int, prev, cur *Model) string {
 	f := newIPTFamily(fam, opts)
 	var p iptRules
 	if prev != nil {
-		p = f.desired(prev)
+		p, _ = f.desired(prev, nil)
 	}
-	return string(restoreText(p, f.desired(cur), nil))
+	c, _ := f.desired(cur, nil)
+	return string(restoreText(p, c, nil))
 }
 
 // removeEndpoint is the change of the partial-sync goldens: one endpoint
@@ -105,7 +107,7 @@ func TestRulesets(t *testing.T) {
 // TestBuild: what a user's objects turn into, and what is left out.
 func TestBuild(t *testing.T) {
 	m := load(t, nil)
-	byName := map[string]ServicePort{}
+	byName := map[string]*ServicePort{}
 	for _, sp := range m.Ports {
 		byName[fmt.Sprintf("%s/v%d", sp.Name(), sp.Family)] = sp
 	}
@@ -175,7 +177,7 @@ func TestBuild(t *testing.T) {
 	if !slices.ContainsFunc(v4.Problems, func(p Problem) bool { return p.Reason == "family-not-on-node" }) {
 		t.Errorf("an IPv4-only node did not report the IPv6 clusterIP: %v", v4.Problems)
 	}
-	if slices.ContainsFunc(v4.Ports, func(sp ServicePort) bool { return sp.Family == 6 }) {
+	if slices.ContainsFunc(v4.Ports, func(sp *ServicePort) bool { return sp.Family == 6 }) {
 		t.Errorf("an IPv4-only node has IPv6 rules")
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,10 +136,10 @@ func run() error {
 	fmt.Println("|---|---|---|---|---|")
 	for _, im := range impls {
 		l := lat[im.name]
-		fmt.Printf("| %s | %s | %s | %s | %s |\n", im.name, ms(pct(l[0], 50)), ms(pct(l[0], 99)), ms(pct(l[1], 50)), ms(pct(l[1], 99)))
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", im.name, ms(harness.Percentile(l[0], 50)), ms(harness.Percentile(l[0], 99)), ms(harness.Percentile(l[1], 50)), ms(harness.Percentile(l[1], 99)))
 	}
 	s, r := lat["skein"], lat["bridge+host-local"]
-	fmt.Printf("\nskein / reference, medians: ADD %.2f, DEL %.2f (target: at most 0.50)\n\n", ratio(pct(s[0], 50), pct(r[0], 50)), ratio(pct(s[1], 50), pct(r[1], 50)))
+	fmt.Printf("\nskein / reference, medians: ADD %.2f, DEL %.2f (target: at most 0.50)\n\n", ratio(harness.Percentile(s[0], 50), harness.Percentile(r[0], 50)), ratio(harness.Percentile(s[1], 50), harness.Percentile(r[1], 50)))
 	fmt.Printf("### Churn: ADD+DEL cycles per second, %d cycles per level in 4 alternating rounds\n\n", *cycles)
 	fmt.Println("| concurrency | skein pods/s | reference pods/s | skein / reference | errors (skein, reference) |")
 	fmt.Println("|---|---|---|---|---|")
@@ -238,12 +237,6 @@ func maxLevel() int {
 		m = max(m, l)
 	}
 	return m
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -158,7 +157,7 @@ func measure(binDir string, n, nAdds int) (result, error) {
 	if got, err := countRoutes(node); err != nil || got != n-1 {
 		return r, fmt.Errorf("%d routes after the cold sync (err %v), want %d", got, err, n-1)
 	}
-	r.rssKiB = peakRSS(cmd.Process.Pid)
+	r.rssKiB = harness.PeakRSS(cmd.Process.Pid)
 
 	if nAdds > 0 {
 		if r.addLatency, err = addOneByOne(node, file, n, nAdds); err != nil {
@@ -225,24 +224,6 @@ func countRoutes(node *harness.NetNS) (int, error) {
 	return strings.Count(out, "\n"), nil
 }
 
-func peakRSS(pid int) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kib int
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
-			return kib
-		}
-	}
-	return 0
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
-}
-
 func report(rs []result) {
 	fmt.Printf("Machine: %d cores, %s; skeind defaults (minimum sync interval 1s), cluster file in JSON\n\n", runtime.NumCPU(), runtime.Version())
 	fmt.Println("| nodes in the file | peers programmed | cold reconcile (start to ready) | skeind peak RSS |")
@@ -255,7 +236,7 @@ func report(rs []result) {
 			continue
 		}
 		fmt.Printf("\nOne node added to a file of %d (file renamed -> its route in the kernel), %d adds: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-			r.nodes, len(r.addLatency), ms(pct(r.addLatency, 50)), ms(pct(r.addLatency, 99)), ms(pct(r.addLatency, 100)))
+			r.nodes, len(r.addLatency), ms(harness.Percentile(r.addLatency, 50)), ms(harness.Percentile(r.addLatency, 99)), ms(harness.Percentile(r.addLatency, 100)))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -19,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -101,7 +101,7 @@ type cold struct {
 }
 
 type connect struct {
-	services          int
+	services           int
 	viaService, direct time.Duration // medians
 	viaP99, directP99  time.Duration
 }
@@ -282,7 +282,7 @@ func measureCold(binDir, backend string, services, eps int) (cold, error) {
 		return c, err
 	}
 	c.took = time.Since(n.started)
-	c.rssKiB = peakRSS(n.cmd.Process.Pid)
+	c.rssKiB = harness.PeakRSS(n.cmd.Process.Pid)
 	c.rules = n.metric("skein_proxy_rules")
 	// The last Service answers: the rules are really there.
 	if _, err := dial(n.client, "10.96."+fmt.Sprintf("%d.%d", (services-1)/256, (services-1)%256)+":80", 1); err != nil {
@@ -316,6 +316,10 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 		return nil, err
 	}
 	defer sock.Close()
+	// A sync writes many objects; a small buffer would overflow.
+	if err := sock.SetReceiveBufferSize(64<<20, true); err != nil {
+		return nil, err
+	}
 	table := "skein"
 	if backend == "iptables" {
 		table = "nat"
@@ -324,6 +328,9 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	go func() {
 		for {
 			msgs, _, err := sock.Receive()
+			if errors.Is(err, unix.ENOBUFS) {
+				continue // some events were lost; the next change is timed anew
+			}
 			if err != nil {
 				close(events)
 				return
@@ -425,8 +432,8 @@ func measureConnect(binDir, backend string, services int) (connect, error) {
 		}
 		via, direct = append(via, v...), append(direct, d...)
 	}
-	c.viaService, c.direct = pct(via, 50), pct(direct, 50)
-	c.viaP99, c.directP99 = pct(via, 99), pct(direct, 99)
+	c.viaService, c.direct = harness.Percentile(via, 50), harness.Percentile(direct, 50)
+	c.viaP99, c.directP99 = harness.Percentile(via, 99), harness.Percentile(direct, 99)
 	return c, nil
 }
 
@@ -448,24 +455,6 @@ func dial(ns *harness.NetNS, addr string, k int) ([]time.Duration, error) {
 	return out, err
 }
 
-func peakRSS(pid int) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kib int
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
-			return kib
-		}
-	}
-	return 0
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
-}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func report(rs []result) {
@@ -484,7 +473,7 @@ func report(rs []result) {
 	fmt.Println("| backend | changes | p50 | p99 | max |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range rs {
-		fmt.Printf("| %s | %d | %.1f ms | %.1f ms | %.1f ms |\n", r.backend, len(r.change), ms(pct(r.change, 50)), ms(pct(r.change, 99)), ms(pct(r.change, 100)))
+		fmt.Printf("| %s | %d | %.1f ms | %.1f ms | %.1f ms |\n", r.backend, len(r.change), ms(harness.Percentile(r.change, 50)), ms(harness.Percentile(r.change, 99)), ms(harness.Percentile(r.change, 100)))
 	}
 	fmt.Println()
 	fmt.Printf("TCP connect from a pod, %d connects per size (median, p99), to a ClusterIP and to its endpoint directly:\n\n", *dials)
