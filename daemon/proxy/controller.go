@@ -49,6 +49,7 @@ type Options struct {
 type Controller struct {
 	b        Backend
 	o        Options
+	memo     Memo
 	last     *Model // what the last successful sync applied
 	lastFull time.Time
 	triggers map[string]string // EndpointSlice -> trigger time already reported
@@ -98,7 +99,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 		}
 	}
 	c.lastWhy = ""
-	m := Build(st, cfg)
+	m := c.memo.Build(st, cfg)
 	c.report(m.Problems)
 	full := c.last == nil || time.Since(c.lastFull) >= c.o.FullEvery
 	mode := "partial"

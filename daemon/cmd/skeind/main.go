@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -225,9 +227,9 @@ func run(log *slog.Logger, args []string) error {
 	go func() { healthErr <- health.Serve(ctx, f.healthAddr, d.ready, d.metrics) }()
 
 	r := runner.New(d.sync, runner.Options{MinInterval: f.minInterval, Resync: f.resync})
-	runners := []*runner.Runner{r}
+	var pr *runner.Runner
 	if d.proxy != nil {
-		runners = append(runners, runner.New(d.syncProxy, runner.Options{MinInterval: f.minInterval, Resync: f.resync}))
+		pr = runner.New(d.syncProxy, runner.Options{MinInterval: f.minInterval, Resync: f.resync})
 	}
 	updates := make(chan *cluster.State)
 	var src cluster.Source = &cluster.FileSource{Path: f.clusterFile, Log: log}
@@ -244,21 +246,31 @@ func run(log *slog.Logger, args []string) error {
 		}
 	}()
 	go func() {
+		// A controller is woken only when what it reads changed (its
+		// periodic resync reconciles regardless): with thousands of
+		// Services, an endpoint's change must not cost an overlay sync.
+		var last *cluster.State
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case st := <-updates:
 				d.latest.Store(st)
-				for _, r := range runners {
+				nodes := last == nil || !reflect.DeepEqual(last.Nodes, st.Nodes)
+				if nodes {
 					r.Trigger()
 				}
+				if pr != nil && (nodes || !slices.Equal(last.Services, st.Services) || !slices.Equal(last.EndpointSlices, st.EndpointSlices)) {
+					pr.Trigger()
+				}
+				last = st
 			}
 		}
 	}()
 	log.Info("skeind started", "version", Version, "node", f.nodeName, "cluster-file", f.clusterFile, "kubeconfig", f.kubeconfig)
-	for _, r := range runners {
-		go r.Run(ctx)
+	go r.Run(ctx)
+	if pr != nil {
+		go pr.Run(ctx)
 	}
 	select {
 	case <-ctx.Done():
