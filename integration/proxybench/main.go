@@ -127,7 +127,7 @@ func run() error {
 	var results []result
 	for _, be := range strings.Split(*backends, ",") {
 		r := result{backend: be}
-		for _, s := range strings.Split(*sizes, ",") {
+		for _, s := range strings.FieldsFunc(*sizes, func(r rune) bool { return r == ',' }) {
 			var n, eps int
 			if _, err := fmt.Sscanf(s, "%dx%d", &n, &eps); err != nil {
 				return fmt.Errorf("-sizes %q: %w", s, err)
@@ -143,7 +143,7 @@ func run() error {
 		if r.change, err = measureChanges(binDir, be); err != nil {
 			return err
 		}
-		for _, s := range strings.Split(*connects, ",") {
+		for _, s := range strings.FieldsFunc(*connects, func(r rune) bool { return r == ',' }) {
 			var n int
 			fmt.Sscan(s, &n)
 			fmt.Fprintf(os.Stderr, "%s: connect latency at %d services ...\n", be, n)
@@ -171,7 +171,7 @@ type node struct {
 	started            time.Time
 }
 
-func newNode(binDir, backend string, data []byte) (*node, error) {
+func newNode(binDir, backend string, data []byte, extra ...string) (*node, error) {
 	ctx := context.Background()
 	n := &node{}
 	var err error
@@ -230,6 +230,7 @@ sysctl -qw net.ipv4.ip_forward=1`
 	n.cmd = exec.Command("ip", "netns", "exec", n.ns.Name, filepath.Join(binDir, "skeind"),
 		"--node-name", "node1", "--cluster-file", n.file, "--conflist", filepath.Join(n.dir, "10-skein.conflist"),
 		"--masquerade=false", "--proxy", backend)
+	n.cmd.Args = append(n.cmd.Args, extra...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.started = time.Now()
 	if err := n.cmd.Start(); err != nil {
@@ -304,7 +305,9 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := newNode(binDir, backend, data)
+	// No periodic full resync while changes are timed: its burst of
+	// events would be taken for a change's.
+	n, err := newNode(binDir, backend, data, "--resync", "1h")
 	defer n.close()
 	if err != nil {
 		return nil, err
@@ -357,8 +360,15 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 			return nil, err
 		}
 		time.Sleep(*gap)
-		for len(events) > 0 { // nothing before the change counts
-			<-events
+		// Nothing before the change counts: wait for 200 ms without events.
+		for quiet := time.After(200 * time.Millisecond); ; {
+			select {
+			case <-events:
+				quiet = time.After(200 * time.Millisecond)
+				continue
+			case <-quiet:
+			}
+			break
 		}
 		t0 := time.Now()
 		if err := os.Rename(n.file+".tmp", n.file); err != nil {
