@@ -481,9 +481,23 @@ func (b *IPTables) Cleanup(ctx context.Context) error {
 	var errs []error
 	for _, fam := range []int{4, 6} {
 		b.prev[fam] = nil
+		if _, err := exec.LookPath(tool(fam, "iptables-save")); err != nil {
+			continue // no iptables of that family: nothing of ours there
+		}
+		// One listing per table tells whether there is anything to do:
+		// skeind cleans up the other backend on every start.
+		existing, err := ownChains(ctx, fam)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(existing["filter"])+len(existing["nat"]) == 0 {
+			continue // no chain of ours, so no jump to one either
+		}
 		ipt, err := iptables.New(iptables.IPFamily(proto(fam)), iptables.Timeout(5))
 		if err != nil {
-			continue // no iptables of that family: nothing of ours there
+			errs = append(errs, fmt.Errorf("iptables: %w", err))
+			continue
 		}
 		for _, h := range hooks {
 			// A jump to a chain that does not exist cannot exist either,
@@ -494,11 +508,6 @@ func (b *IPTables) Cleanup(ctx context.Context) error {
 			if err := ipt.DeleteIfExists(h.table, h.chain, hookRule(h.table, h.target)...); err != nil {
 				errs = append(errs, err)
 			}
-		}
-		existing, err := ownChains(ctx, fam)
-		if err != nil {
-			errs = append(errs, err)
-			continue
 		}
 		if text := restoreText(nil, iptRules{}, existing); len(text) > 0 {
 			errs = append(errs, restore(ctx, fam, text))

@@ -399,7 +399,7 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	} else {
 		list, err = n.ns.Exec(context.Background(), "nft", "list", "table", "ip", "skein")
 	}
-	if want := fmt.Sprintf("10.99.%d.%d", *changes/256, *changes%256); err != nil || !(strings.Contains(list, want+" ") || strings.Contains(list, want+":")) {
+	if want := fmt.Sprintf("10.99.%d.%d", *changes/256, *changes%256); err != nil || (!strings.Contains(list, want+" ") && !strings.Contains(list, want+":")) {
 		return nil, fmt.Errorf("the last change (%s) is not in the rules (%v)", want, err)
 	}
 	return out, nil
