@@ -1,10 +1,8 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -14,92 +12,28 @@ import (
 	"github.com/skein-net/skein/integration/harness"
 )
 
-// echoServer answers on TCP port 8080 with "<pod name> <client address>"
-// and on UDP port 5353 with the pod's name, from inside the pod.
+// echoServer runs a harness.Echo in the pod until the test ends.
 func echoServer(t *testing.T, p clusterPod) {
 	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	if err := p.NS.Do(func() error {
-		var err error
-		if ln, err = net.Listen("tcp", ":8080"); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp", ":5353")
-		return err
-	}); err != nil {
-		t.Fatalf("listen in %s: %v", p.name, err)
+	e, err := harness.NewEcho(p.NS, p.name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Fprintf(c, "%s %s\n", p.name, host)
-			c.Close()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo([]byte(p.name), from)
-		}
-	}()
+	t.Cleanup(e.Close)
 }
 
-// ask connects from ns to addr and returns who answered and the client
-// address it saw.
 func ask(ctx context.Context, ns *harness.NetNS, addr string) (name, seen string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := ns.Dial(ctx, "tcp", addr)
-	if err != nil {
-		return "", "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "", "", fmt.Errorf("read from %s: %w", addr, err)
-	}
-	name, seen, _ = strings.Cut(strings.TrimSpace(line), " ")
-	return name, seen, nil
+	return harness.Ask(ctx, ns, addr)
 }
 
-// service renders a Service and its EndpointSlice (endpoints: the pods,
-// target port 8080 for TCP and 5353 for UDP).
-func service(name, spec string, proto string, eps ...clusterPod) string {
-	target := 8080
-	if proto == "UDP" {
-		target = 5353
-	}
-	var list []string
+// service renders a Service and its EndpointSlice with the pods as
+// endpoints.
+func service(name, spec, proto string, eps ...clusterPod) string {
+	var backends []harness.Backend
 	for _, p := range eps {
-		list = append(list, fmt.Sprintf("- {addresses: [%s], nodeName: %s, conditions: {ready: true}}", p.IPs[0], p.node))
+		backends = append(backends, harness.Backend{IP: p.IPs[0], Node: p.node})
 	}
-	endpoints := "endpoints: []"
-	if len(list) > 0 {
-		endpoints = "endpoints:\n" + strings.Join(list, "\n")
-	}
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: %[1]s, namespace: default}
-spec: %[2]s
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: %[1]s-1, namespace: default, labels: {kubernetes.io/service-name: %[1]s}}
-addressType: IPv4
-ports: [{port: %[3]d, protocol: %[4]s}]
-%[5]s
-`, name, spec, target, proto, endpoints)
+	return harness.ServiceYAML(name, spec, proto, backends...)
 }
 
 // TestServiceProxy runs every Service behaviour on a two-node virtual

@@ -67,7 +67,7 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 		if decoded || json.Unmarshal(trimmed, &head) == nil {
 			var err error
 			if isList(head.Kind) {
-				err = p.list(st, trimmed, head.Items, seen)
+				err = p.list(st, head.Items, seen)
 			} else {
 				var o object
 				if err = json.Unmarshal(trimmed, &o); err == nil {
@@ -112,19 +112,9 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 
 // list takes the items of a top-level JSON List, decoding only those it
 // has not seen in the last file.
-func (p *Parser) list(st *State, whole []byte, raws []json.RawMessage, seen map[string]bool) error {
+func (p *Parser) list(st *State, raws []json.RawMessage, seen map[string]bool) error {
 	if p.items == nil {
 		p.seed = maphash.MakeSeed()
-	}
-	// With nothing remembered, one pass over the whole List is about
-	// twice as fast as decoding the items one by one.
-	var all struct {
-		Items []object `json:"items"`
-	}
-	if len(p.items) == 0 {
-		if err := json.Unmarshal(whole, &all); err != nil || len(all.Items) != len(raws) {
-			all.Items = nil
-		}
 	}
 	next := make(map[uint64]*item, len(raws))
 	for i, raw := range raws {
@@ -132,9 +122,7 @@ func (p *Parser) list(st *State, whole []byte, raws []json.RawMessage, seen map[
 		it, ok := p.items[h]
 		if !ok {
 			var o object
-			if all.Items != nil {
-				o = all.Items[i]
-			} else if err := json.Unmarshal(raw, &o); err != nil {
+			if err := json.Unmarshal(raw, &o); err != nil {
 				return fmt.Errorf("item %d: %w", i, err)
 			}
 			if isList(o.Kind) {

@@ -2,15 +2,17 @@
 // namespace on a shared underlay running the real skeind, with two pods
 // per node made by the real skein plugin through libcni, as containerd
 // would. It shows who reaches whom (IPv4 and IPv6, same node and across
-// the VXLAN overlay) with the source address each receiver saw, and what
-// each node's overlay holds. It tears everything down at the end unless
+// the VXLAN overlay) with the source address each receiver saw, a Service
+// reached through its ClusterIP, and what each node's overlay holds. It tears everything down at the end unless
 // KEEP=1, and exits non-zero if any pair fails.
 package main
 
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,6 +66,7 @@ func run() error {
 		}
 	}
 	failures := matrix(ctx, pods)
+	failures += service(ctx, c, pods)
 	for _, n := range c.Nodes {
 		summary(ctx, n)
 	}
@@ -73,6 +76,7 @@ KEEP=1: left running. Explore with, for example:
   ip netns exec %[1]s-node1-a ping %[2]s
   ip netns exec %[1]s-n1 ip route show dev skein.vxlan
   ip netns exec %[1]s-n1 bridge fdb show dev skein.vxlan
+  ip netns exec %[1]s-n1 nft list table ip skein   # the Service rules
   cat %[3]s             # the cluster file: edit it and watch the nodes follow
   cat %[4]s/node1.log   # skeind's log on node1
 Tear down with: make demo-down
@@ -85,6 +89,58 @@ Tear down with: make demo-down
 	}
 	fmt.Println("all pairs connected, with no NAT between pods.")
 	return nil
+}
+
+// service adds a Service whose endpoints are a pod on node2 and one on
+// node3, and connects to its ClusterIP from a pod on node1: skeind's
+// Service proxy spreads the connections, and the endpoints see the
+// client pod's own address.
+func service(ctx context.Context, c *harness.Cluster, pods []pod) int {
+	const clusterIP = "10.96.0.10"
+	ends := []pod{pods[2], pods[5]}
+	var backends []harness.Backend
+	for _, p := range ends {
+		e, err := harness.NewEcho(p.NS, p.name)
+		if err != nil {
+			fmt.Println("\nService: FAIL:", err)
+			return 1
+		}
+		defer e.Close()
+		backends = append(backends, harness.Backend{IP: p.IPs[0], Node: p.node})
+	}
+	svc := harness.ServiceYAML("hello", "{clusterIP: "+clusterIP+", ports: [{port: 80}]}", "TCP", backends...)
+	if err := c.WriteFile(c.Nodes, svc); err != nil {
+		fmt.Println("\nService: FAIL:", err)
+		return 1
+	}
+	client := pods[0]
+	fmt.Printf("\nService hello, ClusterIP %s:80, endpoints %s (%s) and %s (%s); 20 connections from %s:\n",
+		clusterIP, ends[0].name, ends[0].node, ends[1].name, ends[1].node, client.name)
+	answered, seen := map[string]int{}, map[string]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; n < 20; {
+		name, src, err := harness.Ask(ctx, client.NS, clusterIP+":80")
+		if err != nil {
+			if time.Now().After(deadline) { // the rules take one sync to appear
+				fmt.Println("  FAIL:", err)
+				return 1
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		answered[name]++
+		seen[src] = true
+		n++
+	}
+	for _, p := range ends {
+		fmt.Printf("  answered by %s: %d\n", p.name, answered[p.name])
+	}
+	fmt.Printf("  client address the endpoints saw: %v (the client pod is %s)\n", slices.Sorted(maps.Keys(seen)), client.IPs[0])
+	if len(seen) != 1 || !seen[client.IPs[0]] || answered[ends[0].name] == 0 || answered[ends[1].name] == 0 {
+		fmt.Println("  FAIL: want both endpoints to answer, each seeing the client pod's own address")
+		return 1
+	}
+	return 0
 }
 
 // matrix connects every pod to every address of every other pod: ping,
