@@ -250,6 +250,9 @@ sysctl -qw net.ipv4.ip_forward=1`
 }
 
 func (n *node) close() {
+	if n == nil {
+		return
+	}
 	if n.ln != nil {
 		n.ln.Close()
 	}
@@ -275,13 +278,18 @@ func (n *node) metric(name string) string {
 	return "?"
 }
 
-func measureCold(binDir, backend string, services, eps int) (cold, error) {
-	c := cold{services: services, eps: eps}
+// startNode starts a node on a cluster of services x eps.
+func startNode(binDir, backend string, services, eps int, extra ...string) (*node, error) {
 	data, err := cluster(services, eps, 0)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	n, err := newNode(binDir, backend, data)
+	return newNode(binDir, backend, data, extra...)
+}
+
+func measureCold(binDir, backend string, services, eps int) (cold, error) {
+	c := cold{services: services, eps: eps}
+	n, err := startNode(binDir, backend, services, eps)
 	defer n.close()
 	if err != nil {
 		return c, err
@@ -301,13 +309,9 @@ func measureCold(binDir, backend string, services, eps int) (cold, error) {
 // event in the IPv4 table the backend writes ("skein", or iptables'
 // "nat"): the commit of the transaction that carries the change.
 func measureChanges(binDir, backend string) ([]time.Duration, error) {
-	data, err := cluster(*changeAt, 10, 0)
-	if err != nil {
-		return nil, err
-	}
 	// No periodic full resync while changes are timed: its burst of
 	// events would be taken for a change's.
-	n, err := newNode(binDir, backend, data, "--resync", "1h")
+	n, err := startNode(binDir, backend, *changeAt, 10, "--resync", "1h")
 	defer n.close()
 	if err != nil {
 		return nil, err
@@ -430,11 +434,7 @@ func isTableEvent(b []byte, family uint8, table string) bool {
 
 func measureConnect(binDir, backend string, services int) (connect, error) {
 	c := connect{services: services}
-	data, err := cluster(services, 10, 0)
-	if err != nil {
-		return c, err
-	}
-	n, err := newNode(binDir, backend, data)
+	n, err := startNode(binDir, backend, services, 10)
 	defer n.close()
 	if err != nil {
 		return c, err
