@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skein-net/skein/daemon/cluster"
+)
+
+// fakeBackend records how it was asked to sync and fails when told to.
+type fakeBackend struct {
+	fail  bool
+	syncs []string
+}
+
+func (f *fakeBackend) Name() string { return "fake" }
+
+func (f *fakeBackend) Sync(_ context.Context, m *Model, full bool) (int, error) {
+	f.syncs = append(f.syncs, fmt.Sprintf("full=%v ports=%d", full, len(m.Ports)))
+	if f.fail {
+		return 0, errors.New("transaction refused")
+	}
+	return len(m.Ports), nil
+}
+
+func (f *fakeBackend) Cleanup(context.Context) error { return nil }
+
+// fakeConntrack records what would be deleted.
+type fakeConntrack struct{ deleted []string }
+
+func (f *fakeConntrack) Delete(fam int, dst netip.Addr, port uint16, backend netip.Addr) error {
+	f.deleted = append(f.deleted, fmt.Sprintf("v%d %v:%d via %v", fam, dst, port, backend))
+	return nil
+}
+
+func state(t *testing.T, edit func(string) string) *cluster.State {
+	t.Helper()
+	st, err := cluster.ParseFile([]byte(edit(mustRead(t, "testdata/cluster.yaml"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func same(s string) string { return s }
+
+// TestControllerFullAfterFailure: after a failed transaction the next
+// sync rewrites everything; otherwise syncs are partial.
+func TestControllerFullAfterFailure(t *testing.T) {
+	b := &fakeBackend{}
+	c := New(b, Options{NodeName: "node1", Log: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	st := state(t, same)
+	if err := c.Sync(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	b.fail = true
+	if err := c.Sync(ctx, st); err == nil {
+		t.Fatal("a refused transaction was not reported")
+	}
+	if c.Ready() == "" {
+		t.Error("ready after a failed sync with nothing applied since")
+	}
+	b.fail = false
+	if err := c.Sync(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"full=true ports=9", "full=false ports=9", "full=false ports=9", "full=true ports=9"}
+	if diff := cmp.Diff(want, b.syncs); diff != "" {
+		t.Errorf("syncs (-want +got):\n%s", diff)
+	}
+}
+
+// TestControllerConntrack: a UDP Service's first endpoint clears the
+// entries to its address; an endpoint that leaves clears those NATed to
+// it; the first sync clears nothing (it does not know what came before).
+func TestControllerConntrack(t *testing.T) {
+	ct := &fakeConntrack{}
+	c := New(&fakeBackend{}, Options{NodeName: "node1", Log: slog.New(slog.DiscardHandler), Conntrack: ct})
+	ctx := context.Background()
+	noDNS := func(s string) string {
+		s = strings.Replace(s, "- {addresses: [10.244.1.9], nodeName: node1}\n- {addresses: [10.244.2.9], nodeName: node2}\n", "", 1)
+		return strings.Replace(s, "- {addresses: [\"fd00:10:244:2::9\"], nodeName: node2}\n", "", 1)
+	}
+	oneLeft := func(s string) string {
+		return strings.Replace(s, "- {addresses: [10.244.2.9], nodeName: node2}\n", "", 1)
+	}
+	for _, step := range []struct {
+		edit func(string) string
+		want []string
+	}{
+		{noDNS, nil},
+		{same, []string{"v4 10.96.0.53:53 via invalid IP", "v6 fd00:96::53:53 via invalid IP"}},
+		{oneLeft, []string{"v4 10.96.0.53:53 via 10.244.2.9"}},
+	} {
+		ct.deleted = nil
+		if err := c.Sync(ctx, state(t, step.edit)); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(step.want, ct.deleted); diff != "" {
+			t.Errorf("conntrack deletions (-want +got):\n%s", diff)
+		}
+	}
+}
