@@ -1,17 +1,13 @@
 package conf
 
 import (
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/skein-net/skein/internal/golden"
+)
 
 func TestRenderConflist(t *testing.T) {
 	got, err := RenderConflist(ConflistOptions{
@@ -23,19 +19,7 @@ func TestRenderConflist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "conflist.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("conflist (-want +got):\n%s", diff)
-	}
+	golden.Check(t, "conflist.golden.json", string(got))
 }
 
 func TestRenderConflistRejects(t *testing.T) {

@@ -29,7 +29,7 @@ func TestProxyRulesetsLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = ns.Delete() })
-			opts := proxy.NFTOptions{Bridge: "cni0", NodePortAddresses: []string{"172.30.0.0/24", "fd00:30::/64"}}
+			opts := proxy.RuleOptions{Bridge: "cni0", NodePortAddresses: []string{"172.30.0.0/24", "fd00:30::/64"}}
 			var b proxy.Backend
 			if backend == "nftables" {
 				b, err = proxy.NewNFTables(opts)

@@ -56,15 +56,11 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 		}
 		// Splitting the items by hand is an order of magnitude faster
 		// than encoding/json's scan; what is not plain goes the slow way.
-		decoded := false
-		if rest, items, ok := splitItems(trimmed); ok && json.Unmarshal(rest, &head) == nil {
-			head.Items = head.Items[:0]
-			for _, it := range items {
-				head.Items = append(head.Items, it)
-			}
-			decoded = true
+		rest, items, ok := splitItems(trimmed)
+		if ok = ok && json.Unmarshal(rest, &head) == nil; ok {
+			head.Items = items // the split array decoded as []
 		}
-		if decoded || json.Unmarshal(trimmed, &head) == nil {
+		if ok || json.Unmarshal(trimmed, &head) == nil {
 			var err error
 			if isList(head.Kind) {
 				err = p.list(st, head.Items, seen)

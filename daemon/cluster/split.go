@@ -1,6 +1,9 @@
 package cluster
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // splitItems finds the "items" array of a top-level JSON object without
 // decoding it: it returns each element's bytes and the object with the
@@ -8,7 +11,7 @@ import "bytes"
 // such an object or is not well formed; the caller then decodes it the
 // slow way, which reports what is wrong. Elements are not validated here:
 // the caller decodes those it has not seen byte for byte before.
-func splitItems(data []byte) (rest []byte, items [][]byte, ok bool) {
+func splitItems(data []byte) (rest []byte, items []json.RawMessage, ok bool) {
 	data = bytes.TrimSpace(data)
 	if len(data) < 2 || data[0] != '{' {
 		return nil, nil, false
@@ -16,6 +19,7 @@ func splitItems(data []byte) (rest []byte, items [][]byte, ok bool) {
 	depth := 0
 	arrStart, arrEnd := -1, -1 // the items array's '[' and ']'
 	elemStart := -1
+	afterComma := false // an element must follow
 	for i := 0; i < len(data); i++ {
 		switch c := data[i]; c {
 		case '"':
@@ -48,6 +52,9 @@ func splitItems(data []byte) (rest []byte, items [][]byte, ok bool) {
 				return nil, nil, false
 			}
 			if depth == 1 && arrStart >= 0 && arrEnd < 0 && c == ']' {
+				if afterComma && elemStart < 0 {
+					return nil, nil, false // a trailing comma
+				}
 				if elemStart >= 0 {
 					items = append(items, bytes.TrimSpace(data[elemStart:i]))
 				}
@@ -62,7 +69,7 @@ func splitItems(data []byte) (rest []byte, items [][]byte, ok bool) {
 					return nil, nil, false // an empty element
 				}
 				items = append(items, bytes.TrimSpace(data[elemStart:i]))
-				elemStart = -1
+				elemStart, afterComma = -1, true
 			}
 		case ' ', '\t', '\n', '\r':
 		default:

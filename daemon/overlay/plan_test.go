@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"flag"
 	"net"
 	"net/netip"
 	"os"
@@ -11,9 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func load(t *testing.T, name string) *cluster.State {
 	t.Helper()
@@ -79,26 +77,9 @@ func TestVTEPMAC(t *testing.T) {
 	}
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
-}
-
 func TestPlanColdStart(t *testing.T) {
 	peers, _ := Peers(load(t, "hostile.yaml"), self)
-	golden(t, "cold-start.plan", Render(Diff(Want(peers), Entries{})))
+	golden.Check(t, "cold-start.plan", Render(Diff(Want(peers), Entries{})))
 }
 
 // TestPlanChange: node3 is gone, node2 moved to another underlay
@@ -124,7 +105,7 @@ func TestPlanChange(t *testing.T) {
 	n2, _ := st.Node("node2")
 	n2.Status.Addresses[1].Address = "172.30.0.22"
 	after, _ := Peers(st, self)
-	golden(t, "change.plan", Render(Diff(Want(after), have)))
+	golden.Check(t, "change.plan", Render(Diff(Want(after), have)))
 }
 
 func TestPlanIsIdempotent(t *testing.T) {

@@ -28,6 +28,25 @@ type Backend interface {
 	Cleanup(ctx context.Context) error
 }
 
+// RuleOptions shape either backend's rules.
+type RuleOptions struct {
+	Bridge string // local pods' traffic comes in on it
+	// NodePortAddresses narrows NodePorts to these addresses' prefixes
+	// (empty: every local address).
+	NodePortAddresses []string
+}
+
+// nodePorts returns the NodePort prefixes of family fam.
+func (o RuleOptions) nodePorts(fam int) []string {
+	var out []string
+	for _, p := range o.NodePortAddresses {
+		if strings.Contains(p, ":") == (fam == 6) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Conntrack deletes connection-tracking entries.
 type Conntrack interface {
 	// Delete removes the UDP entries of family fam (4, 6) to dst (any
@@ -110,7 +129,6 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	size, err := c.b.Sync(ctx, &m, full)
 	if err != nil {
 		c.last = nil // the next sync is a full one
-		c.o.Metrics.Errors.Inc()
 		return fmt.Errorf("%s: %w", c.b.Name(), err)
 	}
 	done := time.Now()
@@ -236,7 +254,6 @@ type Metrics struct {
 	Rules       prometheus.Gauge
 	LastSync    prometheus.Gauge
 	Skipped     *prometheus.GaugeVec
-	Errors      prometheus.Counter
 }
 
 // NewMetrics registers the proxy's metrics on reg.
@@ -260,10 +277,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "skein_proxy_objects_skipped", Help: "Services, ports and endpoints left out of the rules, by reason.",
 		}, []string{"reason"}),
-		Errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "skein_proxy_sync_errors_total", Help: "Failed service-proxy syncs.",
-		}),
 	}
-	reg.MustRegister(m.Duration, m.Programming, m.Rules, m.LastSync, m.Skipped, m.Errors)
+	reg.MustRegister(m.Duration, m.Programming, m.Rules, m.LastSync, m.Skipped)
 	return m
 }

@@ -82,8 +82,8 @@ type iptFamily struct {
 	nodePorts []string // prefixes NodePorts answer on; empty: local addresses
 }
 
-func newIPTFamily(fam int, o NFTOptions) iptFamily {
-	return iptFamily{fam: fam, bridge: o.Bridge, nodePorts: newNFTFamily(fam, o).nodePortPrefix}
+func newIPTFamily(fam int, o RuleOptions) iptFamily {
+	return iptFamily{fam: fam, bridge: o.Bridge, nodePorts: o.nodePorts(fam)}
 }
 
 type dstEntry struct {
@@ -343,13 +343,13 @@ func hookRule(table, target string) []string {
 // IPTables is the iptables backend (either iptables flavour; rules go in
 // through iptables-restore, one transaction per family per sync).
 type IPTables struct {
-	opts   NFTOptions
+	opts   RuleOptions
 	prev   map[int]iptRules
 	chunks map[int]map[string]*iptChunk
 }
 
 // NewIPTables returns the backend; it fails without iptables-restore.
-func NewIPTables(o NFTOptions) (*IPTables, error) {
+func NewIPTables(o RuleOptions) (*IPTables, error) {
 	if _, err := exec.LookPath("iptables-restore"); err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}

@@ -48,14 +48,6 @@ const (
 	setNodePortIPs  = "nodeport-ips"
 )
 
-// NFTOptions shape the nftables rules.
-type NFTOptions struct {
-	Bridge string // local pods' traffic comes in on it
-	// NodePortAddresses narrows NodePorts to these addresses' prefixes
-	// (empty: every local address).
-	NodePortAddresses []string
-}
-
 // nftRules is the desired content of one family's table beyond its fixed
 // skeleton: what a partial sync diffs.
 type nftRules struct {
@@ -86,15 +78,10 @@ type nftFamily struct {
 	nodePortPrefix []string // of this family
 }
 
-func newNFTFamily(fam int, o NFTOptions) nftFamily {
-	f := nftFamily{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge}
+func newNFTFamily(fam int, o RuleOptions) nftFamily {
+	f := nftFamily{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.nodePorts(fam)}
 	if fam == 6 {
 		f.ip, f.addrType = "ip6", "ipv6_addr"
-	}
-	for _, p := range o.NodePortAddresses {
-		if strings.Contains(p, ":") == (fam == 6) {
-			f.nodePortPrefix = append(f.nodePortPrefix, p)
-		}
 	}
 	return f
 }
@@ -436,14 +423,14 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 
 // NFTables is the nftables backend: one table per family.
 type NFTables struct {
-	opts   NFTOptions
+	opts   RuleOptions
 	nft    map[int]knftables.Interface
 	prev   map[int]*nftRules // what the last successful sync wrote; nil: unknown
 	chunks map[int]map[string]*nftChunk
 }
 
 // NewNFTables returns the backend; it fails when nftables cannot be used.
-func NewNFTables(o NFTOptions) (*NFTables, error) {
+func NewNFTables(o RuleOptions) (*NFTables, error) {
 	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}, chunks: map[int]map[string]*nftChunk{}}
 	for fam, family := range map[int]knftables.Family{4: knftables.IPv4Family, 6: knftables.IPv6Family} {
 		nft, err := knftables.New(family, Table)

@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"flag"
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,26 +12,8 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(b), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
-}
 
 var node1 = Config{NodeName: "node1", Families: []int{4, 6}}
 
@@ -55,7 +35,7 @@ func load(t *testing.T, edit func(string) string) *Model {
 	return &m
 }
 
-var opts = NFTOptions{Bridge: "cni0"}
+var opts = RuleOptions{Bridge: "cni0"}
 
 func nftText(fam int, prev, cur *Model) string {
 	f := newNFTFamily(fam, opts)
@@ -90,11 +70,11 @@ func removeEndpoint(s string) string {
 func TestRulesets(t *testing.T) {
 	m, changed := load(t, nil), load(t, removeEndpoint)
 	for _, fam := range []int{4, 6} {
-		golden(t, "full"+string(rune('0'+fam))+".nft", nftText(fam, nil, m))
-		golden(t, "full"+string(rune('0'+fam))+".iptables", iptText(fam, nil, m))
+		golden.Check(t, "full"+string(rune('0'+fam))+".nft", nftText(fam, nil, m))
+		golden.Check(t, "full"+string(rune('0'+fam))+".iptables", iptText(fam, nil, m))
 	}
-	golden(t, "partial4.nft", nftText(4, m, changed))
-	golden(t, "partial4.iptables", iptText(4, m, changed))
+	golden.Check(t, "partial4.nft", nftText(4, m, changed))
+	golden.Check(t, "partial4.iptables", iptText(4, m, changed))
 	// Nothing changed: nothing written.
 	if got := nftText(4, m, m); got != "" {
 		t.Errorf("an unchanged model writes:\n%s", got)

@@ -177,12 +177,12 @@ func cleanup(log *slog.Logger, args []string) error {
 func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
 	var errs []error
 	if keep != "nftables" {
-		if b, err := proxy.NewNFTables(proxy.NFTOptions{}); err == nil {
+		if b, err := proxy.NewNFTables(proxy.RuleOptions{}); err == nil {
 			errs = append(errs, b.Cleanup(ctx))
 		}
 	}
 	if keep != "iptables" {
-		if b, err := proxy.NewIPTables(proxy.NFTOptions{}); err == nil {
+		if b, err := proxy.NewIPTables(proxy.RuleOptions{}); err == nil {
 			errs = append(errs, b.Cleanup(ctx))
 		}
 	}
@@ -370,7 +370,7 @@ func (d *daemon) newProxy(ctx context.Context) error {
 	if bridge == "" {
 		bridge = conf.DefaultBridge
 	}
-	o := proxy.NFTOptions{Bridge: bridge, NodePortAddresses: d.f.nodePortAddrs}
+	o := proxy.RuleOptions{Bridge: bridge, NodePortAddresses: d.f.nodePortAddrs}
 	var b proxy.Backend
 	var err error
 	if backend == "" || backend == "nftables" {
