@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"errors"
 	"net"
 	"strings"
@@ -20,10 +19,6 @@ func echoServer(t *testing.T, p clusterPod) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-}
-
-func ask(ctx context.Context, ns *harness.NetNS, addr string) (name, seen string, err error) {
-	return harness.Ask(ctx, ns, addr)
 }
 
 // service renders a Service and its EndpointSlice with the pods as
@@ -77,14 +72,14 @@ func testServiceProxy(t *testing.T, backend string) {
 	}
 	// The rules are in once the ClusterIP answers.
 	waitFor(t, "web's ClusterIP to answer", func() bool {
-		_, _, err := ask(ctx(t), client.NS, "10.96.0.10:80")
+		_, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.10:80")
 		return err == nil
 	})
 
 	t.Run("spread and no NAT", func(t *testing.T) {
 		count := map[string]int{}
 		for i := 0; i < 300; i++ {
-			name, seen, err := ask(ctx(t), client.NS, "10.96.0.10:80")
+			name, seen, err := harness.Ask(ctx(t), client.NS, "10.96.0.10:80")
 			if err != nil {
 				t.Fatalf("connection %d: %v", i, err)
 			}
@@ -103,12 +98,12 @@ func testServiceProxy(t *testing.T, backend string) {
 	})
 
 	t.Run("session affinity pins", func(t *testing.T) {
-		first, _, err := ask(ctx(t), client.NS, "10.96.0.11:80")
+		first, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.11:80")
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < 30; i++ {
-			if name, _, err := ask(ctx(t), client.NS, "10.96.0.11:80"); err != nil || name != first {
+			if name, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.11:80"); err != nil || name != first {
 				t.Fatalf("connection %d reached %q (%v), want %s every time", i, name, err, first)
 			}
 		}
@@ -116,7 +111,7 @@ func testServiceProxy(t *testing.T, backend string) {
 
 	t.Run("no endpoints is refused at once", func(t *testing.T) {
 		start := time.Now()
-		_, _, err := ask(ctx(t), client.NS, "10.96.0.12:80")
+		_, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.12:80")
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("connect to a Service without endpoints: %v, want connection refused", err)
 		}
@@ -130,7 +125,7 @@ func testServiceProxy(t *testing.T, backend string) {
 		// to itself, and every one must be answered.
 		self := 0
 		for i := 0; i < 20; i++ {
-			name, _, err := ask(ctx(t), a.NS, "10.96.0.10:80")
+			name, _, err := harness.Ask(ctx(t), a.NS, "10.96.0.10:80")
 			if err != nil {
 				t.Fatalf("connection %d from an endpoint to its own Service: %v", i, err)
 			}
@@ -145,7 +140,7 @@ func testServiceProxy(t *testing.T, backend string) {
 
 	t.Run("from the node", func(t *testing.T) {
 		for i := 0; i < 10; i++ {
-			if _, _, err := ask(ctx(t), c.Nodes[0].NS, "10.96.0.10:80"); err != nil {
+			if _, _, err := harness.Ask(ctx(t), c.Nodes[0].NS, "10.96.0.10:80"); err != nil {
 				t.Fatalf("node1 to the ClusterIP: %v", err)
 			}
 		}
@@ -154,13 +149,13 @@ func testServiceProxy(t *testing.T, backend string) {
 	t.Run("NodePort", func(t *testing.T) {
 		// Cluster policy: any node answers, masqueraded.
 		for _, n := range c.Nodes {
-			if _, _, err := ask(ctx(t), outside, n.IP.String()+":30081"); err != nil {
+			if _, _, err := harness.Ask(ctx(t), outside, n.IP.String()+":30081"); err != nil {
 				t.Errorf("NodePort 30081 on %s: %v", n.Name, err)
 			}
 		}
 		// Local policy: the node with the endpoint answers and the
 		// endpoint sees the client's own address.
-		name, seen, err := ask(ctx(t), outside, c.Nodes[0].IP.String()+":30080")
+		name, seen, err := harness.Ask(ctx(t), outside, c.Nodes[0].IP.String()+":30080")
 		if err != nil {
 			t.Fatalf("NodePort 30080 (Local) on node1: %v", err)
 		}
@@ -168,7 +163,7 @@ func testServiceProxy(t *testing.T, backend string) {
 			t.Errorf("answered by %s seeing %s, want %s seeing the client's 172.30.0.1", name, seen, a.name)
 		}
 		// The node without a local endpoint drops it.
-		if _, _, err := ask(ctx(t), outside, c.Nodes[1].IP.String()+":30080"); err == nil {
+		if _, _, err := harness.Ask(ctx(t), outside, c.Nodes[1].IP.String()+":30080"); err == nil {
 			t.Errorf("node2, which has no endpoint of a Local Service, answered its NodePort")
 		}
 	})
@@ -220,7 +215,7 @@ func testServiceProxy(t *testing.T, backend string) {
 		// time: a second is ample.
 		time.Sleep(time.Second)
 		for i := 0; i < 30; i++ {
-			name, _, err := ask(ctx(t), client.NS, "10.96.0.10:80")
+			name, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.10:80")
 			if err != nil || name != a.name {
 				t.Fatalf("connection %d reached %q (%v) after %s left the slice", i, name, err, b.name)
 			}
@@ -232,7 +227,7 @@ func testServiceProxy(t *testing.T, backend string) {
 		other := map[string]string{"nftables": "iptables", "iptables": "nftables"}[backend]
 		n.Kill(syscall.SIGTERM)
 		// The rules stay while skeind is away.
-		if _, _, err := ask(ctx(t), client.NS, "10.96.0.10:80"); err != nil {
+		if _, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.10:80"); err != nil {
 			t.Errorf("the Service stopped working while skeind was down: %v", err)
 		}
 		n.Args = []string{"--proxy", other}
@@ -245,7 +240,7 @@ func testServiceProxy(t *testing.T, backend string) {
 		if left := proxyRules(t, n.NS, backend); left != "" {
 			t.Errorf("after switching to %s, %s still holds:\n%s", other, backend, left)
 		}
-		if _, _, err := ask(ctx(t), client.NS, "10.96.0.10:80"); err != nil {
+		if _, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.10:80"); err != nil {
 			t.Errorf("the Service does not work with %s: %v", other, err)
 		}
 		n.Kill(syscall.SIGTERM)

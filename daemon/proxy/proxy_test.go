@@ -144,12 +144,12 @@ func TestBuild(t *testing.T) {
 		return strings.Replace(removeEndpoint(s), "{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: true}}",
 			"{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: false}}", 1)
 	})
-	for _, sp := range drain.Ports {
-		if sp.Name() == "shop/web:http" {
-			if got := sp.ClusterEndpoints(); len(got) != 1 || got[0].AddrPort().String() != "10.244.2.8:8080" {
-				t.Errorf("with no ready endpoint, web uses %v, want the terminating 10.244.2.8:8080", got)
-			}
-		}
+	i := slices.IndexFunc(drain.Ports, func(sp *ServicePort) bool { return sp.Name() == "shop/web:http" && sp.Family == 4 })
+	if i < 0 {
+		t.Fatal("no shop/web:http port once its endpoints drain")
+	}
+	if got := drain.Ports[i].ClusterEndpoints(); len(got) != 1 || got[0].AddrPort().String() != "10.244.2.8:8080" {
+		t.Errorf("with no ready endpoint, web uses %v, want the terminating 10.244.2.8:8080", got)
 	}
 	// A node without IPv6 leaves IPv6 Services out and says so.
 	st, _ := cluster.ParseFile([]byte(mustRead(t, "testdata/cluster.yaml")))
