@@ -3,7 +3,8 @@
 # manager on 127.0.0.1) from ../shared/tools/k8s, for the tests that need
 # a real API server. Building takes ~7 minutes the first time on 2 cores
 # and seconds afterwards.
-#   scripts/k8s.sh up     build if needed, start; prints the admin kubeconfig path
+#   scripts/k8s.sh up     build if needed, start (authorization: RBAC); prints
+#                         the admin kubeconfig path
 #   scripts/k8s.sh down   stop what up started
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,9 @@ case "${1:-}" in
     [ -x "$tools/build.sh" ] || { echo "k8s: no $tools/build.sh" >&2; exit 1; }
     "$tools/build.sh" >&2
     "$tools/stop.sh" >&2 || true  # a run left over from an interrupted test
-    WIPE=1 "$tools/start.sh" >&2
+    # RBAC, as a real cluster has: the tests check what skein's
+    # ServiceAccount may and may not do.
+    WIPE=1 AUTHZ_MODE=RBAC "$tools/start.sh" >&2
     echo "$SKEIN_K8S_RUN/admin.kubeconfig"
     ;;
   down)

@@ -25,6 +25,8 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
     echo "== starting a kube-apiserver for the tests that need one"
     if kc=$(scripts/k8s.sh up); then
       export SKEIN_TEST_KUBECONFIG=$kc
+      export SKEIN_TEST_K8S_RUN=$(dirname "$kc")
+      export SKEIN_TEST_KUBECTL=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}/bin/kubectl
       trap 'scripts/k8s.sh down' EXIT
     else
       echo "no kube-apiserver: the tests that need one fail under CI=true and skip otherwise" >&2

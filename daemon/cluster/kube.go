@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -28,6 +32,9 @@ type KubeSource struct {
 	// Services adds Services and EndpointSlices to the snapshots (the
 	// Service proxy reads them; without it skeind needs no access).
 	Services bool
+	// RetryMax is the longest wait between two attempts to reach the
+	// API server after a failure (default 1 s).
+	RetryMax time.Duration
 }
 
 // NewClient builds a client from a kubeconfig file, or from the
@@ -44,11 +51,14 @@ func NewClient(kubeconfig string) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// Run implements Source: the first snapshot comes once the informer's
-// cache has synced, then one after every relevant change (coalesced).
+// Run implements Source: the first snapshot comes once every kind has
+// been listed, then one after every relevant change (coalesced).
+//
+// Each kind has its own reflector rather than a shared informer so that
+// it can retry on a short backoff: after an API server outage the
+// informers' default (up to 30 s between attempts) would keep a node's
+// rules stale for that long after the API server is back.
 func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
-	factory := informers.NewSharedInformerFactory(s.Client, s.Resync)
-	nodes := factory.Core().V1().Nodes()
 	changed := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -56,44 +66,42 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 		default:
 		}
 	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		DeleteFunc: func(any) { poke() },
-		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*corev1.Node)
-			n, ok2 := cur.(*corev1.Node)
-			if !ok1 || !ok2 || relevantChange(o, n) {
-				poke()
-			}
-		},
-	}); err != nil {
-		return fmt.Errorf("watch nodes: %w", err)
-	}
-	synced := []cache.InformerSynced{nodes.Informer().HasSynced}
-	services := factory.Core().V1().Services()
-	slices := factory.Discovery().V1().EndpointSlices()
+	c := s.Client
+	nodes := newStore(poke, func(old, cur any) bool {
+		o, ok1 := old.(*corev1.Node)
+		n, ok2 := cur.(*corev1.Node)
+		return !ok1 || !ok2 || relevantChange(o, n)
+	})
+	s.reflect(ctx, "nodes", &corev1.Node{}, nodes,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return c.CoreV1().Nodes().List(ctx, o)
+		}, c.CoreV1().Nodes().Watch)
+	all := []*store{nodes}
+	services, slices := newStore(poke, nil), newStore(poke, nil)
 	if s.Services {
-		handler := cache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { poke() }, DeleteFunc: func(any) { poke() },
-			UpdateFunc: func(old, cur any) { poke() },
-		}
-		for _, inf := range []cache.SharedIndexInformer{services.Informer(), slices.Informer()} {
-			if _, err := inf.AddEventHandler(handler); err != nil {
-				return fmt.Errorf("watch services: %w", err)
-			}
-			synced = append(synced, inf.HasSynced)
-		}
+		s.reflect(ctx, "services", &corev1.Service{}, services,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return c.CoreV1().Services("").List(ctx, o)
+			}, c.CoreV1().Services("").Watch)
+		s.reflect(ctx, "endpointslices", &discoveryv1.EndpointSlice{}, slices,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return c.DiscoveryV1().EndpointSlices("").List(ctx, o)
+			}, c.DiscoveryV1().EndpointSlices("").Watch)
+		all = append(all, services, slices)
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
 	s.Log.Info("waiting for the first complete list from the API server", "services", s.Services)
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return ctx.Err()
+	for _, st := range all {
+		select {
+		case <-st.synced:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	for {
-		st, err := s.snapshot(nodes.Lister(), services.Lister(), slices.Lister())
-		if err != nil {
-			return err
+		st := &State{Nodes: valuesOf[corev1.Node](nodes)}
+		if s.Services {
+			st.Services = pointersOf[corev1.Service](services)
+			st.EndpointSlices = pointersOf[discoveryv1.EndpointSlice](slices)
 		}
 		select {
 		case updates <- st:
@@ -108,30 +116,135 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 	}
 }
 
-func (s *KubeSource) snapshot(nodes corelisters.NodeLister, services corelisters.ServiceLister,
-	slices discoverylisters.EndpointSliceLister) (*State, error) {
-	list, err := nodes.List(labels.Everything())
+// reflect keeps st in step with one kind of object until ctx ends.
+func (s *KubeSource) reflect(ctx context.Context, name string, obj runtime.Object, st *store,
+	list cache.ListWithContextFunc, watch cache.WatchFuncWithContext) {
+	retry := s.RetryMax
+	if retry <= 0 {
+		retry = time.Second
+	}
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watch}, s.Client)
+	r := cache.NewReflectorWithOptions(lw, obj, st, cache.ReflectorOptions{
+		Name:         "skeind " + name,
+		ResyncPeriod: s.Resync,
+		Backoff:      &wait.Backoff{Duration: retry / 4, Factor: 2, Jitter: 0.2, Steps: 3, Cap: retry},
+	})
+	go r.RunWithContext(ctx)
+}
+
+func valuesOf[T any](st *store) []T {
+	objs := st.list()
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, *t)
+		}
+	}
+	return out
+}
+
+func pointersOf[T any](st *store) []*T {
+	objs := st.list()
+	out := make([]*T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// store holds one kind of object as its reflector keeps it, and wakes
+// the snapshot loop on every change that matters (every change, when
+// matters is nil). Stored objects are never modified: snapshots share
+// them.
+type store struct {
+	mu      sync.Mutex
+	objs    map[string]any
+	synced  chan struct{} // closed by the first complete list
+	once    sync.Once
+	poke    func()
+	matters func(old, cur any) bool
+}
+
+func newStore(poke func(), matters func(old, cur any) bool) *store {
+	return &store{objs: map[string]any{}, synced: make(chan struct{}), poke: poke, matters: matters}
+}
+
+func (st *store) Add(obj any) error { return st.put(obj) }
+
+func (st *store) Update(obj any) error { return st.put(obj) }
+
+func (st *store) put(obj any) error {
+	key, err := cache.MetaNamespaceKeyFunc(obj)
 	if err != nil {
-		return nil, fmt.Errorf("list nodes from the cache: %w", err)
+		return err
 	}
-	st := &State{Nodes: make([]corev1.Node, 0, len(list))}
-	for _, n := range list {
-		st.Nodes = append(st.Nodes, *n)
+	trim(obj)
+	st.mu.Lock()
+	old, had := st.objs[key]
+	st.objs[key] = obj
+	st.mu.Unlock()
+	if !had || st.matters == nil || st.matters(old, obj) {
+		st.poke()
 	}
-	if !s.Services {
-		return st, nil
-	}
-	svcs, err := services.List(labels.Everything())
+	return nil
+}
+
+func (st *store) Delete(obj any) error {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 	if err != nil {
-		return nil, fmt.Errorf("list services from the cache: %w", err)
+		return err
 	}
-	st.Services = svcs
-	eps, err := slices.List(labels.Everything())
-	if err != nil {
-		return nil, fmt.Errorf("list endpointslices from the cache: %w", err)
+	st.mu.Lock()
+	delete(st.objs, key)
+	st.mu.Unlock()
+	st.poke()
+	return nil
+}
+
+// Replace takes a complete list: the first one, and the relist after a
+// lost watch (an outage), which may hold any change.
+func (st *store) Replace(list []any, _ string) error {
+	objs := make(map[string]any, len(list))
+	for _, obj := range list {
+		key, err := cache.MetaNamespaceKeyFunc(obj)
+		if err != nil {
+			return err
+		}
+		trim(obj)
+		objs[key] = obj
 	}
-	st.EndpointSlices = eps
-	return st, nil
+	st.mu.Lock()
+	st.objs = objs
+	st.mu.Unlock()
+	st.once.Do(func() { close(st.synced) })
+	st.poke()
+	return nil
+}
+
+func (st *store) Resync() error { return nil }
+
+// list returns the objects in key order: two snapshots of an unchanged
+// store compare equal, so a change of one kind does not wake the
+// controllers of another.
+func (st *store) list() []any {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(st.objs))
+	out := make([]any, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, st.objs[k])
+	}
+	return out
+}
+
+// trim drops what skeind never reads and what costs memory at scale: the
+// server-side apply bookkeeping.
+func trim(obj any) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
 }
 
 // relevantChange tells whether an update touches what skeind reads: pod

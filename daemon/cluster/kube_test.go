@@ -3,12 +3,16 @@ package cluster
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -67,6 +71,58 @@ func TestKubeSourceServices(t *testing.T) {
 		}
 		if len(st.EndpointSlices) == 1 {
 			return
+		}
+	}
+}
+
+// TestKubeSourceStableOrder: snapshots list objects in a stable order, so
+// a Service's change leaves the Nodes of the next snapshot equal to the
+// last ones (skeind then wakes only the proxy), and a deleted object is
+// gone from the next snapshot.
+func TestKubeSourceStableOrder(t *testing.T) {
+	var objs []runtime.Object
+	for _, n := range []string{"n3", "n1", "n5", "n2", "n4"} {
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
+	}
+	client := fake.NewClientset(objs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	updates := make(chan *State)
+	src := &KubeSource{Client: client, Log: slog.New(slog.DiscardHandler), Services: true}
+	go func() { _ = src.Run(ctx, updates) }()
+	first := <-updates
+	var names []string
+	for _, n := range first.Nodes {
+		names = append(names, n.Name)
+	}
+	if diff := cmp.Diff([]string{"n1", "n2", "n3", "n4", "n5"}, names); diff != "" {
+		t.Errorf("node order (-want +got):\n%s", diff)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}}
+	if _, err := client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := waitSnapshot(ctx, t, updates, func(st *State) bool { return len(st.Services) == 1 })
+	if !reflect.DeepEqual(first.Nodes, next.Nodes) {
+		t.Error("a Service's creation changed the snapshot's Nodes")
+	}
+	if err := client.CoreV1().Nodes().Delete(ctx, "n3", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(ctx, t, updates, func(st *State) bool { return len(st.Nodes) == 4 })
+}
+
+func waitSnapshot(ctx context.Context, t *testing.T, updates <-chan *State, ok func(*State) bool) *State {
+	t.Helper()
+	for {
+		select {
+		case st := <-updates:
+			if ok(st) {
+				return st
+			}
+		case <-ctx.Done():
+			t.Fatal("no snapshot with the change")
+			return nil
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -41,6 +42,18 @@ type ClusterOptions struct {
 	Kubeconfig string
 	// Proxy is skeind's --proxy (default: skeind's own default).
 	Proxy string
+	// With an API server: Impersonate runs skeind as this user (e.g. the
+	// DaemonSet's ServiceAccount, to prove its RBAC is enough), and
+	// PodCIDRsFromAPI registers the Nodes without podCIDRs and waits for
+	// kube-controller-manager to assign them.
+	Impersonate     string
+	PodCIDRsFromAPI bool
+	// Env is added to skeind's environment (SKEIN_* settings, as the
+	// DaemonSet's ConfigMap gives them).
+	Env []string
+	// Caps, when set, are the only capabilities skeind (and what it
+	// runs) may hold, as in a container that drops all others.
+	Caps []string
 }
 
 // Cluster is N nodes, each a namespace on a shared underlay running a
@@ -205,8 +218,18 @@ func (n *ClusterNode) Start() error {
 		}
 		source = []string{"--kubeconfig", kc}
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(n.c.opts.BinDir, "skeind"))
-	cmd.Args = append(cmd.Args, "--node-name", n.Name)
+	cmd := exec.Command("ip", "netns", "exec", n.NS.Name)
+	if caps := n.c.opts.Caps; len(caps) > 0 {
+		set := "-all,+" + strings.Join(caps, ",+")
+		cmd.Args = append(cmd.Args, "setpriv", "--bounding-set", set, "--inh-caps", "-all")
+	}
+	cmd.Args = append(cmd.Args, filepath.Join(n.c.opts.BinDir, "skeind"), "--node-name", n.Name)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKEIN_TEST_") { // the tests' own settings, not skeind's
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, n.c.opts.Env...)
 	cmd.Args = append(cmd.Args, source...)
 	cmd.Args = append(cmd.Args, "--conflist", n.Conflist,
 		"--cni-data-dir", filepath.Join(n.c.Dir, n.Name, "cni"), "--min-sync-interval", "100ms",
@@ -325,19 +348,25 @@ func (c *Cluster) setNodes(nodes []*ClusterNode) error {
 			continue
 		}
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}
-		for _, p := range n.PodCIDRs {
-			obj.Spec.PodCIDRs = append(obj.Spec.PodCIDRs, p.String())
+		if !c.opts.PodCIDRsFromAPI {
+			for _, p := range n.PodCIDRs {
+				obj.Spec.PodCIDRs = append(obj.Spec.PodCIDRs, p.String())
+			}
+			obj.Spec.PodCIDR = obj.Spec.PodCIDRs[0]
 		}
-		obj.Spec.PodCIDR = obj.Spec.PodCIDRs[0]
-		made, err := c.api.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := c.api.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("create Node %s: %w", n.Name, err))
 			continue
 		}
 		c.created[n.Name] = true
-		made.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}
-		if _, err := c.api.CoreV1().Nodes().UpdateStatus(ctx, made, metav1.UpdateOptions{}); err != nil {
+		// A patch, not an update: kube-controller-manager may already
+		// have changed the Node (its podCIDRs).
+		status := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":%q}]}}`, n.IP)
+		if _, err := c.api.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(status), metav1.PatchOptions{}, "status"); err != nil {
 			errs = append(errs, fmt.Errorf("set the status of Node %s: %w", n.Name, err))
+		}
+		if c.opts.PodCIDRsFromAPI {
+			errs = append(errs, c.assignedPodCIDRs(ctx, n))
 		}
 	}
 	for name := range c.created {
@@ -354,6 +383,33 @@ func (c *Cluster) setNodes(nodes []*ClusterNode) error {
 	return errors.Join(errs...)
 }
 
+// assignedPodCIDRs waits for kube-controller-manager to give n's Node its
+// podCIDRs and records them.
+func (c *Cluster) assignedPodCIDRs(ctx context.Context, n *ClusterNode) error {
+	for {
+		obj, err := c.api.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err == nil && len(obj.Spec.PodCIDRs) > 0 {
+			n.PodCIDRs = nil
+			for _, s := range obj.Spec.PodCIDRs {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					return fmt.Errorf("Node %s: podCIDR %q: %w", n.Name, s, err)
+				}
+				n.PodCIDRs = append(n.PodCIDRs, p)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Node %s got no podCIDR from kube-controller-manager (is it running with --allocate-node-cidrs?): %w", n.Name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// API is the cluster's API client (nil with the file source).
+func (c *Cluster) API() kubernetes.Interface { return c.api }
+
 // kubeconfig writes the node's kubeconfig: the test's, pointed at a relay
 // into the node's namespace.
 func (n *ClusterNode) kubeconfig() (string, error) {
@@ -369,6 +425,11 @@ func (n *ClusterNode) kubeconfig() (string, error) {
 			}
 		}
 		cl.Server = "https://" + n.relay.Addr
+	}
+	if n.c.opts.Impersonate != "" {
+		for _, u := range cfg.AuthInfos {
+			u.Impersonate = n.c.opts.Impersonate
+		}
 	}
 	path := filepath.Join(n.c.Dir, n.Name+".kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)

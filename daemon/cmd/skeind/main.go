@@ -38,90 +38,6 @@ import (
 // Version is set at build time.
 var Version = "dev"
 
-type flags struct {
-	nodeName      string
-	clusterFile   string
-	kubeconfig    string
-	nodeIP        string
-	iface         string
-	vni           int
-	port          int
-	conflist      string
-	networkName   string
-	cniVersion    string
-	cniDataDir    string
-	bridge        string
-	clusterDomain string
-	dnsServers    string
-	healthAddr    string
-	minInterval   time.Duration
-	resync        time.Duration
-	masquerade    bool
-	proxy         string
-	nodePortAddrs []string
-}
-
-func parseFlags(args []string) (*flags, error) {
-	f := &flags{}
-	fs := flag.NewFlagSet("skeind", flag.ContinueOnError)
-	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
-	fs.StringVar(&f.clusterFile, "cluster-file", "", "read the cluster from this YAML or JSON file of Node objects (re-read when it changes) instead of the API server")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: the in-cluster service account)")
-	fs.StringVar(&f.nodeIP, "node-ip", "", "underlay address of this node (default: the Node's InternalIP)")
-	fs.StringVar(&f.iface, "iface", "", "take the underlay address from this interface")
-	fs.IntVar(&f.vni, "vni", 1, "VXLAN network identifier")
-	fs.IntVar(&f.port, "vxlan-port", 8472, "VXLAN UDP port")
-	fs.StringVar(&f.conflist, "conflist", "/etc/cni/net.d/10-skein.conflist", "where to write the node's CNI conflist")
-	fs.StringVar(&f.networkName, "network-name", "skein", "CNI network name")
-	fs.StringVar(&f.cniVersion, "cni-version", "1.0.0", "cniVersion of the conflist (1.1.0 enables STATUS and GC)")
-	fs.StringVar(&f.cniDataDir, "cni-data-dir", "", "the plugin's data dir (default: the plugin's, /var/lib/cni/skein)")
-	fs.StringVar(&f.bridge, "bridge", "", "the node bridge (default: the plugin's, cni0)")
-	fs.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for the pods' search list")
-	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods")
-	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
-	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "least time between two syncs")
-	fs.DurationVar(&f.resync, "resync", time.Minute, "full resync period")
-	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
-	fs.StringVar(&f.proxy, "proxy", "", "Service proxy backend: nftables, iptables or none (default nftables, iptables where nft is missing)")
-	nodePorts := fs.String("nodeport-addresses", "", "comma-separated CIDRs of the node addresses NodePorts answer on (default every local address)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	switch f.proxy {
-	case "", "nftables", "iptables", "none":
-	default:
-		return nil, fmt.Errorf("--proxy %q: want nftables, iptables or none", f.proxy)
-	}
-	for _, c := range strings.Split(*nodePorts, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, fmt.Errorf("--nodeport-addresses: %q is not a CIDR", c)
-		}
-		f.nodePortAddrs = append(f.nodePortAddrs, p.Masked().String())
-	}
-	if f.nodeName == "" {
-		return nil, errors.New("--node-name (or $NODE_NAME) is required")
-	}
-	if f.clusterFile != "" && f.kubeconfig != "" {
-		return nil, errors.New("--cluster-file and --kubeconfig name two sources; give one")
-	}
-	if f.vni < 1 || f.vni > 1<<24-1 {
-		return nil, fmt.Errorf("--vni %d is out of range 1-16777215", f.vni)
-	}
-	if f.port < 1 || f.port > 65535 {
-		return nil, fmt.Errorf("--vxlan-port %d is out of range", f.port)
-	}
-	if f.nodeIP != "" {
-		if _, err := netip.ParseAddr(f.nodeIP); err != nil {
-			return nil, fmt.Errorf("--node-ip %q is not an IP address", f.nodeIP)
-		}
-	}
-	return f, nil
-}
-
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	args := os.Args[1:]
@@ -135,10 +51,12 @@ func main() {
 		err = run(log, args)
 	case "cleanup":
 		err = cleanup(log, args)
+	case "install-cni":
+		err = installCNI(log, args)
 	case "version":
 		fmt.Println("skeind", Version)
 	default:
-		err = fmt.Errorf("unknown command %q (run, cleanup, version)", cmd)
+		err = fmt.Errorf("unknown command %q (run, cleanup, install-cni, version)", cmd)
 	}
 	if err != nil {
 		log.Error("skeind", "err", err)
@@ -208,9 +126,12 @@ type daemon struct {
 }
 
 func run(log *slog.Logger, args []string) error {
-	f, err := parseFlags(args)
+	f, unknown, err := parseFlags(args, os.Environ())
 	if err != nil {
 		return err
+	}
+	for _, key := range unknown {
+		log.Warn("ignoring an environment variable that names no skeind flag", "variable", key)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
