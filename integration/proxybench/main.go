@@ -8,11 +8,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -23,8 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/skein-net/skein/integration/harness"
@@ -298,7 +293,7 @@ func measureCold(binDir, backend string, services, eps int) (cold, error) {
 	c.rssKiB = harness.PeakRSS(n.cmd.Process.Pid)
 	c.rules = n.metric("skein_proxy_rules")
 	// The last Service answers: the rules are really there.
-	if _, err := dial(n.client, "10.96."+fmt.Sprintf("%d.%d", (services-1)/256, (services-1)%256)+":80", 1); err != nil {
+	if _, err := harness.DialTimes(n.client, "10.96."+fmt.Sprintf("%d.%d", (services-1)/256, (services-1)%256)+":80", 1); err != nil {
 		return c, fmt.Errorf("the last Service does not answer after the cold sync: %w", err)
 	}
 	return c, nil
@@ -316,44 +311,15 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := netns.GetFromPath(n.ns.Path)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	const nfnlgrpNFTables = 7
-	sock, err := nl.SubscribeAt(h, netns.None(), unix.NETLINK_NETFILTER, nfnlgrpNFTables)
-	if err != nil {
-		return nil, err
-	}
-	defer sock.Close()
-	// A sync writes many objects; a small buffer would overflow.
-	if err := sock.SetReceiveBufferSize(64<<20, true); err != nil {
-		return nil, err
-	}
 	table := "skein"
 	if backend == "iptables" {
 		table = "nat"
 	}
-	events := make(chan time.Time, 4096)
-	go func() {
-		for {
-			msgs, _, err := sock.Receive()
-			if errors.Is(err, unix.ENOBUFS) {
-				continue // some events were lost; the next change is timed anew
-			}
-			if err != nil {
-				close(events)
-				return
-			}
-			now := time.Now()
-			for _, m := range msgs {
-				if isTableEvent(m.Data, unix.AF_INET, table) {
-					events <- now
-				}
-			}
-		}
-	}()
+	events, stop, err := harness.NFTablesEvents(n.ns, unix.AF_INET, table)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
 	var out []time.Duration
 	for k := 1; k <= *changes; k++ {
 		data, err := cluster(*changeAt, 10, k)
@@ -365,15 +331,7 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 		}
 		time.Sleep(*gap)
 		// Nothing before the change counts: wait for 200 ms without events.
-		for quiet := time.After(200 * time.Millisecond); ; {
-			select {
-			case <-events:
-				quiet = time.After(200 * time.Millisecond)
-				continue
-			case <-quiet:
-			}
-			break
-		}
+		harness.Quiet(events, 200*time.Millisecond)
 		t0 := time.Now()
 		if err := os.Rename(n.file+".tmp", n.file); err != nil {
 			return nil, err
@@ -409,29 +367,6 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	return out, nil
 }
 
-// isTableEvent tells whether a netlink message from the nftables group
-// concerns table in family: the message starts with nfgenmsg (family,
-// version, resource id), and rules, chains, sets and elements name their
-// table in attribute 1.
-func isTableEvent(b []byte, family uint8, table string) bool {
-	if len(b) < 4 || b[0] != family {
-		return false
-	}
-	b = b[4:]
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		typ := binary.NativeEndian.Uint16(b[2:4]) & 0x3fff
-		if l < 4 || l > len(b) {
-			return false
-		}
-		if typ == 1 {
-			return string(bytes.TrimRight(b[4:l], "\x00")) == table
-		}
-		b = b[(l+3)&^3:]
-	}
-	return false
-}
-
 func measureConnect(binDir, backend string, services int) (connect, error) {
 	c := connect{services: services}
 	n, err := startNode(binDir, backend, services, 10)
@@ -443,11 +378,11 @@ func measureConnect(binDir, backend string, services int) (connect, error) {
 	// Interleaved rounds, so that both paths see the same machine.
 	var via, direct []time.Duration
 	for round := 0; round < 10; round++ {
-		v, err := dial(n.client, svc, *dials/10)
+		v, err := harness.DialTimes(n.client, svc, *dials/10)
 		if err != nil {
 			return c, err
 		}
-		d, err := dial(n.client, "10.64.1.10:8080", *dials/10)
+		d, err := harness.DialTimes(n.client, "10.64.1.10:8080", *dials/10)
 		if err != nil {
 			return c, err
 		}
@@ -456,24 +391,6 @@ func measureConnect(binDir, backend string, services int) (connect, error) {
 	c.viaService, c.direct = harness.Percentile(via, 50), harness.Percentile(direct, 50)
 	c.viaP99, c.directP99 = harness.Percentile(via, 99), harness.Percentile(direct, 99)
 	return c, nil
-}
-
-// dial connects k times from ns to addr and returns each connect's time.
-func dial(ns *harness.NetNS, addr string, k int) ([]time.Duration, error) {
-	var out []time.Duration
-	err := ns.Do(func() error {
-		for i := 0; i < k; i++ {
-			t0 := time.Now()
-			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-			if err != nil {
-				return fmt.Errorf("connect %d to %s: %w", i, addr, err)
-			}
-			out = append(out, time.Since(t0))
-			c.Close()
-		}
-		return nil
-	})
-	return out, err
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,521 @@
+// Command kubebench runs skeind's Service proxy side by side with
+// kube-proxy (iptables mode and nftables mode) against one real API
+// server, one after the other, each in a network namespace of its own
+// playing a node. For each it creates 1,000 and then 10,000 Services with
+// 10 endpoints each in bulk and times until the rules are present, then
+// changes one endpoint 100 times and times each change from the API call
+// to the kernel's nftables event for it, then times TCP connects to a
+// ClusterIP at 10,000 Services; it reports peak RSS and CPU seconds of
+// each proxy. It prints Markdown.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skein-net/skein/integration/harness"
+)
+
+var (
+	kubeconfig = flag.String("kubeconfig", "", "admin kubeconfig of the API server")
+	kubeProxy  = flag.String("kube-proxy", "", "the kube-proxy binary")
+	proxies    = flag.String("proxies", "skeind,kube-proxy-nftables,kube-proxy-iptables", "what to measure, in order")
+	sizes      = flag.String("sizes", "1000,10000", "Services (10 endpoints each) after each bulk step")
+	changes    = flag.Int("changes", 100, "single endpoint changes")
+	dials      = flag.Int("dials", 1000, "connects timed")
+	coldLimit  = flag.Duration("cold-limit", 15*time.Minute, "give up waiting for a bulk step's rules after this long")
+	gap        = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
+)
+
+const (
+	prefix    = "skbench-kp"
+	namespace = "skbench"
+	serverIP  = "10.64.1.10" // the real endpoint of the last Service of each step
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "kubebench:", err)
+		os.Exit(1)
+	}
+}
+
+type bulk struct {
+	services      int
+	created, took time.Duration // API writes done; rules present (both from the step's start)
+	done          bool
+}
+
+type result struct {
+	proxy   string
+	bulks   []bulk
+	changes []time.Duration
+	via     []time.Duration
+	direct  []time.Duration
+	rssKiB  int
+	cpu     float64
+}
+
+func run() error {
+	if *kubeconfig == "" || *kubeProxy == "" {
+		return errors.New("-kubeconfig and -kube-proxy are required")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: bulk means bulk
+	api, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "building skeind ...")
+	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.Skeind)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	ctx := context.Background()
+	if _, err := api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace %s (left from an earlier run? start the API server afresh): %w", namespace, err)
+	}
+	var results []result
+	for _, p := range strings.Split(*proxies, ",") {
+		fmt.Fprintf(os.Stderr, "== %s\n", p)
+		r, err := measure(ctx, api, binDir, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		results = append(results, r)
+	}
+	report(results)
+	return nil
+}
+
+// node is a namespace playing a node (underlay 172.31.0.1, cni0 with a
+// server pod 10.64.1.10 and a client pod 10.64.1.11) running one proxy.
+type node struct {
+	name               string
+	ns, server, client *harness.NetNS
+	dir                string
+	relay              *harness.Relay
+	cmd                *exec.Cmd
+	ln                 net.Listener
+	table              string // the IPv4 nftables table its rules are in
+	readyURL           string
+}
+
+func measure(ctx context.Context, api kubernetes.Interface, binDir, proxy string) (result, error) {
+	r := result{proxy: proxy}
+	n, err := newNode(ctx, api, binDir, proxy)
+	defer n.close(api)
+	if err != nil {
+		return r, err
+	}
+	events, stop, err := harness.NFTablesEvents(n.ns, unix.AF_INET, n.table)
+	if err != nil {
+		return r, err
+	}
+	defer stop()
+	have := 0
+	for _, s := range strings.Split(*sizes, ",") {
+		var want int
+		fmt.Sscan(s, &want)
+		fmt.Fprintf(os.Stderr, "%s: bulk to %d Services ...\n", proxy, want)
+		b, err := bulkTo(ctx, api, n, have, want)
+		if err != nil {
+			return r, err
+		}
+		r.bulks = append(r.bulks, b)
+		have = want
+		if !b.done {
+			break // the rest would take longer still
+		}
+	}
+	if last := r.bulks[len(r.bulks)-1]; last.done {
+		fmt.Fprintf(os.Stderr, "%s: %d endpoint changes ...\n", proxy, *changes)
+		if r.changes, err = changeOne(ctx, api, events); err != nil {
+			return r, err
+		}
+		fmt.Fprintf(os.Stderr, "%s: connects ...\n", proxy)
+		vip, err := clusterIP(ctx, api, have-1)
+		if err != nil {
+			return r, err
+		}
+		for range 10 { // interleaved rounds, so both paths see the same machine
+			v, err := harness.DialTimes(n.client, vip+":80", *dials/10)
+			if err != nil {
+				return r, err
+			}
+			d, err := harness.DialTimes(n.client, serverIP+":8080", *dials/10)
+			if err != nil {
+				return r, err
+			}
+			r.via, r.direct = append(r.via, v...), append(r.direct, d...)
+		}
+	}
+	r.rssKiB, r.cpu = harness.PeakRSS(n.cmd.Process.Pid), harness.CPUSeconds(n.cmd.Process.Pid)
+	fmt.Fprintf(os.Stderr, "%s: removing the Services ...\n", proxy)
+	return r, deleteAll(ctx, api, have)
+}
+
+func newNode(ctx context.Context, api kubernetes.Interface, binDir, proxy string) (*node, error) {
+	n := &node{name: prefix + "-" + proxy}
+	var err error
+	if n.dir, err = os.MkdirTemp("", prefix+"-"); err != nil {
+		return n, err
+	}
+	for _, p := range []struct {
+		ns   **harness.NetNS
+		name string
+	}{{&n.ns, "node"}, {&n.server, "server"}, {&n.client, "client"}} {
+		if *p.ns, err = harness.NewNetNS(prefix + "-" + p.name); err != nil {
+			return n, err
+		}
+	}
+	script := `ip link set lo up && ip link add ul0 type veth peer name ul1 && ip addr add 172.31.0.1/16 dev ul0 && ip link set ul1 up && ip link set ul0 up
+ip link add cni0 type bridge && ip addr add 10.64.1.1/24 dev cni0 && ip link set cni0 up
+ip link add vs type veth peer name eth0 netns ` + n.server.Name + ` && ip link set vs master cni0 up
+ip link add vc type veth peer name eth0 netns ` + n.client.Name + ` && ip link set vc master cni0 up
+sysctl -qw net.ipv4.ip_forward=1`
+	if _, err := n.ns.Exec(ctx, "sh", "-c", script); err != nil {
+		return n, err
+	}
+	for ns, ip := range map[*harness.NetNS]string{n.server: serverIP, n.client: "10.64.1.11"} {
+		if _, err := ns.Exec(ctx, "sh", "-c", "ip addr add "+ip+"/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.64.1.1"); err != nil {
+			return n, err
+		}
+	}
+	if err := n.server.Do(func() error {
+		n.ln, err = net.Listen("tcp", ":8080")
+		return err
+	}); err != nil {
+		return n, err
+	}
+	go func() {
+		for {
+			conn, err := n.ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}, Spec: corev1.NodeSpec{PodCIDR: "10.64.1.0/24", PodCIDRs: []string{"10.64.1.0/24"}}}
+	if _, err := api.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return n, err
+	}
+	status := []byte(`{"status":{"addresses":[{"type":"InternalIP","address":"172.31.0.1"}]}}`)
+	if _, err := api.CoreV1().Nodes().Patch(ctx, n.name, types.MergePatchType, status, metav1.PatchOptions{}, "status"); err != nil {
+		return n, err
+	}
+	kc, err := n.kubeconfig()
+	if err != nil {
+		return n, err
+	}
+	var args []string
+	switch proxy {
+	case "skeind":
+		n.table, n.readyURL = "skein", "http://127.0.0.1:9897/readyz"
+		args = []string{filepath.Join(binDir, "skeind"), "--node-name", n.name, "--kubeconfig", kc,
+			"--conflist", filepath.Join(n.dir, "10-skein.conflist"), "--masquerade=false", "--resync", "1h"}
+	case "kube-proxy-iptables", "kube-proxy-nftables":
+		mode := strings.TrimPrefix(proxy, "kube-proxy-")
+		n.table, n.readyURL = "nat", "http://127.0.0.1:10256/healthz"
+		if mode == "nftables" {
+			n.table = "kube-proxy"
+		}
+		// Same cadence as skeind's: at most one sync a second, no
+		// periodic full resync while timing; no conntrack sysctls.
+		args = []string{*kubeProxy, "--kubeconfig", kc, "--proxy-mode", mode, "--hostname-override", n.name,
+			"--bind-address", "172.31.0.1", "--cluster-cidr", "10.64.0.0/16",
+			"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
+			"--iptables-min-sync-period", "1s", "--iptables-sync-period", "1h",
+			"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0"}
+	default:
+		return n, fmt.Errorf("unknown proxy %q", proxy)
+	}
+	logf, err := os.Create(filepath.Join(n.dir, "proxy.log"))
+	if err != nil {
+		return n, err
+	}
+	defer logf.Close()
+	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns.Name}, args...)...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		return n, err
+	}
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if code, _, _ := n.ns.HTTPGet(ctx, n.readyURL); code == 200 {
+			return n, nil
+		}
+		if time.Since(start) > time.Minute {
+			return n, fmt.Errorf("not ready after a minute:\n%s", n.log())
+		}
+	}
+}
+
+// kubeconfig points the admin kubeconfig at a relay into the node.
+func (n *node) kubeconfig() (string, error) {
+	cfg, err := clientcmd.LoadFromFile(*kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, cl := range cfg.Clusters {
+		if n.relay == nil {
+			if n.relay, err = harness.NewRelay(n.ns, strings.TrimPrefix(cl.Server, "https://")); err != nil {
+				return "", err
+			}
+		}
+		cl.Server = "https://" + n.relay.Addr
+	}
+	path := filepath.Join(n.dir, "kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+func (n *node) log() string {
+	data, _ := os.ReadFile(filepath.Join(n.dir, "proxy.log"))
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return string(data)
+}
+
+func (n *node) close(api kubernetes.Interface) {
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Kill()
+		_ = n.cmd.Wait()
+	}
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.relay != nil {
+		n.relay.Close()
+	}
+	for _, ns := range []*harness.NetNS{n.client, n.server, n.ns} {
+		if ns != nil {
+			_ = ns.Delete()
+		}
+	}
+	_ = api.CoreV1().Nodes().Delete(context.Background(), n.name, metav1.DeleteOptions{})
+	os.RemoveAll(n.dir)
+}
+
+// bulkTo creates Services have..want-1, each with an EndpointSlice of 10
+// endpoints (the last Service's one endpoint is the server pod), and
+// times until the last one answers from the client pod: each proxy
+// writes the whole state it knows in each sync, so the last Service's
+// rules mean all of them.
+func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want int) (bulk, error) {
+	b := bulk{services: want}
+	start := time.Now()
+	answered := make(chan time.Time, 1)
+	probeCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	vipCh := make(chan string, 1)
+	go func() {
+		vip := <-vipCh
+		for probeCtx.Err() == nil {
+			if _, err := harness.DialTimes(n.client, vip+":80", 1); err == nil {
+				answered <- time.Now()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	create := func(i int) error {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc%d", i)}, Spec: corev1.ServiceSpec{
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
+		made, err := api.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		var eps []discoveryv1.Endpoint
+		if i == want-1 {
+			eps = append(eps, endpoint(serverIP))
+		} else {
+			for j := range 10 {
+				eps = append(eps, endpoint(fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)))
+			}
+		}
+		if _, err := api.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice(i, eps), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if i == want-1 {
+			vipCh <- made.Spec.ClusterIP
+		}
+		return nil
+	}
+	// The last Service goes in once all others are written.
+	if err := parallel(want-1-have, func(k int) error { return create(have + k) }); err != nil {
+		return b, err
+	}
+	if err := create(want - 1); err != nil {
+		return b, err
+	}
+	b.created = time.Since(start)
+	select {
+	case at := <-answered:
+		b.took, b.done = at.Sub(start), true
+	case <-time.After(*coldLimit - b.created):
+		b.took = *coldLimit
+	}
+	return b, nil
+}
+
+func endpoint(ip string) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}
+}
+
+func slice(i int, eps []discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc%d-1", i),
+			Labels: map[string]string{discoveryv1.LabelServiceName: fmt.Sprintf("svc%d", i)}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		Endpoints:   eps,
+	}
+}
+
+// changeOne moves one endpoint of svc0 to a new address, again and
+// again, and times each from the API call to the first nftables event in
+// the proxy's table after it.
+func changeOne(ctx context.Context, api kubernetes.Interface, events <-chan time.Time) ([]time.Duration, error) {
+	var out []time.Duration
+	for k := 1; k <= *changes; k++ {
+		s, err := api.DiscoveryV1().EndpointSlices(namespace).Get(ctx, "svc0-1", metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.99.%d.%d", k/256, k%256)}
+		time.Sleep(*gap)
+		harness.Quiet(events, 200*time.Millisecond) // nothing before the change counts
+		t0 := time.Now()
+		if _, err := api.DiscoveryV1().EndpointSlices(namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			return nil, err
+		}
+		select {
+		case at, ok := <-events:
+			if !ok {
+				return nil, errors.New("the netlink socket closed")
+			}
+			out = append(out, at.Sub(t0))
+		case <-time.After(60 * time.Second):
+			return nil, fmt.Errorf("change %d never reached the kernel", k)
+		}
+	}
+	return out, nil
+}
+
+func clusterIP(ctx context.Context, api kubernetes.Interface, i int) (string, error) {
+	s, err := api.CoreV1().Services(namespace).Get(ctx, fmt.Sprintf("svc%d", i), metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	return s.Spec.ClusterIP, nil
+}
+
+func deleteAll(ctx context.Context, api kubernetes.Interface, n int) error {
+	if err := api.DiscoveryV1().EndpointSlices(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return err
+	}
+	return parallel(n, func(i int) error {
+		return api.CoreV1().Services(namespace).Delete(ctx, fmt.Sprintf("svc%d", i), metav1.DeleteOptions{})
+	})
+}
+
+// parallel runs do(0..n-1) on 16 workers and returns the first error.
+func parallel(n int, do func(int) error) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	next := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := do(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func report(rs []result) {
+	fmt.Printf("Machine: %d cores, %s; one API server (etcd, kube-apiserver on loopback), each proxy alone in a node namespace in turn; Services selector-less with one EndpointSlice each\n\n", runtime.NumCPU(), runtime.Version())
+	fmt.Println("Bulk creation (Services and slices written by 16 clients; rules present = the last Service answers):")
+	fmt.Println()
+	fmt.Println("| proxy | Services x 10 endpoints | API writes done | rules present | after the last write |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range rs {
+		for _, b := range r.bulks {
+			took := fmt.Sprintf("%.2f s", b.took.Seconds())
+			after := fmt.Sprintf("%.2f s", (b.took - b.created).Seconds())
+			if !b.done {
+				took, after = fmt.Sprintf("not within %s", *coldLimit), "-"
+			}
+			fmt.Printf("| %s | %d | %.2f s | %s | %s |\n", r.proxy, b.services, b.created.Seconds(), took, after)
+		}
+	}
+	fmt.Println()
+	fmt.Println("One endpoint changed (API call -> the kernel's nftables event for the change), at the last size; peak RSS and CPU time over the whole run:")
+	fmt.Println()
+	fmt.Println("| proxy | changes | p50 | p99 | peak RSS | CPU seconds |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rs {
+		if len(r.changes) == 0 {
+			fmt.Printf("| %s | - | - | - | %.1f MiB | %.1f |\n", r.proxy, float64(r.rssKiB)/1024, r.cpu)
+			continue
+		}
+		fmt.Printf("| %s | %d | %.1f ms | %.1f ms | %.1f MiB | %.1f |\n", r.proxy, len(r.changes),
+			ms(harness.Percentile(r.changes, 50)), ms(harness.Percentile(r.changes, 99)), float64(r.rssKiB)/1024, r.cpu)
+	}
+	fmt.Println()
+	fmt.Printf("TCP connect from a pod to a ClusterIP at the last size, %d connects (median, p99), against the endpoint directly:\n\n", *dials)
+	fmt.Println("| proxy | via ClusterIP | directly | ClusterIP / direct |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range rs {
+		if len(r.via) == 0 {
+			continue
+		}
+		v, d := harness.Percentile(r.via, 50), harness.Percentile(r.direct, 50)
+		fmt.Printf("| %s | %.1f µs (p99 %.1f) | %.1f µs (p99 %.1f) | %.2f |\n", r.proxy,
+			float64(v.Nanoseconds())/1000, float64(harness.Percentile(r.via, 99).Nanoseconds())/1000,
+			float64(d.Nanoseconds())/1000, float64(harness.Percentile(r.direct, 99).Nanoseconds())/1000, float64(v)/float64(d))
+	}
+}
