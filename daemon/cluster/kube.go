@@ -32,6 +32,9 @@ type KubeSource struct {
 	// Services adds Services and EndpointSlices to the snapshots (the
 	// Service proxy reads them; without it skeind needs no access).
 	Services bool
+	// SnapshotGap is the least time between two snapshots (default
+	// 100 ms; skeind syncs at most once a second anyway).
+	SnapshotGap time.Duration
 	// RetryMax is the longest wait between two attempts to reach the
 	// API server after a failure (default 1 s).
 	RetryMax time.Duration
@@ -108,12 +111,30 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 		case <-ctx.Done():
 			return nil
 		}
+		last := time.Now()
 		select {
 		case <-changed:
 		case <-ctx.Done():
 			return nil
 		}
+		// A snapshot lists and sorts every object: under a burst of
+		// events (a bulk load) it is taken at most every gap, not once
+		// per event. An isolated change is not delayed.
+		if wait := s.gap() - time.Since(last); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil
+			}
+		}
 	}
+}
+
+func (s *KubeSource) gap() time.Duration {
+	if s.SnapshotGap > 0 {
+		return s.SnapshotGap
+	}
+	return 100 * time.Millisecond
 }
 
 // reflect keeps st in step with one kind of object until ctx ends.

@@ -1,6 +1,6 @@
 // Command kubebench runs skeind's Service proxy side by side with
 // kube-proxy (iptables mode and nftables mode) against one real API
-// server, one after the other, each in a network namespace of its own
+// server build, started afresh for each, each in a network namespace of its own
 // playing a node. For each it creates 1,000 and then 10,000 Services with
 // 10 endpoints each in bulk and times until the rules are present, then
 // changes one endpoint 100 times and times each change from the API call
@@ -17,10 +17,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,14 +39,14 @@ import (
 )
 
 var (
-	kubeconfig = flag.String("kubeconfig", "", "admin kubeconfig of the API server")
-	kubeProxy  = flag.String("kube-proxy", "", "the kube-proxy binary")
-	proxies    = flag.String("proxies", "skeind,kube-proxy-nftables,kube-proxy-iptables", "what to measure, in order")
-	sizes      = flag.String("sizes", "1000,10000", "Services (10 endpoints each) after each bulk step")
-	changes    = flag.Int("changes", 100, "single endpoint changes")
-	dials      = flag.Int("dials", 1000, "connects timed")
-	coldLimit  = flag.Duration("cold-limit", 15*time.Minute, "give up waiting for a bulk step's rules after this long")
-	gap        = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
+	apiUp     = flag.String("api-up", "", "shell command that starts an API server afresh (an empty etcd) and prints its admin kubeconfig's path last; run before each proxy")
+	kubeProxy = flag.String("kube-proxy", "", "the kube-proxy binary")
+	proxies   = flag.String("proxies", "skeind,kube-proxy-nftables,kube-proxy-iptables", "what to measure, in order")
+	sizes     = flag.String("sizes", "1000,10000", "Services (10 endpoints each) after each bulk step")
+	changes   = flag.Int("changes", 100, "single endpoint changes")
+	dials     = flag.Int("dials", 1000, "connects timed")
+	coldLimit = flag.Duration("cold-limit", 15*time.Minute, "give up waiting for a bulk step's rules after this long")
+	gap       = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
 )
 
 const (
@@ -78,17 +80,8 @@ type result struct {
 }
 
 func run() error {
-	if *kubeconfig == "" || *kubeProxy == "" {
-		return errors.New("-kubeconfig and -kube-proxy are required")
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-	if err != nil {
-		return err
-	}
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: bulk means bulk
-	api, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
+	if *apiUp == "" || *kubeProxy == "" {
+		return errors.New("-api-up and -kube-proxy are required")
 	}
 	fmt.Fprintln(os.Stderr, "building skeind ...")
 	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.Skeind)
@@ -96,14 +89,17 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	ctx := context.Background()
-	if _, err := api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create namespace %s (left from an earlier run? start the API server afresh): %w", namespace, err)
-	}
+	// Interrupted, it still removes its namespaces and stops its proxy.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var results []result
 	for _, p := range strings.Split(*proxies, ",") {
-		fmt.Fprintf(os.Stderr, "== %s\n", p)
-		r, err := measure(ctx, api, binDir, p)
+		fmt.Fprintf(os.Stderr, "== %s: starting the API server afresh\n", p)
+		kc, api, err := freshAPI(ctx)
+		if err != nil {
+			return err
+		}
+		r, err := measure(ctx, api, kc, binDir, p)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
@@ -111,6 +107,33 @@ func run() error {
 	}
 	report(results)
 	return nil
+}
+
+// freshAPI runs -api-up and returns the kubeconfig it printed, a client
+// for it, and the benchmark's namespace made there.
+func freshAPI(ctx context.Context) (string, kubernetes.Interface, error) {
+	cmd := exec.CommandContext(ctx, "sh", "-c", *apiUp)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", *apiUp, err)
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		return "", nil, fmt.Errorf("%s printed no kubeconfig", *apiUp)
+	}
+	kc := lines[len(lines)-1]
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: bulk means bulk
+	api, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	_, err = api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	return kc, api, err
 }
 
 // node is a namespace playing a node (underlay 172.31.0.1, cni0 with a
@@ -126,9 +149,9 @@ type node struct {
 	readyURL           string
 }
 
-func measure(ctx context.Context, api kubernetes.Interface, binDir, proxy string) (result, error) {
+func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy string) (result, error) {
 	r := result{proxy: proxy}
-	n, err := newNode(ctx, api, binDir, proxy)
+	n, err := newNode(ctx, api, kc, binDir, proxy)
 	defer n.close(api)
 	if err != nil {
 		return r, err
@@ -176,11 +199,10 @@ func measure(ctx context.Context, api kubernetes.Interface, binDir, proxy string
 		}
 	}
 	r.rssKiB, r.cpu = harness.PeakRSS(n.cmd.Process.Pid), harness.CPUSeconds(n.cmd.Process.Pid)
-	fmt.Fprintf(os.Stderr, "%s: removing the Services ...\n", proxy)
-	return r, deleteAll(ctx, api, have)
+	return r, nil
 }
 
-func newNode(ctx context.Context, api kubernetes.Interface, binDir, proxy string) (*node, error) {
+func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, proxy string) (*node, error) {
 	n := &node{name: prefix + "-" + proxy}
 	var err error
 	if n.dir, err = os.MkdirTemp("", prefix+"-"); err != nil {
@@ -230,7 +252,7 @@ sysctl -qw net.ipv4.ip_forward=1`
 	if _, err := api.CoreV1().Nodes().Patch(ctx, n.name, types.MergePatchType, status, metav1.PatchOptions{}, "status"); err != nil {
 		return n, err
 	}
-	kc, err := n.kubeconfig()
+	kc, err := n.kubeconfig(adminKC)
 	if err != nil {
 		return n, err
 	}
@@ -263,6 +285,11 @@ sysctl -qw net.ipv4.ip_forward=1`
 	defer logf.Close()
 	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns.Name}, args...)...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKEIN_") { // the scripts' settings, not skeind's
+			n.cmd.Env = append(n.cmd.Env, kv)
+		}
+	}
 	if err := n.cmd.Start(); err != nil {
 		return n, err
 	}
@@ -277,8 +304,8 @@ sysctl -qw net.ipv4.ip_forward=1`
 }
 
 // kubeconfig points the admin kubeconfig at a relay into the node.
-func (n *node) kubeconfig() (string, error) {
-	cfg, err := clientcmd.LoadFromFile(*kubeconfig)
+func (n *node) kubeconfig(admin string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(admin)
 	if err != nil {
 		return "", err
 	}
@@ -380,6 +407,8 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 		b.took, b.done = at.Sub(start), true
 	case <-time.After(*coldLimit - b.created):
 		b.took = *coldLimit
+	case <-ctx.Done():
+		return b, ctx.Err()
 	}
 	return b, nil
 }
@@ -423,6 +452,8 @@ func changeOne(ctx context.Context, api kubernetes.Interface, events <-chan time
 			out = append(out, at.Sub(t0))
 		case <-time.After(60 * time.Second):
 			return nil, fmt.Errorf("change %d never reached the kernel", k)
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	return out, nil
@@ -434,15 +465,6 @@ func clusterIP(ctx context.Context, api kubernetes.Interface, i int) (string, er
 		return "", err
 	}
 	return s.Spec.ClusterIP, nil
-}
-
-func deleteAll(ctx context.Context, api kubernetes.Interface, n int) error {
-	if err := api.DiscoveryV1().EndpointSlices(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-		return err
-	}
-	return parallel(n, func(i int) error {
-		return api.CoreV1().Services(namespace).Delete(ctx, fmt.Sprintf("svc%d", i), metav1.DeleteOptions{})
-	})
 }
 
 // parallel runs do(0..n-1) on 16 workers and returns the first error.
@@ -477,7 +499,7 @@ func parallel(n int, do func(int) error) error {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func report(rs []result) {
-	fmt.Printf("Machine: %d cores, %s; one API server (etcd, kube-apiserver on loopback), each proxy alone in a node namespace in turn; Services selector-less with one EndpointSlice each\n\n", runtime.NumCPU(), runtime.Version())
+	fmt.Printf("Machine: %d cores, %s; one API server build (etcd, kube-apiserver on loopback), started afresh for each proxy, each proxy alone in a node namespace; Services selector-less with one EndpointSlice each\n\n", runtime.NumCPU(), runtime.Version())
 	fmt.Println("Bulk creation (Services and slices written by 16 clients; rules present = the last Service answers):")
 	fmt.Println()
 	fmt.Println("| proxy | Services x 10 endpoints | API writes done | rules present | after the last write |")
