@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,7 +51,6 @@ var (
 const (
 	prefix    = "skbench-kp"
 	namespace = "skbench"
-	serverIP  = "10.64.1.10" // the real endpoint of the last Service of each step
 )
 
 func main() {
@@ -136,17 +134,14 @@ func freshAPI(ctx context.Context) (string, kubernetes.Interface, error) {
 	return kc, api, err
 }
 
-// node is a namespace playing a node (underlay 172.31.0.1, cni0 with a
-// server pod 10.64.1.10 and a client pod 10.64.1.11) running one proxy.
+// node is a harness.BenchNode running one proxy.
 type node struct {
-	name               string
-	ns, server, client *harness.NetNS
-	dir                string
-	relay              *harness.Relay
-	cmd                *exec.Cmd
-	ln                 net.Listener
-	table              string // the IPv4 nftables table its rules are in
-	readyURL           string
+	*harness.BenchNode
+	name     string
+	relay    *harness.Relay
+	cmd      *exec.Cmd
+	table    string // the IPv4 nftables table its rules are in
+	readyURL string
 }
 
 func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy string) (result, error) {
@@ -156,7 +151,7 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 	if err != nil {
 		return r, err
 	}
-	events, stop, err := harness.NFTablesEvents(n.ns, unix.AF_INET, n.table)
+	events, stop, err := harness.NFTablesEvents(n.NS, unix.AF_INET, n.table)
 	if err != nil {
 		return r, err
 	}
@@ -187,11 +182,11 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 			return r, err
 		}
 		for range 10 { // interleaved rounds, so both paths see the same machine
-			v, err := harness.DialTimes(n.client, vip+":80", *dials/10)
+			v, err := harness.DialTimes(n.Client, vip+":80", *dials/10)
 			if err != nil {
 				return r, err
 			}
-			d, err := harness.DialTimes(n.client, serverIP+":8080", *dials/10)
+			d, err := harness.DialTimes(n.Client, harness.BenchServerIP+":8080", *dials/10)
 			if err != nil {
 				return r, err
 			}
@@ -205,45 +200,9 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, proxy string) (*node, error) {
 	n := &node{name: prefix + "-" + proxy}
 	var err error
-	if n.dir, err = os.MkdirTemp("", prefix+"-"); err != nil {
+	if n.BenchNode, err = harness.NewBenchNode(prefix); err != nil {
 		return n, err
 	}
-	for _, p := range []struct {
-		ns   **harness.NetNS
-		name string
-	}{{&n.ns, "node"}, {&n.server, "server"}, {&n.client, "client"}} {
-		if *p.ns, err = harness.NewNetNS(prefix + "-" + p.name); err != nil {
-			return n, err
-		}
-	}
-	script := `ip link set lo up && ip link add ul0 type veth peer name ul1 && ip addr add 172.31.0.1/16 dev ul0 && ip link set ul1 up && ip link set ul0 up
-ip link add cni0 type bridge && ip addr add 10.64.1.1/24 dev cni0 && ip link set cni0 up
-ip link add vs type veth peer name eth0 netns ` + n.server.Name + ` && ip link set vs master cni0 up
-ip link add vc type veth peer name eth0 netns ` + n.client.Name + ` && ip link set vc master cni0 up
-sysctl -qw net.ipv4.ip_forward=1`
-	if _, err := n.ns.Exec(ctx, "sh", "-c", script); err != nil {
-		return n, err
-	}
-	for ns, ip := range map[*harness.NetNS]string{n.server: serverIP, n.client: "10.64.1.11"} {
-		if _, err := ns.Exec(ctx, "sh", "-c", "ip addr add "+ip+"/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.64.1.1"); err != nil {
-			return n, err
-		}
-	}
-	if err := n.server.Do(func() error {
-		n.ln, err = net.Listen("tcp", ":8080")
-		return err
-	}); err != nil {
-		return n, err
-	}
-	go func() {
-		for {
-			conn, err := n.ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}, Spec: corev1.NodeSpec{PodCIDR: "10.64.1.0/24", PodCIDRs: []string{"10.64.1.0/24"}}}
 	if _, err := api.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return n, err
@@ -261,7 +220,7 @@ sysctl -qw net.ipv4.ip_forward=1`
 	case "skeind":
 		n.table, n.readyURL = "skein", "http://127.0.0.1:9897/readyz"
 		args = []string{filepath.Join(binDir, "skeind"), "--node-name", n.name, "--kubeconfig", kc,
-			"--conflist", filepath.Join(n.dir, "10-skein.conflist"), "--masquerade=false", "--resync", "1h"}
+			"--conflist", filepath.Join(n.Dir, "10-skein.conflist"), "--masquerade=false", "--resync", "1h"}
 	case "kube-proxy-iptables", "kube-proxy-nftables":
 		mode := strings.TrimPrefix(proxy, "kube-proxy-")
 		n.table, n.readyURL = "nat", "http://127.0.0.1:10256/healthz"
@@ -271,19 +230,19 @@ sysctl -qw net.ipv4.ip_forward=1`
 		// Same cadence as skeind's: at most one sync a second, no
 		// periodic full resync while timing; no conntrack sysctls.
 		args = []string{*kubeProxy, "--kubeconfig", kc, "--proxy-mode", mode, "--hostname-override", n.name,
-			"--bind-address", "172.31.0.1", "--cluster-cidr", "10.64.0.0/16",
+			"--bind-address", harness.BenchUnderlayIP, "--cluster-cidr", "10.64.0.0/16",
 			"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
 			"--iptables-min-sync-period", "1s", "--iptables-sync-period", "1h",
 			"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0"}
 	default:
 		return n, fmt.Errorf("unknown proxy %q", proxy)
 	}
-	logf, err := os.Create(filepath.Join(n.dir, "proxy.log"))
+	logf, err := os.Create(filepath.Join(n.Dir, "proxy.log"))
 	if err != nil {
 		return n, err
 	}
 	defer logf.Close()
-	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns.Name}, args...)...)
+	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.NS.Name}, args...)...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SKEIN_") { // the scripts' settings, not skeind's
@@ -294,7 +253,7 @@ sysctl -qw net.ipv4.ip_forward=1`
 		return n, err
 	}
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if code, _, _ := n.ns.HTTPGet(ctx, n.readyURL); code == 200 {
+		if code, _, _ := n.NS.HTTPGet(ctx, n.readyURL); code == 200 {
 			return n, nil
 		}
 		if time.Since(start) > time.Minute {
@@ -311,18 +270,18 @@ func (n *node) kubeconfig(admin string) (string, error) {
 	}
 	for _, cl := range cfg.Clusters {
 		if n.relay == nil {
-			if n.relay, err = harness.NewRelay(n.ns, strings.TrimPrefix(cl.Server, "https://")); err != nil {
+			if n.relay, err = harness.NewRelay(n.NS, strings.TrimPrefix(cl.Server, "https://")); err != nil {
 				return "", err
 			}
 		}
 		cl.Server = "https://" + n.relay.Addr
 	}
-	path := filepath.Join(n.dir, "kubeconfig")
+	path := filepath.Join(n.Dir, "kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
 func (n *node) log() string {
-	data, _ := os.ReadFile(filepath.Join(n.dir, "proxy.log"))
+	data, _ := os.ReadFile(filepath.Join(n.Dir, "proxy.log"))
 	if len(data) > 4000 {
 		data = data[len(data)-4000:]
 	}
@@ -334,19 +293,13 @@ func (n *node) close(api kubernetes.Interface) {
 		_ = n.cmd.Process.Kill()
 		_ = n.cmd.Wait()
 	}
-	if n.ln != nil {
-		n.ln.Close()
-	}
 	if n.relay != nil {
 		n.relay.Close()
 	}
-	for _, ns := range []*harness.NetNS{n.client, n.server, n.ns} {
-		if ns != nil {
-			_ = ns.Delete()
-		}
+	if n.BenchNode != nil {
+		n.BenchNode.Close()
 	}
 	_ = api.CoreV1().Nodes().Delete(context.Background(), n.name, metav1.DeleteOptions{})
-	os.RemoveAll(n.dir)
 }
 
 // bulkTo creates Services have..want-1, each with an EndpointSlice of 10
@@ -364,7 +317,7 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 	go func() {
 		vip := <-vipCh
 		for probeCtx.Err() == nil {
-			if _, err := harness.DialTimes(n.client, vip+":80", 1); err == nil {
+			if _, err := harness.DialTimes(n.Client, vip+":80", 1); err == nil {
 				answered <- time.Now()
 				return
 			}
@@ -380,7 +333,7 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 		}
 		var eps []discoveryv1.Endpoint
 		if i == want-1 {
-			eps = append(eps, endpoint(serverIP))
+			eps = append(eps, endpoint(harness.BenchServerIP))
 		} else {
 			for j := range 10 {
 				eps = append(eps, endpoint(fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)))

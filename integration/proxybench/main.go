@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +69,7 @@ func cluster(n, eps, version int) ([]byte, error) {
 		})
 		var list []map[string]any
 		if i == n-1 {
-			list = append(list, map[string]any{"addresses": []string{"10.64.1.10"}, "nodeName": "node1"})
+			list = append(list, map[string]any{"addresses": []string{harness.BenchServerIP}, "nodeName": "node1"})
 		} else {
 			for j := 0; j < eps; j++ {
 				addr := fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)
@@ -154,76 +153,34 @@ func run() error {
 	return nil
 }
 
-// node is a node namespace with an underlay address, the cni0 bridge and
-// two pods on it (a server 10.64.1.10 and a client 10.64.1.11), running
-// skeind on the cluster file.
+// node is a harness.BenchNode running skeind on the cluster file.
 type node struct {
-	ns, server, client *harness.NetNS
-	dir, file          string
-	cmd                *exec.Cmd
-	ln                 net.Listener
-	log                string
-	started            time.Time
+	*harness.BenchNode
+	file    string
+	cmd     *exec.Cmd
+	log     string
+	started time.Time
 }
 
 func newNode(binDir, backend string, data []byte, extra ...string) (*node, error) {
 	ctx := context.Background()
 	n := &node{}
 	var err error
-	if n.dir, err = os.MkdirTemp("", prefix+"-"); err != nil {
-		return nil, err
+	if n.BenchNode, err = harness.NewBenchNode(prefix); err != nil {
+		return n, err
 	}
-	n.file = filepath.Join(n.dir, "cluster.json")
+	n.file = filepath.Join(n.Dir, "cluster.json")
 	if err := os.WriteFile(n.file, data, 0o600); err != nil {
 		return n, err
 	}
-	for _, p := range []struct {
-		ns   **harness.NetNS
-		name string
-	}{{&n.ns, "node"}, {&n.server, "server"}, {&n.client, "client"}} {
-		if *p.ns, err = harness.NewNetNS(prefix + "-" + p.name); err != nil {
-			return n, err
-		}
-	}
-	script := `ip link add ul0 type veth peer name ul1 && ip addr add 172.31.0.1/16 dev ul0 && ip link set ul1 up && ip link set ul0 up
-ip link add cni0 type bridge && ip addr add 10.64.1.1/24 dev cni0 && ip link set cni0 up
-ip link add vs type veth peer name eth0 netns ` + n.server.Name + ` && ip link set vs master cni0 up
-ip link add vc type veth peer name eth0 netns ` + n.client.Name + ` && ip link set vc master cni0 up
-sysctl -qw net.ipv4.ip_forward=1`
-	if _, err := n.ns.Exec(ctx, "sh", "-c", script); err != nil {
-		return n, err
-	}
-	for ns, ip := range map[*harness.NetNS]string{n.server: "10.64.1.10", n.client: "10.64.1.11"} {
-		if _, err := ns.Exec(ctx, "sh", "-c", "ip addr add "+ip+"/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.64.1.1"); err != nil {
-			return n, err
-		}
-	}
-	// The server pod accepts and closes.
-	var ln net.Listener
-	if err := n.server.Do(func() error {
-		ln, err = net.Listen("tcp", ":8080")
-		return err
-	}); err != nil {
-		return n, err
-	}
-	n.ln = ln
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	n.log = filepath.Join(n.dir, "skeind.log")
+	n.log = filepath.Join(n.Dir, "skeind.log")
 	logf, err := os.Create(n.log)
 	if err != nil {
 		return n, err
 	}
 	defer logf.Close()
-	n.cmd = exec.Command("ip", "netns", "exec", n.ns.Name, filepath.Join(binDir, "skeind"),
-		"--node-name", "node1", "--cluster-file", n.file, "--conflist", filepath.Join(n.dir, "10-skein.conflist"),
+	n.cmd = exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(binDir, "skeind"),
+		"--node-name", "node1", "--cluster-file", n.file, "--conflist", filepath.Join(n.Dir, "10-skein.conflist"),
 		"--masquerade=false", "--proxy", backend)
 	n.cmd.Args = append(n.cmd.Args, extra...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
@@ -232,7 +189,7 @@ sysctl -qw net.ipv4.ip_forward=1`
 		return n, err
 	}
 	for {
-		code, _, _ := n.ns.HTTPGet(ctx, "http://127.0.0.1:9897/readyz")
+		code, _, _ := n.NS.HTTPGet(ctx, "http://127.0.0.1:9897/readyz")
 		if code == 200 {
 			return n, nil
 		}
@@ -248,23 +205,17 @@ func (n *node) close() {
 	if n == nil {
 		return
 	}
-	if n.ln != nil {
-		n.ln.Close()
-	}
 	if n.cmd != nil && n.cmd.Process != nil {
 		_ = n.cmd.Process.Kill()
 		_ = n.cmd.Wait()
 	}
-	for _, ns := range []*harness.NetNS{n.client, n.server, n.ns} {
-		if ns != nil {
-			_ = ns.Delete()
-		}
+	if n.BenchNode != nil {
+		n.BenchNode.Close()
 	}
-	os.RemoveAll(n.dir)
 }
 
 func (n *node) metric(name string) string {
-	_, body, _ := n.ns.HTTPGet(context.Background(), "http://127.0.0.1:9897/metrics")
+	_, body, _ := n.NS.HTTPGet(context.Background(), "http://127.0.0.1:9897/metrics")
 	for _, l := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(l, name+" "); ok {
 			return v
@@ -293,7 +244,7 @@ func measureCold(binDir, backend string, services, eps int) (cold, error) {
 	c.rssKiB = harness.PeakRSS(n.cmd.Process.Pid)
 	c.rules = n.metric("skein_proxy_rules")
 	// The last Service answers: the rules are really there.
-	if _, err := harness.DialTimes(n.client, "10.96."+fmt.Sprintf("%d.%d", (services-1)/256, (services-1)%256)+":80", 1); err != nil {
+	if _, err := harness.DialTimes(n.Client, "10.96."+fmt.Sprintf("%d.%d", (services-1)/256, (services-1)%256)+":80", 1); err != nil {
 		return c, fmt.Errorf("the last Service does not answer after the cold sync: %w", err)
 	}
 	return c, nil
@@ -315,7 +266,7 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	if backend == "iptables" {
 		table = "nat"
 	}
-	events, stop, err := harness.NFTablesEvents(n.ns, unix.AF_INET, table)
+	events, stop, err := harness.NFTablesEvents(n.NS, unix.AF_INET, table)
 	if err != nil {
 		return nil, err
 	}
@@ -357,9 +308,9 @@ func measureChanges(binDir, backend string) ([]time.Duration, error) {
 	// The last change is in the kernel.
 	var list string
 	if backend == "iptables" {
-		list, err = n.ns.Exec(context.Background(), "iptables-save", "-t", "nat")
+		list, err = n.NS.Exec(context.Background(), "iptables-save", "-t", "nat")
 	} else {
-		list, err = n.ns.Exec(context.Background(), "nft", "list", "table", "ip", "skein")
+		list, err = n.NS.Exec(context.Background(), "nft", "list", "table", "ip", "skein")
 	}
 	if want := fmt.Sprintf("10.99.%d.%d", *changes/256, *changes%256); err != nil || (!strings.Contains(list, want+" ") && !strings.Contains(list, want+":")) {
 		return nil, fmt.Errorf("the last change (%s) is not in the rules (%v)", want, err)
@@ -378,11 +329,11 @@ func measureConnect(binDir, backend string, services int) (connect, error) {
 	// Interleaved rounds, so that both paths see the same machine.
 	var via, direct []time.Duration
 	for round := 0; round < 10; round++ {
-		v, err := harness.DialTimes(n.client, svc, *dials/10)
+		v, err := harness.DialTimes(n.Client, svc, *dials/10)
 		if err != nil {
 			return c, err
 		}
-		d, err := harness.DialTimes(n.client, "10.64.1.10:8080", *dials/10)
+		d, err := harness.DialTimes(n.Client, harness.BenchServerIP+":8080", *dials/10)
 		if err != nil {
 			return c, err
 		}

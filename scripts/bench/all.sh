@@ -6,3 +6,4 @@ echo "## CNI plugin"; echo; scripts/bench/cni.sh; echo
 echo "## Overlay convergence"; echo; scripts/bench/overlay.sh; echo
 echo "## Dataplane"; echo; scripts/bench/dataplane.sh
 echo; echo "## Service proxy"; echo; scripts/bench/proxy.sh
+echo; echo "## Side by side with kube-proxy"; echo; scripts/bench/kube.sh
