@@ -297,7 +297,7 @@ func (n *node) close(api kubernetes.Interface) {
 		n.relay.Close()
 	}
 	if n.BenchNode != nil {
-		n.BenchNode.Close()
+		n.Close() // the BenchNode's
 	}
 	_ = api.CoreV1().Nodes().Delete(context.Background(), n.name, metav1.DeleteOptions{})
 }

@@ -210,7 +210,7 @@ func (n *node) close() {
 		_ = n.cmd.Wait()
 	}
 	if n.BenchNode != nil {
-		n.BenchNode.Close()
+		n.Close() // the BenchNode's
 	}
 }
 
