@@ -44,7 +44,7 @@ var (
 	sizes     = flag.String("sizes", "1000,10000", "Services (10 endpoints each) after each bulk step")
 	changes   = flag.Int("changes", 100, "single endpoint changes")
 	dials     = flag.Int("dials", 1000, "connects timed")
-	coldLimit = flag.Duration("cold-limit", 15*time.Minute, "give up waiting for a bulk step's rules after this long")
+	coldLimit = flag.Duration("cold-limit", 10*time.Minute, "give up waiting for a bulk step's or a cold start's rules after this long")
 	gap       = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
 )
 
@@ -75,6 +75,8 @@ type result struct {
 	direct  []time.Duration
 	rssKiB  int
 	cpu     float64
+	cold    time.Duration // restart with every Service present -> the last one answers
+	coldRSS int
 }
 
 func run() error {
@@ -139,6 +141,7 @@ type node struct {
 	*harness.BenchNode
 	name     string
 	relay    *harness.Relay
+	args     []string
 	cmd      *exec.Cmd
 	table    string // the IPv4 nftables table its rules are in
 	readyURL string
@@ -194,6 +197,16 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 		}
 	}
 	r.rssKiB, r.cpu = harness.PeakRSS(n.cmd.Process.Pid), harness.CPUSeconds(n.cmd.Process.Pid)
+	if last := r.bulks[len(r.bulks)-1]; last.done {
+		fmt.Fprintf(os.Stderr, "%s: cold start at %d Services ...\n", proxy, have)
+		vip, err := clusterIP(ctx, api, have-1)
+		if err != nil {
+			return r, err
+		}
+		if r.cold, r.coldRSS, err = coldStart(ctx, n, vip); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 
@@ -237,19 +250,8 @@ func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, pro
 	default:
 		return n, fmt.Errorf("unknown proxy %q", proxy)
 	}
-	logf, err := os.Create(filepath.Join(n.Dir, "proxy.log"))
-	if err != nil {
-		return n, err
-	}
-	defer logf.Close()
-	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.NS.Name}, args...)...)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SKEIN_") { // the scripts' settings, not skeind's
-			n.cmd.Env = append(n.cmd.Env, kv)
-		}
-	}
-	if err := n.cmd.Start(); err != nil {
+	n.args = args
+	if err := n.start(); err != nil {
 		return n, err
 	}
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
@@ -260,6 +262,57 @@ func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, pro
 			return n, fmt.Errorf("not ready after a minute:\n%s", n.log())
 		}
 	}
+}
+
+// start runs the proxy in the node.
+func (n *node) start() error {
+	logf, err := os.OpenFile(filepath.Join(n.Dir, "proxy.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.NS.Name}, n.args...)...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKEIN_") { // the scripts' settings, not skeind's
+			n.cmd.Env = append(n.cmd.Env, kv)
+		}
+	}
+	return n.cmd.Start()
+}
+
+// stop kills the proxy.
+func (n *node) stop() {
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Kill()
+		_ = n.cmd.Wait()
+	}
+}
+
+// coldStart stops the proxy, empties the node's rules, starts the proxy
+// again with every Service already in the API server and times until
+// the last Service answers from the client pod; it returns that and the
+// proxy's peak RSS by then.
+func coldStart(ctx context.Context, n *node, vip string) (time.Duration, int, error) {
+	n.stop()
+	if _, err := n.NS.Exec(ctx, "nft", "flush", "ruleset"); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	if err := n.start(); err != nil {
+		return 0, 0, err
+	}
+	for time.Since(start) < *coldLimit {
+		if answers(ctx, n, vip+":80") {
+			return time.Since(start), harness.PeakRSS(n.cmd.Process.Pid), nil
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		}
+	}
+	return *coldLimit, harness.PeakRSS(n.cmd.Process.Pid), nil
 }
 
 // kubeconfig points the admin kubeconfig at a relay into the node.
@@ -289,10 +342,7 @@ func (n *node) log() string {
 }
 
 func (n *node) close(api kubernetes.Interface) {
-	if n.cmd != nil && n.cmd.Process != nil {
-		_ = n.cmd.Process.Kill()
-		_ = n.cmd.Wait()
-	}
+	n.stop()
 	if n.relay != nil {
 		n.relay.Close()
 	}
@@ -317,7 +367,7 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 	go func() {
 		vip := <-vipCh
 		for probeCtx.Err() == nil {
-			if _, err := harness.DialTimes(n.Client, vip+":80", 1); err == nil {
+			if answers(ctx, n, vip+":80") {
 				answered <- time.Now()
 				return
 			}
@@ -364,6 +414,21 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 		return b, ctx.Err()
 	}
 	return b, nil
+}
+
+// answers tells whether a TCP connect from the client pod to addr
+// succeeds within 50 ms. A short try, repeated, rather than one long one:
+// a SYN sent before the rules exist is dropped, and its retransmission
+// would come a whole second later, hiding when the rules arrived.
+func answers(ctx context.Context, n *node, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	c, err := n.Client.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func endpoint(ip string) discoveryv1.Endpoint {
@@ -468,7 +533,22 @@ func report(rs []result) {
 		}
 	}
 	fmt.Println()
-	fmt.Println("One endpoint changed (API call -> the kernel's nftables event for the change), at the last size; peak RSS and CPU time over the whole run:")
+	fmt.Println("Cold start: the proxy restarted on an emptied node with every Service of the last size in the API server, until the last Service answers:")
+	fmt.Println()
+	fmt.Println("| proxy | Services x 10 endpoints | cold start | peak RSS by then |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range rs {
+		if r.cold == 0 {
+			continue
+		}
+		took := fmt.Sprintf("%.2f s", r.cold.Seconds())
+		if r.cold >= *coldLimit {
+			took = fmt.Sprintf("not within %s", *coldLimit)
+		}
+		fmt.Printf("| %s | %d | %s | %.1f MiB |\n", r.proxy, r.bulks[len(r.bulks)-1].services, took, float64(r.coldRSS)/1024)
+	}
+	fmt.Println()
+	fmt.Println("One endpoint changed (API call -> the kernel's nftables event for the change), at the last size; peak RSS and CPU time from the start to before the cold start:")
 	fmt.Println()
 	fmt.Println("| proxy | changes | p50 | p99 | peak RSS | CPU seconds |")
 	fmt.Println("|---|---|---|---|---|---|")
