@@ -49,11 +49,7 @@ func TestKubeSourceServices(t *testing.T) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
 			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10"}},
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	updates := make(chan *State)
-	src := &KubeSource{Client: client, Log: slog.New(slog.DiscardHandler), Services: true}
-	go func() { _ = src.Run(ctx, updates) }()
+	ctx, updates := runSource(t, client)
 	st := <-updates
 	if len(st.Nodes) != 1 || len(st.Services) != 1 || len(st.EndpointSlices) != 0 {
 		t.Fatalf("first snapshot: %d nodes, %d services, %d slices; want 1, 1, 0", len(st.Nodes), len(st.Services), len(st.EndpointSlices))
@@ -85,11 +81,7 @@ func TestKubeSourceStableOrder(t *testing.T) {
 		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
 	}
 	client := fake.NewClientset(objs...)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	updates := make(chan *State)
-	src := &KubeSource{Client: client, Log: slog.New(slog.DiscardHandler), Services: true}
-	go func() { _ = src.Run(ctx, updates) }()
+	ctx, updates := runSource(t, client)
 	first := <-updates
 	var names []string
 	for _, n := range first.Nodes {
@@ -110,6 +102,18 @@ func TestKubeSourceStableOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSnapshot(ctx, t, updates, func(st *State) bool { return len(st.Nodes) == 4 })
+}
+
+// runSource runs a KubeSource with Services on client until the test
+// ends, and returns its context and snapshots.
+func runSource(t *testing.T, client *fake.Clientset) (context.Context, <-chan *State) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	updates := make(chan *State)
+	src := &KubeSource{Client: client, Log: slog.New(slog.DiscardHandler), Services: true}
+	go func() { _ = src.Run(ctx, updates) }()
+	return ctx, updates
 }
 
 func waitSnapshot(ctx context.Context, t *testing.T, updates <-chan *State, ok func(*State) bool) *State {
