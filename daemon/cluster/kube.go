@@ -154,12 +154,10 @@ func (s *KubeSource) reflect(ctx context.Context, name string, obj runtime.Objec
 }
 
 func valuesOf[T any](st *store) []T {
-	objs := st.list()
-	out := make([]T, 0, len(objs))
-	for _, o := range objs {
-		if t, ok := o.(*T); ok {
-			out = append(out, *t)
-		}
+	ptrs := pointersOf[T](st)
+	out := make([]T, len(ptrs))
+	for i, p := range ptrs {
+		out[i] = *p
 	}
 	return out
 }

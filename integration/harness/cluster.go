@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	skeincluster "github.com/skein-net/skein/daemon/cluster"
 )
@@ -413,24 +412,8 @@ func (c *Cluster) API() kubernetes.Interface { return c.api }
 // kubeconfig writes the node's kubeconfig: the test's, pointed at a relay
 // into the node's namespace.
 func (n *ClusterNode) kubeconfig() (string, error) {
-	cfg, err := clientcmd.LoadFromFile(n.c.opts.Kubeconfig)
-	if err != nil {
-		return "", err
-	}
-	for _, cl := range cfg.Clusters {
-		if n.relay == nil {
-			target := strings.TrimPrefix(cl.Server, "https://")
-			if n.relay, err = NewRelay(n.NS, target); err != nil {
-				return "", err
-			}
-		}
-		cl.Server = "https://" + n.relay.Addr
-	}
-	if n.c.opts.Impersonate != "" {
-		for _, u := range cfg.AuthInfos {
-			u.Impersonate = n.c.opts.Impersonate
-		}
-	}
 	path := filepath.Join(n.c.Dir, n.Name+".kubeconfig")
-	return path, clientcmd.WriteToFile(*cfg, path)
+	var err error
+	n.relay, err = RelayedKubeconfig(n.NS, n.relay, n.c.opts.Kubeconfig, path, n.c.opts.Impersonate)
+	return path, err
 }

@@ -3,7 +3,10 @@ package harness
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Relay listens on 127.0.0.1 inside the namespace and forwards every
@@ -59,4 +62,29 @@ func (r *Relay) Close() error {
 	err := r.ln.Close()
 	r.wg.Wait()
 	return err
+}
+
+// RelayedKubeconfig writes to path a copy of the kubeconfig at from whose
+// API server is reached through a Relay into ns (started here, or reused
+// when relay is not nil), acting as user when user is not empty. It
+// returns the relay, which the caller closes.
+func RelayedKubeconfig(ns *NetNS, relay *Relay, from, path, user string) (*Relay, error) {
+	cfg, err := clientcmd.LoadFromFile(from)
+	if err != nil {
+		return relay, err
+	}
+	for _, cl := range cfg.Clusters {
+		if relay == nil {
+			if relay, err = NewRelay(ns, strings.TrimPrefix(cl.Server, "https://")); err != nil {
+				return nil, err
+			}
+		}
+		cl.Server = "https://" + relay.Addr
+	}
+	if user != "" {
+		for _, u := range cfg.AuthInfos {
+			u.Impersonate = user
+		}
+	}
+	return relay, clientcmd.WriteToFile(*cfg, path)
 }

@@ -317,20 +317,10 @@ func coldStart(ctx context.Context, n *node, vip string) (time.Duration, int, er
 
 // kubeconfig points the admin kubeconfig at a relay into the node.
 func (n *node) kubeconfig(admin string) (string, error) {
-	cfg, err := clientcmd.LoadFromFile(admin)
-	if err != nil {
-		return "", err
-	}
-	for _, cl := range cfg.Clusters {
-		if n.relay == nil {
-			if n.relay, err = harness.NewRelay(n.NS, strings.TrimPrefix(cl.Server, "https://")); err != nil {
-				return "", err
-			}
-		}
-		cl.Server = "https://" + n.relay.Addr
-	}
 	path := filepath.Join(n.Dir, "kubeconfig")
-	return path, clientcmd.WriteToFile(*cfg, path)
+	var err error
+	n.relay, err = harness.RelayedKubeconfig(n.NS, n.relay, admin, path, "")
+	return path, err
 }
 
 func (n *node) log() string {
