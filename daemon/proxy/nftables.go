@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"hash/crc32"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,8 +30,11 @@ const MasqueradeMark = 0x4000
 //	    daddr . l4proto . dport  vmap @service-ips       -> svc-… / ext-…
 //	    local daddr: l4proto . dport vmap @service-nodeports -> ext-…
 //	svc-… (traffic to the ClusterIP): masquerade unless it came from a
-//	    local pod (on the bridge), then DNAT to a random endpoint (or, with
-//	    session affinity, to the client's last one, through sep-… chains)
+//	    local pod (on the bridge), then DNAT to a random endpoint: one
+//	    rule, "numgen random mod n offset k map @endpoints-g", where the
+//	    port's endpoints are the keys k to k+n-1 of one of 256 maps (or,
+//	    with session affinity, to the client's last one, through sep-…
+//	    chains)
 //	ext-… (NodePort, externalIPs, load-balancer IPs): masquerade, then
 //	    svc-…; under externalTrafficPolicy: Local, no masquerade and only
 //	    local endpoints (svl-…)
@@ -44,6 +50,7 @@ const (
 	mapNodePorts    = "service-nodeports"
 	mapNoEPServices = "no-endpoint-services"
 	mapNoEPNodePort = "no-endpoint-nodeports"
+	mapEndpoints    = "endpoints-" // and the group, 00 to ff
 	setHairpin      = "hairpin"
 	setNodePortIPs  = "nodeport-ips"
 )
@@ -103,36 +110,126 @@ type nftChunk struct {
 	gen     uint64
 	r       *nftRules
 	hairpin []string
+	slots   []slotRange // its keys in its group's endpoints map
+	group   string      // that map; "" when it has no keys
+}
+
+// endpointGroup is the endpoints map a port's picks read: one of 256,
+// fixed by the port's ID. Adding an element to a map costs the kernel a
+// check per rule reading the map, so one map for all would make loading
+// quadratic; a map per port would be one set per Service, which the
+// kernel finds by name in a list.
+func endpointGroup(sp *ServicePort) string {
+	return mapEndpoints + fmt.Sprintf("%02x", crc32.ChecksumIEEE([]byte(sp.ID()))&0xff)
+}
+
+// nftCache is what desired keeps between syncs: each port's chunk, and
+// each endpoints map as last rendered.
+type nftCache struct {
+	chunks map[string]*nftChunk
+	groups map[string]map[string]string
 }
 
 // desired renders the model's ports of this family, reusing the chunks
-// in cache of ports that did not change; it returns the chunks it used.
-func (f nftFamily) desired(m *Model, cache map[string]*nftChunk) (*nftRules, map[string]*nftChunk) {
+// in cache of ports that did not change; it returns what to keep for the
+// next call. A port rendered anew takes its keys in its group's endpoints
+// map from those the reused chunks leave free, preferring the runs it
+// had: an endpoint replaced by another then changes map elements only,
+// and the port's chain stays as it is. The endpoints map of a group where
+// no port changed is the same map as the last call's, so that a partial
+// sync need not compare its elements.
+func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
+	if cache == nil {
+		cache = &nftCache{}
+	}
 	r := newNFTRules(len(m.Ports))
 	r.sets[setNodePortIPs] = f.nodePortPrefix
-	used := make(map[string]*nftChunk, len(m.Ports))
-	hairpin := map[string]bool{}
+	next := &nftCache{chunks: make(map[string]*nftChunk, len(m.Ports)), groups: map[string]map[string]string{}}
+	var fresh []*ServicePort
 	for _, sp := range m.Ports {
 		if sp.Family != f.fam {
 			continue
 		}
-		c := cache[sp.ID()]
-		if c == nil || c.gen != sp.gen || sp.gen == 0 {
-			c = &nftChunk{gen: sp.gen, r: newNFTRules(0)}
-			f.servicePort(c.r, sp)
-			for _, e := range sp.Endpoints {
-				if e.Local {
-					c.hairpin = append(c.hairpin, e.Addr.String()+" . "+e.Addr.String())
-				}
+		if c := cache.chunks[sp.ID()]; c != nil && c.gen == sp.gen && sp.gen != 0 {
+			next.chunks[sp.ID()] = c
+		} else {
+			fresh = append(fresh, sp)
+		}
+	}
+	// The groups that change: those of ports rendered anew, and of ports
+	// whose chunk goes.
+	dirty := map[string]bool{}
+	for _, sp := range fresh {
+		dirty[endpointGroup(sp)] = true
+	}
+	for id, c := range cache.chunks {
+		if next.chunks[id] != c && c.group != "" {
+			dirty[c.group] = true
+		}
+	}
+	// Keys stay taken by the ports kept, and by those rendered anew, which
+	// may take their runs again; a port that goes frees its keys.
+	taken := map[string][]slotRange{}
+	renewed := map[string]bool{}
+	for _, sp := range fresh {
+		renewed[sp.ID()] = true
+	}
+	for id, c := range cache.chunks {
+		if dirty[c.group] && (next.chunks[id] == c || renewed[id]) {
+			taken[c.group] = append(taken[c.group], c.slots...)
+		}
+	}
+	free := map[string]*slots{}
+	for _, sp := range fresh {
+		g := endpointGroup(sp)
+		if free[g] == nil {
+			free[g] = newSlots(taken[g])
+		}
+		c := &nftChunk{gen: sp.gen, r: newNFTRules(0)}
+		var had []slotRange
+		if old := cache.chunks[sp.ID()]; old != nil {
+			had = old.slots
+		}
+		f.servicePort(c, &keyAlloc{group: g, free: free[g], had: had}, sp)
+		if len(c.slots) > 0 {
+			c.group = g
+		}
+		for _, e := range sp.Endpoints {
+			if e.Local {
+				c.hairpin = append(c.hairpin, e.Addr.String()+" . "+e.Addr.String())
 			}
 		}
-		used[sp.ID()] = c
+		next.chunks[sp.ID()] = c
+	}
+	for g, elems := range cache.groups {
+		if !dirty[g] {
+			next.groups[g] = elems
+		}
+	}
+	hairpin := map[string]bool{}
+	for _, sp := range m.Ports {
+		c := next.chunks[sp.ID()]
+		if sp.Family != f.fam || c == nil {
+			continue
+		}
 		for name, rules := range c.r.chains {
 			r.chains[name] = rules
 		}
 		for name, elems := range c.r.maps {
+			if name == c.group {
+				if !dirty[name] {
+					continue // the last call's map holds them
+				}
+				if next.groups[name] == nil {
+					next.groups[name] = map[string]string{}
+				}
+			}
+			to := r.maps[name]
+			if name == c.group {
+				to = next.groups[name]
+			}
 			for k, v := range elems {
-				r.maps[name][k] = v
+				to[k] = v
 			}
 		}
 		for name, t := range c.r.affinity {
@@ -142,11 +239,64 @@ func (f nftFamily) desired(m *Model, cache map[string]*nftChunk) (*nftRules, map
 			hairpin[h] = true
 		}
 	}
+	maps.Copy(r.maps, next.groups)
 	r.sets[setHairpin] = slices.Sorted(maps.Keys(hairpin))
-	return r, used
+	return r, next
 }
 
-func (f nftFamily) servicePort(r *nftRules, sp *ServicePort) {
+// slotRange is a run of keys in the endpoints map: first, first+1, ….
+type slotRange struct{ first, n int }
+
+// slots hands out runs of keys: first fit in the gaps between those taken,
+// then after the last.
+type slots struct {
+	gaps []slotRange
+	end  int
+}
+
+func newSlots(taken []slotRange) *slots {
+	slices.SortFunc(taken, func(a, b slotRange) int { return a.first - b.first })
+	s := &slots{}
+	for _, t := range taken {
+		if t.first > s.end {
+			s.gaps = append(s.gaps, slotRange{s.end, t.first - s.end})
+		}
+		s.end = max(s.end, t.first+t.n)
+	}
+	return s
+}
+
+func (s *slots) take(n int) slotRange {
+	for i, g := range s.gaps {
+		if g.n >= n {
+			s.gaps[i] = slotRange{g.first + n, g.n - n}
+			return slotRange{g.first, n}
+		}
+	}
+	s.end += n
+	return slotRange{s.end - n, n}
+}
+
+// keyAlloc hands a port its runs of keys in its group's map: the runs
+// it had, in order, where the length still fits, else free ones.
+type keyAlloc struct {
+	group string
+	free  *slots
+	had   []slotRange
+	next  int
+}
+
+func (a *keyAlloc) take(n int) slotRange {
+	if a.next < len(a.had) && a.had[a.next].n == n {
+		a.next++
+		return a.had[a.next-1]
+	}
+	a.next = len(a.had)
+	return a.free.take(n)
+}
+
+func (f nftFamily) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
+	r := c.r
 	label := fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp))
 	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
 	key := func(ip string, port uint16) string { return fmt.Sprintf("%s . %s . %d", ip, sp.Protocol, port) }
@@ -154,7 +304,7 @@ func (f nftFamily) servicePort(r *nftRules, sp *ServicePort) {
 	clusterKey := key(sp.ClusterIP.String(), sp.Port)
 	switch {
 	case len(cluster) > 0:
-		r.chains[svc] = append([]string{fmt.Sprintf("iifname != %q jump %s", f.bridge, chainMarkMasq)}, f.dispatch(r, sp, cluster)...)
+		r.chains[svc] = append([]string{fmt.Sprintf("iifname != %q jump %s", f.bridge, chainMarkMasq)}, f.dispatch(c, free, sp, cluster)...)
 		r.maps[mapServiceIPs][clusterKey] = "goto " + svc
 	case sp.InternalLocal && len(sp.Endpoints) > 0:
 		r.maps[mapNoEPServices][clusterKey] = "drop" // endpoints exist, none here
@@ -168,11 +318,13 @@ func (f nftFamily) servicePort(r *nftRules, sp *ServicePort) {
 	var noEP string
 	switch {
 	case !sp.ExternalLocal && len(cluster) > 0:
-		r.chains[ext] = append([]string{"jump " + chainMarkMasq}, f.dispatch(r, sp, cluster)...)
+		// The ClusterIP's pick, whose own masquerade test can only add
+		// the mark this one sets anyway.
+		r.chains[ext] = []string{"jump " + chainMarkMasq, "goto " + svc}
 	case sp.ExternalLocal && len(sp.LocalEndpoints()) > 0:
 		r.chains[ext] = []string{"fib saddr type local jump " + chainMarkMasq}
 		r.chains[ext] = append(r.chains[ext], "goto "+svl)
-		r.chains[svl] = f.dispatch(r, sp, sp.LocalEndpoints())
+		r.chains[svl] = f.dispatch(c, free, sp, sp.LocalEndpoints())
 	case sp.ExternalLocal && len(sp.Endpoints) > 0:
 		noEP = "drop" // externalTrafficPolicy: Local, and no endpoint here
 	default:
@@ -198,14 +350,18 @@ func (f nftFamily) servicePort(r *nftRules, sp *ServicePort) {
 // dispatch returns the rules that DNAT to one of eps, at random; with
 // session affinity, a client that has an endpoint keeps it.
 //
-// The pick is a cascade, the i-th of the n rules left matching with odds
-// 1/n, as iptables' statistic match does, rather than one "numgen vmap"
-// rule: that makes an anonymous set per Service, and the kernel names
-// each new set by scanning the table's, which makes loading tens of
-// thousands quadratic (49 s for 10,000 on our machines, 1 s without). A
-// shared map keyed by the random index would be one rule, but nft 1.0.6
-// cannot read such a map's key type back ("conflicting protocols").
-func (f nftFamily) dispatch(r *nftRules, sp *ServicePort, eps []Endpoint) []string {
+// The pick is one rule: a random number in the run of keys the endpoints
+// take in the shared endpoints map, looked up there for the address and
+// port. The kernel checks every rule reachable from the hooks on each
+// commit that adds a NAT rule, so a rule per endpoint would make every
+// change cost in proportion to all the endpoints in the table; map
+// elements are not checked. (A "numgen vmap" per Service would be one
+// rule too, but each is an anonymous set, and the kernel names each new
+// set by scanning the table's: loading tens of thousands is quadratic.)
+// Affinity needs a chain per endpoint to record the client in; there the
+// pick is a cascade, the i-th of the n rules left matching with odds 1/n.
+func (f nftFamily) dispatch(c *nftChunk, free *keyAlloc, sp *ServicePort, eps []Endpoint) []string {
+	r := c.r
 	var rules []string
 	target := func(e Endpoint) string {
 		return fmt.Sprintf("meta l4proto %s dnat to %s", sp.Protocol, e.AddrPort())
@@ -226,11 +382,18 @@ func (f nftFamily) dispatch(r *nftRules, sp *ServicePort, eps []Endpoint) []stri
 		}
 		return append(rules, cascade(seps)...)
 	}
-	var to []string
-	for _, e := range eps {
-		to = append(to, target(e))
+	if len(eps) == 1 {
+		return []string{target(eps[0])}
 	}
-	return cascade(to)
+	run := free.take(len(eps))
+	c.slots = append(c.slots, run)
+	if r.maps[free.group] == nil {
+		r.maps[free.group] = map[string]string{}
+	}
+	for i, e := range eps {
+		r.maps[free.group][strconv.Itoa(run.first+i)] = fmt.Sprintf("%s . %d", e.Addr, e.Port)
+	}
+	return []string{fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", sp.Protocol, f.ip, len(eps), run.first, free.group)}
 }
 
 // cascade picks one of the statements with equal odds.
@@ -311,8 +474,9 @@ func (f nftFamily) skeleton(tx *knftables.Transaction) {
 
 // nftTransaction writes cur into the table. Full: the skeleton, every
 // chain, map and set rewritten, and what the kernel has beyond them
-// (existing chains and dynamic sets, listed) deleted. Partial: only what
-// differs from prev, which is what the last successful sync wrote.
+// (existing chains, dynamic sets and endpoints maps, listed) deleted.
+// Partial: only what differs from prev, which is what the last successful
+// sync wrote.
 func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, existingChains, existingSets []string) {
 	full := prev == nil
 	if full {
@@ -327,7 +491,17 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 			if strings.HasPrefix(s, "affinity-") {
 				prev.affinity[s] = -1
 			}
+			if strings.HasPrefix(s, mapEndpoints) {
+				prev.maps[s] = map[string]string{}
+			}
 		}
+	}
+	// 0. The endpoints maps the rules will read.
+	for _, name := range keysWhere(cur.maps, func(name string, _ map[string]string) bool {
+		_, ok := prev.maps[name]
+		return strings.HasPrefix(name, mapEndpoints) && (!ok || full)
+	}) {
+		tx.Add(&knftables.Map{Name: name, TypeOf: "numgen random mod 1 : " + f.ip + " daddr . tcp dport"})
 	}
 	// 1. Sets the new chains update, then every new chain, empty (a chain
 	// may jump to another new one).
@@ -356,6 +530,9 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 	// 3. Map and set elements.
 	for _, name := range sortedKeys(cur.maps) {
 		want, have := cur.maps[name], prev.maps[name]
+		if !full && sameMap(want, have) {
+			continue
+		}
 		if full {
 			tx.Flush(&knftables.Map{Name: name})
 			have = nil
@@ -395,6 +572,14 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
 		tx.Delete(&knftables.Set{Name: name})
 	}
+	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]string) bool { _, ok := cur.maps[name]; return !ok }) {
+		tx.Delete(&knftables.Map{Name: name})
+	}
+}
+
+// sameMap tells whether a and b are one map (not merely equal ones).
+func sameMap(a, b map[string]string) bool {
+	return a != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // keysWhere returns, sorted, the keys of m whose entries pass keep: a
@@ -426,12 +611,12 @@ type NFTables struct {
 	opts   RuleOptions
 	nft    map[int]knftables.Interface
 	prev   map[int]*nftRules // what the last successful sync wrote; nil: unknown
-	chunks map[int]map[string]*nftChunk
+	chunks map[int]*nftCache
 }
 
 // NewNFTables returns the backend; it fails when nftables cannot be used.
 func NewNFTables(o RuleOptions) (*NFTables, error) {
-	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}, chunks: map[int]map[string]*nftChunk{}}
+	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}, chunks: map[int]*nftCache{}}
 	for fam, family := range map[int]knftables.Family{4: knftables.IPv4Family, 6: knftables.IPv6Family} {
 		nft, err := knftables.New(family, Table)
 		if err != nil {
@@ -463,6 +648,11 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 			if sets, err = b.nft[fam].List(ctx, "sets"); err != nil && !knftables.IsNotFound(err) {
 				return rules, fmt.Errorf("list the sets of %s: %w", f.ip+" "+Table, err)
 			}
+			maps, err := b.nft[fam].List(ctx, "maps")
+			if err != nil && !knftables.IsNotFound(err) {
+				return rules, fmt.Errorf("list the maps of %s: %w", f.ip+" "+Table, err)
+			}
+			sets = append(sets, maps...)
 		}
 		tx := b.nft[fam].NewTransaction()
 		f.transaction(tx, prev, cur, chains, sets)

@@ -9,7 +9,8 @@ import (
 // BenchNode is the node the proxy benchmarks run a proxy on: a namespace
 // with an underlay address (172.31.0.1/16 on a veth), the cni0 bridge
 // (10.64.1.1/24) and two pods on it made by hand, a server (10.64.1.10,
-// accepting TCP on 8080 and closing at once) and a client (10.64.1.11).
+// accepting TCP on 8080 and closing at once) and a client (10.64.1.11,
+// and 10.64.1.12 for connects straight to the server).
 type BenchNode struct {
 	NS, Server, Client *NetNS
 	Dir                string // a temporary directory for the node's files
@@ -21,6 +22,9 @@ const (
 	BenchUnderlayIP = "172.31.0.1"
 	BenchServerIP   = "10.64.1.10"
 	BenchClientIP   = "10.64.1.11"
+	// BenchDirectClientIP is the client's second address, the source of
+	// FirstPacket's direct connects.
+	BenchDirectClientIP = "10.64.1.12"
 )
 
 // NewBenchNode builds it, its namespaces named from prefix. On error,
@@ -52,6 +56,9 @@ sysctl -qw net.ipv4.ip_forward=1`
 		if _, err := ns.Exec(ctx, "sh", "-c", "ip addr add "+ip+"/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.64.1.1"); err != nil {
 			return n, err
 		}
+	}
+	if _, err := n.Client.Exec(ctx, "ip", "addr", "add", BenchDirectClientIP+"/24", "dev", "eth0"); err != nil {
+		return n, err
 	}
 	if err := n.Server.Do(func() error {
 		n.ln, err = net.Listen("tcp", ":8080")

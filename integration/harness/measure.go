@@ -55,16 +55,56 @@ func CPUSeconds(pid int) float64 {
 func DialTimes(ns *NetNS, addr string, k int) ([]time.Duration, error) {
 	var out []time.Duration
 	err := ns.Do(func() error {
-		for i := 0; i < k; i++ {
-			t0 := time.Now()
-			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		for range k {
+			t, err := dialOnce(&net.Dialer{Timeout: 2 * time.Second}, addr)
 			if err != nil {
-				return fmt.Errorf("connect %d to %s: %w", i, addr, err)
+				return err
 			}
-			out = append(out, time.Since(t0))
-			c.Close()
+			out = append(out, t)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// dialOnce times one TCP connect and closes the connection with a reset,
+// so that neither end keeps it in TIME_WAIT: over thousands of connects
+// the ephemeral ports come round again, and a SYN meeting an earlier
+// connection's conntrack entry on the same ports pays for removing it.
+func dialOnce(d *net.Dialer, addr string) (time.Duration, error) {
+	t0 := time.Now()
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return 0, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	took := time.Since(t0)
+	_ = c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	return took, nil
+}
+
+// FirstPacket times k TCP connects from the bench node's client pod to a
+// Service address and k to the server pod directly, alternating one and
+// one so that both see the same moment of the machine. The two series
+// leave from different client addresses: sharing one, a connect straight
+// to the server could reuse the ports of an earlier connection through
+// the Service and match its NATed reply tuple in conntrack.
+func (n *BenchNode) FirstPacket(service string, k int) (via, direct []time.Duration, err error) {
+	toService := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(BenchClientIP)}}
+	toServer := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(BenchDirectClientIP)}}
+	err = n.Client.Do(func() error {
+		for range k {
+			v, err := dialOnce(toService, service)
+			if err != nil {
+				return err
+			}
+			d, err := dialOnce(toServer, BenchServerIP+":8080")
+			if err != nil {
+				return err
+			}
+			via, direct = append(via, v), append(direct, d)
+		}
+		return nil
+	})
+	return via, direct, err
 }

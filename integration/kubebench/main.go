@@ -43,7 +43,7 @@ var (
 	proxies   = flag.String("proxies", "skeind,kube-proxy-nftables,kube-proxy-iptables", "what to measure, in order")
 	sizes     = flag.String("sizes", "1000,10000", "Services (10 endpoints each) after each bulk step")
 	changes   = flag.Int("changes", 100, "single endpoint changes")
-	dials     = flag.Int("dials", 1000, "connects timed")
+	dials     = flag.Int("dials", 5000, "connects timed, to the Service and as many directly")
 	coldLimit = flag.Duration("cold-limit", 10*time.Minute, "give up waiting for a bulk step's or a cold start's rules after this long")
 	gap       = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
 )
@@ -184,16 +184,8 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 		if err != nil {
 			return r, err
 		}
-		for range 10 { // interleaved rounds, so both paths see the same machine
-			v, err := harness.DialTimes(n.Client, vip+":80", *dials/10)
-			if err != nil {
-				return r, err
-			}
-			d, err := harness.DialTimes(n.Client, harness.BenchServerIP+":8080", *dials/10)
-			if err != nil {
-				return r, err
-			}
-			r.via, r.direct = append(r.via, v...), append(r.direct, d...)
+		if r.via, r.direct, err = n.FirstPacket(vip+":80", *dials); err != nil {
+			return r, err
 		}
 	}
 	r.rssKiB, r.cpu = harness.PeakRSS(n.cmd.Process.Pid), harness.CPUSeconds(n.cmd.Process.Pid)

@@ -30,7 +30,7 @@ var (
 	changes  = flag.Int("changes", 100, "endpoint changes at -change-size")
 	changeAt = flag.Int("change-size", 10000, "services (10 endpoints each) while changing one endpoint")
 	connects = flag.String("connect-sizes", "100,1000,10000,30000", "services present while timing connects")
-	dials    = flag.Int("dials", 1000, "connects timed per size")
+	dials    = flag.Int("dials", 5000, "connects timed per size, to the Service and as many directly")
 	gap      = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than skeind's minimum sync interval)")
 )
 
@@ -326,18 +326,9 @@ func measureConnect(binDir, backend string, services int) (connect, error) {
 		return c, err
 	}
 	svc := fmt.Sprintf("10.96.%d.%d:80", (services-1)/256, (services-1)%256)
-	// Interleaved rounds, so that both paths see the same machine.
-	var via, direct []time.Duration
-	for round := 0; round < 10; round++ {
-		v, err := harness.DialTimes(n.Client, svc, *dials/10)
-		if err != nil {
-			return c, err
-		}
-		d, err := harness.DialTimes(n.Client, harness.BenchServerIP+":8080", *dials/10)
-		if err != nil {
-			return c, err
-		}
-		via, direct = append(via, v...), append(direct, d...)
+	via, direct, err := n.FirstPacket(svc, *dials)
+	if err != nil {
+		return c, err
 	}
 	c.viaService, c.direct = harness.Percentile(via, 50), harness.Percentile(direct, 50)
 	c.viaP99, c.directP99 = harness.Percentile(via, 99), harness.Percentile(direct, 99)
