@@ -204,7 +204,7 @@ func (f iptFamily) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []ds
 	case sp.InternalLocal && len(sp.Endpoints) > 0:
 		r.add("filter", iptServices, match(sp.ClusterIP, sp.Port)+comment+" -j DROP")
 	default:
-		r.add("filter", iptServices, match(sp.ClusterIP, sp.Port)+comment+" -j REJECT")
+		r.add("filter", iptServices, match(sp.ClusterIP, sp.Port)+comment+" -j "+reject(sp.Protocol))
 	}
 	if sp.NodePort == 0 && len(sp.External) == 0 {
 		return dst
@@ -223,7 +223,7 @@ func (f iptFamily) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []ds
 	case sp.ExternalLocal && len(sp.Endpoints) > 0:
 		noEP = "DROP"
 	default:
-		noEP = "REJECT"
+		noEP = reject(sp.Protocol)
 	}
 	for _, ip := range sp.External {
 		if noEP != "" {
@@ -241,6 +241,17 @@ func (f iptFamily) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []ds
 		}
 	}
 	return dst
+}
+
+// reject is the target that refuses a connection to a port without
+// endpoints: for TCP a reset, which unlike ICMP errors the kernel does not
+// rate-limit, so that a client is refused at once however many others
+// were just now.
+func reject(protocol string) string {
+	if protocol == "tcp" {
+		return "REJECT --reject-with tcp-reset"
+	}
+	return "REJECT"
 }
 
 // dispatch returns chain's rules that pick one of eps at random (the

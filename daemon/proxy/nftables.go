@@ -469,6 +469,8 @@ func (f nftFamily) skeleton(tx *knftables.Transaction) {
 		rule(c, "ct state new", f.ip, "daddr . meta l4proto . th dport vmap @"+mapNoEPServices)
 		rule(c, "ct state new", local, "meta l4proto . th dport vmap @"+mapNoEPNodePort)
 	}
+	// A TCP reset, which unlike ICMP errors the kernel does not rate-limit.
+	rule(chainReject, "meta l4proto tcp reject with tcp reset")
 	rule(chainReject, "reject")
 }
 
