@@ -65,6 +65,8 @@ type bulk struct {
 	services      int
 	created, took time.Duration // API writes done; rules present (both from the step's start)
 	done          bool
+	syncs         int           // the proxy's rule syncs during the step, from its metrics
+	syncTime      time.Duration // their total duration
 }
 
 type result struct {
@@ -145,6 +147,29 @@ type node struct {
 	cmd      *exec.Cmd
 	table    string // the IPv4 nftables table its rules are in
 	readyURL string
+	// Where the proxy reports its rule syncs: a Prometheus histogram, its
+	// _sum and _count lines.
+	metricsURL, syncMetric string
+}
+
+// syncs reads the proxy's count and total duration of rule syncs so far.
+func (n *node) syncs(ctx context.Context) (int, time.Duration, error) {
+	code, body, err := n.NS.HTTPGet(ctx, n.metricsURL)
+	if err != nil || code != 200 {
+		return 0, 0, fmt.Errorf("metrics at %s: %d %v", n.metricsURL, code, err)
+	}
+	var count, sum float64
+	for _, l := range strings.Split(body, "\n") {
+		var v float64
+		if rest, ok := strings.CutPrefix(l, n.syncMetric+"_sum"); ok {
+			fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v)
+			sum += v
+		} else if rest, ok := strings.CutPrefix(l, n.syncMetric+"_count"); ok {
+			fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v)
+			count += v
+		}
+	}
+	return int(count), time.Duration(sum * float64(time.Second)), nil
 }
 
 func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy string) (result, error) {
@@ -224,11 +249,13 @@ func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, pro
 	switch proxy {
 	case "skeind":
 		n.table, n.readyURL = "skein", "http://127.0.0.1:9897/readyz"
+		n.metricsURL, n.syncMetric = "http://127.0.0.1:9897/metrics", "skein_proxy_sync_duration_seconds"
 		args = []string{filepath.Join(binDir, "skeind"), "--node-name", n.name, "--kubeconfig", kc,
 			"--conflist", filepath.Join(n.Dir, "10-skein.conflist"), "--masquerade=false", "--resync", "1h"}
 	case "kube-proxy-iptables", "kube-proxy-nftables":
 		mode := strings.TrimPrefix(proxy, "kube-proxy-")
 		n.table, n.readyURL = "nat", "http://127.0.0.1:10256/healthz"
+		n.metricsURL, n.syncMetric = "http://127.0.0.1:10249/metrics", "kubeproxy_sync_proxy_rules_duration_seconds"
 		if mode == "nftables" {
 			n.table = "kube-proxy"
 		}
@@ -341,6 +368,10 @@ func (n *node) close(api kubernetes.Interface) {
 // rules mean all of them.
 func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want int) (bulk, error) {
 	b := bulk{services: want}
+	syncs0, time0, err := n.syncs(ctx)
+	if err != nil {
+		return b, err
+	}
 	start := time.Now()
 	answered := make(chan time.Time, 1)
 	probeCtx, cancel := context.WithCancel(ctx)
@@ -390,6 +421,11 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 	select {
 	case at := <-answered:
 		b.took, b.done = at.Sub(start), true
+		syncs, total, err := n.syncs(ctx)
+		if err != nil {
+			return b, err
+		}
+		b.syncs, b.syncTime = syncs-syncs0, total-time0
 	case <-time.After(*coldLimit - b.created):
 		b.took = *coldLimit
 	case <-ctx.Done():
@@ -502,16 +538,20 @@ func report(rs []result) {
 	fmt.Printf("Machine: %d cores, %s; one API server build (etcd, kube-apiserver on loopback), started afresh for each proxy, each proxy alone in a node namespace; Services selector-less with one EndpointSlice each\n\n", runtime.NumCPU(), runtime.Version())
 	fmt.Println("Bulk creation (Services and slices written by 16 clients; rules present = the last Service answers):")
 	fmt.Println()
-	fmt.Println("| proxy | Services x 10 endpoints | API writes done | rules present | after the last write |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| proxy | Services x 10 endpoints | API writes done | rules present | after the last write | its rule syncs during the step: count, mean |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, r := range rs {
 		for _, b := range r.bulks {
 			took := fmt.Sprintf("%.2f s", b.took.Seconds())
 			after := fmt.Sprintf("%.2f s", (b.took - b.created).Seconds())
+			syncs := "-"
+			if b.syncs > 0 {
+				syncs = fmt.Sprintf("%d, %.0f ms", b.syncs, ms(b.syncTime/time.Duration(b.syncs)))
+			}
 			if !b.done {
 				took, after = fmt.Sprintf("not within %s", *coldLimit), "-"
 			}
-			fmt.Printf("| %s | %d | %.2f s | %s | %s |\n", r.proxy, b.services, b.created.Seconds(), took, after)
+			fmt.Printf("| %s | %d | %.2f s | %s | %s | %s |\n", r.proxy, b.services, b.created.Seconds(), took, after, syncs)
 		}
 	}
 	fmt.Println()
