@@ -18,11 +18,11 @@ import (
 func TestSlots(t *testing.T) {
 	s := newSlots([]slotRange{{10, 5}, {0, 3}, {20, 2}})
 	for _, tc := range []struct{ n, want int }{
-		{4, 3},   // the gap 3-9 (7 keys)
-		{3, 7},   // what is left of it
-		{6, 22},  // no gap holds 6: after the last
-		{5, 15},  // the gap 15-19
-		{1, 28},  // every gap is full
+		{4, 3},  // the gap 3-9 (7 keys)
+		{3, 7},  // what is left of it
+		{6, 22}, // no gap holds 6: after the last
+		{5, 15}, // the gap 15-19
+		{1, 28}, // every gap is full
 		{2, 29},
 	} {
 		if got := s.take(tc.n); got != (slotRange{tc.want, tc.n}) {
