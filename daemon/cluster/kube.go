@@ -101,6 +101,13 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 		}
 	}
 	for {
+		// The snapshot about to be taken holds every change signalled so
+		// far: a signal left over would make a needless second snapshot,
+		// and hold the next real change back by a gap.
+		select {
+		case <-changed:
+		default:
+		}
 		st := &State{Nodes: valuesOf[corev1.Node](nodes)}
 		if s.Services {
 			st.Services = pointersOf[corev1.Service](services)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"testing"
@@ -104,14 +105,62 @@ func TestKubeSourceStableOrder(t *testing.T) {
 	waitSnapshot(ctx, t, updates, func(st *State) bool { return len(st.Nodes) == 4 })
 }
 
+// TestKubeSourceSnapshotGap: under a burst of changes snapshots come at
+// most one a gap apart, while a change after a quiet spell is not held
+// back.
+func TestKubeSourceSnapshotGap(t *testing.T) {
+	const gap = time.Second
+	client := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
+	ctx, updates := runSource(t, client, gap)
+	<-updates
+	var times []time.Time
+	for i := range 50 {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", i), Namespace: "default"}}
+		if _, err := client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for done := false; !done; {
+		select {
+		case st := <-updates:
+			times = append(times, time.Now())
+			done = len(st.Services) == 50
+		case <-ctx.Done():
+			t.Fatal("no snapshot with all 50 Services")
+		}
+	}
+	// The first change goes out at once, the rest wait for the gap.
+	if len(times) > 3 {
+		t.Errorf("%d snapshots for a burst of 50 changes, want at most 3", len(times))
+	}
+	for i := 1; i < len(times); i++ {
+		if d := times[i].Sub(times[i-1]); d < gap*9/10 {
+			t.Errorf("snapshots %s apart under a burst, want at least %s", d, gap)
+		}
+	}
+	time.Sleep(gap + gap/10)
+	start := time.Now()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: "default"}}
+	if _, err := client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(ctx, t, updates, func(st *State) bool { return len(st.Services) == 51 })
+	if d := time.Since(start); d > gap/2 {
+		t.Errorf("a change after a quiet spell came %s later, want it at once", d)
+	}
+}
+
 // runSource runs a KubeSource with Services on client until the test
 // ends, and returns its context and snapshots.
-func runSource(t *testing.T, client *fake.Clientset) (context.Context, <-chan *State) {
+func runSource(t *testing.T, client *fake.Clientset, gap ...time.Duration) (context.Context, <-chan *State) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	updates := make(chan *State)
 	src := &KubeSource{Client: client, Log: slog.New(slog.DiscardHandler), Services: true}
+	if len(gap) > 0 {
+		src.SnapshotGap = gap[0]
+	}
 	go func() { _ = src.Run(ctx, updates) }()
 	return ctx, updates
 }
