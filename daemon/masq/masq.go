@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 
@@ -135,14 +136,53 @@ func (c *Controller) syncIPTables(ctx context.Context, w Want, family int, resto
 	if err != nil {
 		return fmt.Errorf("iptables: %w", err)
 	}
-	ok, err := ipt.Exists("filter", "FORWARD", "-j", ForwardChain)
+	return ensureJump(ipt)
+}
+
+// ensureJump puts the jump to SKEIN-FORWARD first in FORWARD, but below
+// skein's other jumps there (the Service proxy's SKEIN-SERVICES): the
+// proxy must refuse a new connection to a Service without endpoints
+// before this chain accepts the pod's traffic. Each inserts its jump at
+// the top, so without this the order would be whichever synced last.
+func ensureJump(ipt *iptables.IPTables) error {
+	rules, err := ipt.List("filter", "FORWARD")
 	if err != nil {
-		return fmt.Errorf("check the FORWARD jump: %w", err)
+		return fmt.Errorf("list FORWARD: %w", err)
 	}
-	if !ok {
-		if err := ipt.Insert("filter", "FORWARD", 1, "-j", ForwardChain); err != nil {
-			return fmt.Errorf("add the FORWARD jump: %w", err)
+	var ours []int // rule positions, from 1
+	others, pos := 0, 0
+	for _, r := range rules {
+		f := strings.Fields(r)
+		if len(f) == 0 || f[0] != "-A" {
+			continue
 		}
+		pos++
+		i := slices.Index(f, "-j")
+		if i < 0 || i+1 >= len(f) {
+			continue
+		}
+		switch target := f[i+1]; {
+		case target == ForwardChain:
+			ours = append(ours, pos)
+		case strings.HasPrefix(target, "SKEIN-"):
+			others = pos
+		}
+	}
+	if len(ours) == 1 && ours[0] > others {
+		return nil
+	}
+	// Out of place, or more than one: all go, one comes back.
+	at := others + 1
+	for _, p := range ours {
+		if err := ipt.Delete("filter", "FORWARD", "-j", ForwardChain); err != nil {
+			return fmt.Errorf("move the FORWARD jump: %w", err)
+		}
+		if p < others {
+			at--
+		}
+	}
+	if err := ipt.Insert("filter", "FORWARD", at, "-j", ForwardChain); err != nil {
+		return fmt.Errorf("add the FORWARD jump: %w", err)
 	}
 	return nil
 }
