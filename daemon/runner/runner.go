@@ -1,6 +1,8 @@
 // Package runner runs one controller's sync: level-triggered, from one
-// coalescing trigger, at most once per minimum interval, again every
-// resync period, and again after a failure with exponential backoff.
+// coalescing trigger, once per minimum interval on average (two may run
+// back to back after a quiet spell, as in kube-proxy's bounded-frequency
+// runner), again every resync period, and again after a failure with
+// exponential backoff.
 package runner
 
 import (
@@ -10,7 +12,7 @@ import (
 
 // Options tune a Runner.
 type Options struct {
-	MinInterval time.Duration // default 1s
+	MinInterval time.Duration // default 1s: the rate, one sync per interval
 	Resync      time.Duration // default 1m
 	MaxBackoff  time.Duration // default 30s
 }
@@ -45,9 +47,20 @@ func (r *Runner) Trigger() {
 	}
 }
 
+// burst is how many syncs may run back to back: after a quiet spell a
+// change is synced at once even if one was synced just before it.
+const burst = 2
+
 // Run syncs on every trigger until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
-	var last time.Time
+	// A token bucket: a sync takes a token; tokens come back one per
+	// MinInterval, up to burst.
+	tokens, refilled := float64(burst), time.Now()
+	refill := func() {
+		now := time.Now()
+		tokens = min(burst, tokens+float64(now.Sub(refilled))/float64(r.opts.MinInterval))
+		refilled = now
+	}
 	backoff := time.Duration(0)
 	resync := time.NewTimer(r.opts.Resync)
 	defer resync.Stop()
@@ -60,19 +73,20 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-resync.C:
 		case <-retry:
 		}
-		if wait := r.opts.MinInterval - time.Since(last); wait > 0 {
+		if refill(); tokens < 1 {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(wait):
+			case <-time.After(time.Duration((1 - tokens) * float64(r.opts.MinInterval))):
 			}
+			refill()
 		}
 		// Triggers that came while waiting are served by this sync.
 		select {
 		case <-r.trigger:
 		default:
 		}
-		last = time.Now()
+		tokens--
 		err := r.sync(ctx)
 		retry = nil
 		if err != nil {

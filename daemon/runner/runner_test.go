@@ -37,3 +37,47 @@ func TestCoalescesAndRetries(t *testing.T) {
 		t.Fatalf("a failing sync ran %d times in 600ms, want retries", n)
 	}
 }
+
+// TestRate: a steady stream of triggers runs one sync per interval, give
+// or take the burst; after a quiet spell two changes in a row are synced
+// at once.
+func TestRate(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	var calls atomic.Int32
+	done := make(chan time.Time, 100)
+	r := New(func(context.Context) error {
+		calls.Add(1)
+		done <- time.Now()
+		return nil
+	}, Options{MinInterval: interval, Resync: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	stream := time.Now()
+	for time.Since(stream) < 10*interval {
+		r.Trigger()
+		time.Sleep(interval / 20)
+	}
+	time.Sleep(interval)
+	if n := calls.Load(); n < 9 || n > 13 {
+		t.Errorf("a stream of triggers over 10 intervals ran %d syncs, want 10 to 12 (one an interval, and the burst of 2)", n)
+	}
+	time.Sleep(3 * interval) // quiet: the bucket fills
+	for len(done) > 0 {
+		<-done
+	}
+	for i := range 2 {
+		start := time.Now()
+		r.Trigger()
+		at := <-done
+		if d := at.Sub(start); d > interval/2 {
+			t.Errorf("change %d after a quiet spell synced %s later, want at once", i+1, d)
+		}
+	}
+	// The bucket is empty now: the third waits for a token.
+	start := time.Now()
+	r.Trigger()
+	if d := (<-done).Sub(start); d < interval/2 {
+		t.Errorf("a third change in a row synced after %s, want it to wait for the interval", d)
+	}
+}
