@@ -159,8 +159,10 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 	// The groups that change: those of ports rendered anew, and of ports
 	// whose chunk goes.
 	dirty := map[string]bool{}
+	renewed := map[string]bool{}
 	for _, sp := range fresh {
 		dirty[endpointGroup(sp)] = true
+		renewed[sp.ID()] = true
 	}
 	for id, c := range cache.chunks {
 		if next.chunks[id] != c && c.group != "" {
@@ -170,10 +172,6 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 	// Keys stay taken by the ports kept, and by those rendered anew, which
 	// may take their runs again; a port that goes frees its keys.
 	taken := map[string][]slotRange{}
-	renewed := map[string]bool{}
-	for _, sp := range fresh {
-		renewed[sp.ID()] = true
-	}
 	for id, c := range cache.chunks {
 		if dirty[c.group] && (next.chunks[id] == c || renewed[id]) {
 			taken[c.group] = append(taken[c.group], c.slots...)
@@ -216,6 +214,7 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 			r.chains[name] = rules
 		}
 		for name, elems := range c.r.maps {
+			to := r.maps[name]
 			if name == c.group {
 				if !dirty[name] {
 					continue // the last call's map holds them
@@ -223,14 +222,9 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 				if next.groups[name] == nil {
 					next.groups[name] = map[string]string{}
 				}
-			}
-			to := r.maps[name]
-			if name == c.group {
 				to = next.groups[name]
 			}
-			for k, v := range elems {
-				to[k] = v
-			}
+			maps.Copy(to, elems)
 		}
 		for name, t := range c.r.affinity {
 			r.affinity[name] = t
