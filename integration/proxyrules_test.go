@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,4 +64,113 @@ func TestProxyRulesetsLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNFTablesEndpointSwaps replaces endpoints, local and remote, IPv4 and
+// IPv6, through partial syncs (which then change map and set elements
+// only, over netlink), and checks after each that the kernel's tables
+// hold exactly what a full sync of the same rules writes over them.
+func TestNFTablesEndpointSwaps(t *testing.T) {
+	requireRoot(t)
+	ns, err := harness.NewNetNS(uniq("swap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Delete() })
+	b, err := proxy.NewNFTables(proxy.RuleOptions{Bridge: "cni0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var memo proxy.Memo
+	list := func() string {
+		var out []string
+		for _, fam := range []string{"ip", "ip6"} {
+			text, err := ns.Exec(ctx, "nft", "list", "table", fam, proxy.Table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, elementTokens(text)...)
+		}
+		slices.Sort(out)
+		return strings.Join(out, "\n")
+	}
+	for step := range 6 {
+		st, err := cluster.ParseFile([]byte(swapCluster(step)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := memo.Build(st, proxy.Config{NodeName: "node1", Families: []int{4, 6}})
+		if err := ns.Do(func() error { _, err := b.Sync(ctx, &m, step == 0); return err }); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		got := list()
+		for _, want := range []string{fmt.Sprintf("10.64.1.%d . 8080", 10+step), fmt.Sprintf("10.64.2.%d . 8080", 10+step),
+			fmt.Sprintf("fd00:64:1::%d . 8080", 10+step), fmt.Sprintf("10.64.1.%d . 10.64.1.%d", 10+step, 10+step)} {
+			if !strings.Contains(got, want) {
+				t.Fatalf("step %d: the kernel lacks %q:\n%s", step, want, got)
+			}
+		}
+		if err := ns.Do(func() error { _, err := b.Sync(ctx, &m, true); return err }); err != nil {
+			t.Fatalf("step %d, full: %v", step, err)
+		}
+		if full := list(); got != full {
+			t.Fatalf("step %d: after the partial sync the tables hold\n%s\nafter a full one\n%s", step, got, full)
+		}
+	}
+}
+
+// swapCluster is a dual-stack node1 and one Service of three endpoints
+// per family, one of them local; every step replaces each endpoint by
+// another.
+func swapCluster(step int) string {
+	a := 10 + step
+	return fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: node1}
+spec: {podCIDRs: [10.64.1.0/24, "fd00:64:1::/64"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIPs: [10.96.0.10, "fd00:96::10"]
+  ipFamilies: [IPv4, IPv6]
+  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-4, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: [10.64.1.%d], nodeName: node1}
+- {addresses: [10.64.2.%d], nodeName: node2}
+- {addresses: [10.64.3.%d], nodeName: node3}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-6, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv6
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: ["fd00:64:1::%d"], nodeName: node1}
+- {addresses: ["fd00:64:2::%d"], nodeName: node2}
+- {addresses: ["fd00:64:3::%d"], nodeName: node3}
+`, a, a, a, a, a, a)
+}
+
+// elementTokens splits an nft listing into its lines and set elements,
+// whose order and wrapping nft does not keep.
+func elementTokens(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "elements = {"))
+		for _, tok := range strings.Split(strings.TrimSuffix(l, "}"), ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				out = append(out, tok)
+			}
+		}
+	}
+	return out
 }

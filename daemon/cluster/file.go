@@ -63,6 +63,7 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 		if ok || json.Unmarshal(trimmed, &head) == nil {
 			var err error
 			if isList(head.Kind) {
+				seen = make(map[string]bool, len(head.Items))
 				err = p.list(st, head.Items, seen)
 			} else {
 				var o object

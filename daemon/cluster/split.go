@@ -43,7 +43,13 @@ func splitItems(data []byte) (rest []byte, items []json.RawMessage, ok bool) {
 			i = end
 		case '{', '[':
 			if depth == 2 && arrEnd < 0 && arrStart >= 0 && elemStart < 0 {
-				elemStart = i
+				// An item: straight to its end.
+				end := compositeEnd(data, i)
+				if end < 0 {
+					return nil, nil, false
+				}
+				elemStart, i = i, end
+				continue
 			}
 			depth++
 		case '}', ']':
@@ -112,4 +118,30 @@ func skipSpace(data []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// compositeEnd returns the index of the bracket that closes the object or
+// array opening at i, or -1. It only counts brackets outside strings: the
+// item is validated when it is decoded.
+func compositeEnd(data []byte, i int) int {
+	depth := 0
+	for ; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			i++
+			for i < len(data) && data[i] != '"' {
+				if data[i] == '\\' {
+					i++ // the escaped byte
+				}
+				i++
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }

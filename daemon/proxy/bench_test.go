@@ -44,7 +44,7 @@ func BenchmarkPartialSync(b *testing.B) {
 	var memo Memo
 	prev := memo.Build(st, cfg)
 	nf, ip := newNFTFamily(4, opts), newIPTFamily(4, opts)
-	pn, nc := nf.desired(&prev, nil)
+	_, nc := nf.desired(&prev, nil)
 	pi, ic := ip.desired(&prev, nil)
 	// change replaces one slice by an edited copy, as a source does.
 	change := func(i int) {
@@ -66,9 +66,9 @@ func BenchmarkPartialSync(b *testing.B) {
 			i++
 			change(i)
 			m := memo.Build(st, cfg)
-			cur, used := nf.desired(&m, nc)
-			nf.transaction(newFakeTx(4), pn, cur, nil, nil)
-			pn, nc = cur, used
+			var ch nftChange
+			ch, nc = nf.desired(&m, nc)
+			nf.transaction(newFakeTx(4), ch.before, ch.after, nil, nil)
 		}
 	})
 	b.Run("iptables", func(b *testing.B) {

@@ -10,6 +10,8 @@
 // iptables (chains SKEIN-…, iptables-restore --noflush, one
 // transaction per family per sync, a prefix tree for dispatch). Between
 // full syncs a backend rewrites only the chains and map elements that
-// changed. The controller also clears the UDP conntrack entries that
+// changed, worked out from the Service ports that changed, not from the
+// whole table; nftables writes a change of endpoints-map elements alone
+// over netlink. The controller also clears the UDP conntrack entries that
 // would keep clients sending into a black hole.
 package proxy

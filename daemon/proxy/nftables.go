@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"maps"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,11 +106,13 @@ func newNFTRules(n int) *nftRules {
 // nftChunk is what one service port renders to, kept while its
 // generation stays.
 type nftChunk struct {
+	id      string
 	gen     uint64
 	r       *nftRules
 	hairpin []string
 	slots   []slotRange // its keys in its group's endpoints map
 	group   string      // that map; "" when it has no keys
+	seen    uint64      // the last call of desired that found its port
 }
 
 // endpointGroup is the endpoints map a port's picks read: one of 256,
@@ -123,35 +124,53 @@ func endpointGroup(sp *ServicePort) string {
 	return mapEndpoints + fmt.Sprintf("%02x", crc32.ChecksumIEEE([]byte(sp.ID()))&0xff)
 }
 
-// nftCache is what desired keeps between syncs: each port's chunk, and
-// each endpoints map as last rendered.
+// nftCache is the family's rules as desired last rendered them, kept by
+// port: what lets a change be rendered, and diffed, at the cost of the
+// ports it touches rather than of the whole table.
 type nftCache struct {
-	chunks map[string]*nftChunk
-	groups map[string]map[string]string
+	call   uint64
+	chunks map[string]*nftChunk         // by port ID
+	groups map[string]map[string]string // each endpoints map, whole
+	// claims holds, per "map key" of the verdict maps, the ports whose
+	// rules want it, sorted: two Services may list the same external
+	// address and port, and then the first port's wins.
+	claims  map[string][]string
+	hairpin map[string]int // element -> the local endpoints behind it
+	count   int            // rules and elements, everything written
 }
 
-// desired renders the model's ports of this family, reusing the chunks
-// in cache of ports that did not change; it returns what to keep for the
-// next call. A port rendered anew takes its keys in its group's endpoints
-// map from those the reused chunks leave free, preferring the runs it
-// had: an endpoint replaced by another then changes map elements only,
-// and the port's chain stays as it is. The endpoints map of a group where
-// no port changed is the same map as the last call's, so that a partial
-// sync need not compare its elements.
-func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
+// nftChange is what a partial sync writes: the rules of the ports that
+// changed (their chains, sets and verdict-map elements), the endpoints
+// maps they touch and the hairpin elements that come or go, as they were
+// and as they are to be.
+type nftChange struct {
+	before, after *nftRules
+}
+
+// verdictMaps are the maps whose keys ports claim.
+var verdictMaps = []string{mapServiceIPs, mapNodePorts, mapNoEPServices, mapNoEPNodePort}
+
+// desired renders the ports of this family that changed since the last
+// call, whose cache it takes over (the caller keeps only the returned
+// one), and returns what changed. A port rendered anew takes its keys in
+// its group's endpoints map from those the other ports leave free,
+// preferring the runs it had: an endpoint replaced by another then
+// changes map elements only, and the port's chain stays as it is.
+func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 	if cache == nil {
-		cache = &nftCache{}
+		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{},
+			claims: map[string][]string{}, hairpin: map[string]int{}}
 	}
-	r := newNFTRules(len(m.Ports))
-	r.sets[setNodePortIPs] = f.nodePortPrefix
-	next := &nftCache{chunks: make(map[string]*nftChunk, len(m.Ports)), groups: map[string]map[string]string{}}
+	cache.call++
+	type pair struct{ old, cur *nftChunk }
+	var changed []pair
 	var fresh []*ServicePort
 	for _, sp := range m.Ports {
 		if sp.Family != f.fam {
 			continue
 		}
 		if c := cache.chunks[sp.ID()]; c != nil && c.gen == sp.gen && sp.gen != 0 {
-			next.chunks[sp.ID()] = c
+			c.seen = cache.call
 		} else {
 			fresh = append(fresh, sp)
 		}
@@ -159,22 +178,33 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 	// The groups that change: those of ports rendered anew, and of ports
 	// whose chunk goes.
 	dirty := map[string]bool{}
-	renewed := map[string]bool{}
 	for _, sp := range fresh {
 		dirty[endpointGroup(sp)] = true
+	}
+	renewed := make(map[string]bool, len(fresh))
+	for _, sp := range fresh {
 		renewed[sp.ID()] = true
 	}
 	for id, c := range cache.chunks {
-		if next.chunks[id] != c && c.group != "" {
+		if c.seen == cache.call {
+			continue
+		}
+		if c.group != "" {
 			dirty[c.group] = true
+		}
+		if !renewed[id] {
+			changed = append(changed, pair{old: c})
+			delete(cache.chunks, id)
 		}
 	}
 	// Keys stay taken by the ports kept, and by those rendered anew, which
 	// may take their runs again; a port that goes frees its keys.
 	taken := map[string][]slotRange{}
-	for id, c := range cache.chunks {
-		if dirty[c.group] && (next.chunks[id] == c || renewed[id]) {
-			taken[c.group] = append(taken[c.group], c.slots...)
+	if len(dirty) > 0 {
+		for _, c := range cache.chunks {
+			if dirty[c.group] {
+				taken[c.group] = append(taken[c.group], c.slots...)
+			}
 		}
 	}
 	free := map[string]*slots{}
@@ -183,9 +213,10 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 		if free[g] == nil {
 			free[g] = newSlots(taken[g])
 		}
-		c := &nftChunk{gen: sp.gen, r: newNFTRules(0)}
+		c := &nftChunk{id: sp.ID(), gen: sp.gen, r: newNFTRules(0), seen: cache.call}
+		old := cache.chunks[sp.ID()]
 		var had []slotRange
-		if old := cache.chunks[sp.ID()]; old != nil {
+		if old != nil {
 			had = old.slots
 		}
 		f.servicePort(c, &keyAlloc{group: g, free: free[g], had: had}, sp)
@@ -197,45 +228,160 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (*nftRules, *nftCache) {
 				c.hairpin = append(c.hairpin, e.Addr.String()+" . "+e.Addr.String())
 			}
 		}
-		next.chunks[sp.ID()] = c
+		cache.chunks[sp.ID()] = c
+		changed = append(changed, pair{old, c})
 	}
-	for g, elems := range cache.groups {
-		if !dirty[g] {
-			next.groups[g] = elems
+
+	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
+	// The endpoints maps touched, whole.
+	for g := range dirty {
+		if old := cache.groups[g]; old != nil {
+			ch.before.maps[g] = old
+		}
+		delete(cache.groups, g)
+	}
+	for _, c := range cache.chunks {
+		if dirty[c.group] {
+			if cache.groups[c.group] == nil {
+				cache.groups[c.group] = map[string]string{}
+			}
+			maps.Copy(cache.groups[c.group], c.r.maps[c.group])
 		}
 	}
-	hairpin := map[string]bool{}
-	for _, sp := range m.Ports {
-		c := next.chunks[sp.ID()]
-		if sp.Family != f.fam || c == nil {
+	for g := range dirty {
+		if cur := cache.groups[g]; cur != nil {
+			ch.after.maps[g] = cur
+		}
+	}
+	// Chains and sets, and the verdict-map keys the changed ports claim:
+	// before, the value of the key's first claim then, after, of its
+	// first claim now.
+	touched := map[string]bool{}
+	for _, p := range changed {
+		for _, c := range []*nftChunk{p.old, p.cur} {
+			if c == nil {
+				continue
+			}
+			for _, mp := range verdictMaps {
+				for k := range c.r.maps[mp] {
+					touched[mp+" "+k] = true
+				}
+			}
+		}
+	}
+	// The old chunks of changed ports are no longer in cache.chunks: the
+	// values before come from them.
+	for mk := range touched {
+		mp, k, _ := strings.Cut(mk, " ")
+		ids := cache.claims[mk]
+		if len(ids) == 0 {
 			continue
 		}
-		for name, rules := range c.r.chains {
-			r.chains[name] = rules
-		}
-		for name, elems := range c.r.maps {
-			to := r.maps[name]
-			if name == c.group {
-				if !dirty[name] {
-					continue // the last call's map holds them
-				}
-				if next.groups[name] == nil {
-					next.groups[name] = map[string]string{}
-				}
-				to = next.groups[name]
+		var owner *nftChunk
+		for _, p := range changed {
+			if p.old != nil && p.old.id == ids[0] {
+				owner = p.old
 			}
-			maps.Copy(to, elems)
 		}
-		for name, t := range c.r.affinity {
-			r.affinity[name] = t
+		if owner == nil {
+			owner = cache.chunks[ids[0]]
 		}
-		for _, h := range c.hairpin {
-			hairpin[h] = true
+		ch.before.maps[mp][k] = owner.r.maps[mp][k]
+	}
+	hairpinWas := map[string]bool{}
+	for _, p := range changed {
+		if p.old != nil {
+			mergeChunk(ch.before, p.old)
+			cache.claim(p.old, -1)
+			for _, h := range p.old.hairpin {
+				if _, ok := hairpinWas[h]; !ok {
+					hairpinWas[h] = cache.hairpin[h] > 0
+				}
+				if cache.hairpin[h]--; cache.hairpin[h] <= 0 {
+					delete(cache.hairpin, h)
+				}
+			}
+		}
+		if p.cur != nil {
+			mergeChunk(ch.after, p.cur)
+			cache.claim(p.cur, 1)
+			for _, h := range p.cur.hairpin {
+				if _, ok := hairpinWas[h]; !ok {
+					hairpinWas[h] = cache.hairpin[h] > 0
+				}
+				cache.hairpin[h]++
+			}
 		}
 	}
-	maps.Copy(r.maps, next.groups)
-	r.sets[setHairpin] = slices.Sorted(maps.Keys(hairpin))
-	return r, next
+	for mk := range touched {
+		mp, k, _ := strings.Cut(mk, " ")
+		if ids := cache.claims[mk]; len(ids) > 0 {
+			ch.after.maps[mp][k] = cache.chunks[ids[0]].r.maps[mp][k]
+		}
+	}
+	for h, was := range hairpinWas {
+		if is := cache.hairpin[h] > 0; is != was {
+			if was {
+				ch.before.sets[setHairpin] = append(ch.before.sets[setHairpin], h)
+			} else {
+				ch.after.sets[setHairpin] = append(ch.after.sets[setHairpin], h)
+			}
+		}
+	}
+	if len(hairpinWas) > 0 {
+		for _, r := range []*nftRules{ch.before, ch.after} {
+			r.sets[setHairpin] = append([]string{}, r.sets[setHairpin]...)
+			slices.Sort(r.sets[setHairpin])
+		}
+	}
+	cache.count += ch.after.count() - ch.before.count()
+	return ch, cache
+}
+
+// mergeChunk adds a chunk's chains and dynamic sets to r.
+func mergeChunk(r *nftRules, c *nftChunk) {
+	maps.Copy(r.chains, c.r.chains)
+	maps.Copy(r.affinity, c.r.affinity)
+}
+
+// claim adds (d = 1) or removes (d = -1) the chunk's claims on keys of the
+// verdict maps.
+func (cache *nftCache) claim(c *nftChunk, d int) {
+	for _, mp := range verdictMaps {
+		for k := range c.r.maps[mp] {
+			mk := mp + " " + k
+			ids := cache.claims[mk]
+			i, found := slices.BinarySearch(ids, c.id)
+			switch {
+			case d > 0 && !found:
+				ids = slices.Insert(ids, i, c.id)
+			case d < 0 && found:
+				ids = slices.Delete(ids, i, i+1)
+			}
+			if len(ids) == 0 {
+				delete(cache.claims, mk)
+			} else {
+				cache.claims[mk] = ids
+			}
+		}
+	}
+}
+
+// whole is every rule of the family, as the cache holds them.
+func (f nftFamily) whole(cache *nftCache) *nftRules {
+	r := newNFTRules(len(cache.chunks))
+	r.sets[setNodePortIPs] = f.nodePortPrefix
+	for _, c := range cache.chunks {
+		mergeChunk(r, c)
+	}
+	for mk, ids := range cache.claims {
+		mp, k, _ := strings.Cut(mk, " ")
+		r.maps[mp][k] = cache.chunks[ids[0]].r.maps[mp][k]
+	}
+	maps.Copy(r.maps, cache.groups)
+	r.sets[setHairpin] = slices.Sorted(maps.Keys(cache.hairpin))
+	cache.count = r.count()
+	return r
 }
 
 // slotRange is a run of keys in the endpoints map: first, first+1, ….
@@ -526,9 +672,6 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 	// 3. Map and set elements.
 	for _, name := range sortedKeys(cur.maps) {
 		want, have := cur.maps[name], prev.maps[name]
-		if !full && sameMap(want, have) {
-			continue
-		}
 		if full {
 			tx.Flush(&knftables.Map{Name: name})
 			have = nil
@@ -573,11 +716,6 @@ func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, e
 	}
 }
 
-// sameMap tells whether a and b are one map (not merely equal ones).
-func sameMap(a, b map[string]string) bool {
-	return a != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-}
-
 // keysWhere returns, sorted, the keys of m whose entries pass keep: a
 // partial sync sorts only what changed.
 func keysWhere[V any](m map[string]V, keep func(string, V) bool) []string {
@@ -604,15 +742,17 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 
 // NFTables is the nftables backend: one table per family.
 type NFTables struct {
-	opts   RuleOptions
-	nft    map[int]knftables.Interface
-	prev   map[int]*nftRules // what the last successful sync wrote; nil: unknown
-	chunks map[int]*nftCache
+	opts  RuleOptions
+	nft   map[int]knftables.Interface
+	cache map[int]*nftCache
+	// synced tells, per family, that the kernel holds what the cache
+	// does: the last sync landed.
+	synced map[int]bool
 }
 
 // NewNFTables returns the backend; it fails when nftables cannot be used.
 func NewNFTables(o RuleOptions) (*NFTables, error) {
-	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, prev: map[int]*nftRules{}, chunks: map[int]*nftCache{}}
+	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, cache: map[int]*nftCache{}, synced: map[int]bool{}}
 	for fam, family := range map[int]knftables.Family{4: knftables.IPv4Family, 6: knftables.IPv6Family} {
 		nft, err := knftables.New(family, Table)
 		if err != nil {
@@ -631,12 +771,11 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 	rules := 0
 	for _, fam := range []int{4, 6} {
 		f := newNFTFamily(fam, b.opts)
-		var cur *nftRules
-		cur, b.chunks[fam] = f.desired(m, b.chunks[fam])
-		prev := b.prev[fam]
-		var chains, sets []string
-		if full || prev == nil {
-			prev = nil
+		var ch nftChange
+		ch, b.cache[fam] = f.desired(m, b.cache[fam])
+		tx := b.nft[fam].NewTransaction()
+		if full || !b.synced[fam] {
+			var chains, sets []string
 			var err error
 			if chains, err = b.nft[fam].List(ctx, "chains"); err != nil && !knftables.IsNotFound(err) {
 				return rules, fmt.Errorf("list the chains of %s: %w", f.ip+" "+Table, err)
@@ -648,18 +787,28 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 			if err != nil && !knftables.IsNotFound(err) {
 				return rules, fmt.Errorf("list the maps of %s: %w", f.ip+" "+Table, err)
 			}
-			sets = append(sets, maps...)
+			f.transaction(tx, nil, f.whole(b.cache[fam]), chains, append(sets, maps...))
+		} else if del, add, ok := elementsOnly(ch.before, ch.after); ok {
+			b.synced[fam] = false
+			if len(del)+len(add) > 0 {
+				if err := f.writeElements(del, add); err != nil {
+					return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
+				}
+			}
+			b.synced[fam] = true
+			rules += b.cache[fam].count
+			continue
+		} else {
+			f.transaction(tx, ch.before, ch.after, nil, nil)
 		}
-		tx := b.nft[fam].NewTransaction()
-		f.transaction(tx, prev, cur, chains, sets)
-		b.prev[fam] = nil // unknown until the transaction is known to have landed
+		b.synced[fam] = false // unknown until the transaction is known to have landed
 		if tx.NumOperations() > 0 {
 			if err := b.nft[fam].Run(ctx, tx); err != nil {
 				return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
 			}
 		}
-		b.prev[fam] = cur
-		rules += cur.count()
+		b.synced[fam] = true
+		rules += b.cache[fam].count
 	}
 	return rules, nil
 }
@@ -673,7 +822,7 @@ func (b *NFTables) Cleanup(ctx context.Context) error {
 		if err := b.nft[fam].Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete nftables table %s: %w", Table, err))
 		}
-		b.prev[fam] = nil
+		b.synced[fam] = false
 	}
 	return errors.Join(errs...)
 }

@@ -40,12 +40,14 @@ var opts = RuleOptions{Bridge: "cni0"}
 func nftText(fam int, prev, cur *Model) string {
 	f := newNFTFamily(fam, opts)
 	tx := newFakeTx(fam)
-	var p *nftRules
-	if prev != nil {
-		p, _ = f.desired(prev, nil)
+	if prev == nil {
+		_, cache := f.desired(cur, nil)
+		f.transaction(tx, nil, f.whole(cache), nil, nil)
+		return tx.String()
 	}
-	c, _ := f.desired(cur, nil)
-	f.transaction(tx, p, c, nil, nil)
+	_, cache := f.desired(prev, nil)
+	ch, _ := f.desired(cur, cache)
+	f.transaction(tx, ch.before, ch.after, nil, nil)
 	return tx.String()
 }
 
