@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +40,15 @@ func ParseFile(data []byte) (*State, error) { return (&Parser{}).Parse(data) }
 type Parser struct {
 	seed  maphash.Seed
 	items map[uint64]*item // the last good file's List items, by content hash
+	// last is the last good JSON List, split: a file that differs from it
+	// in a stretch of items is split again around that stretch only.
+	last struct {
+		data   []byte
+		spans  []span
+		hashes []uint64
+		arr    span
+		kind   string
+	}
 }
 
 // Parse implements ParseFile.
@@ -56,15 +64,33 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 		}
 		// Splitting the items by hand is an order of magnitude faster
 		// than encoding/json's scan; what is not plain goes the slow way.
-		rest, items, ok := splitItems(trimmed)
-		if ok = ok && json.Unmarshal(rest, &head) == nil; ok {
-			head.Items = items // the split array decoded as []
+		var spans []span
+		var reused []int
+		var arr span
+		var ok bool
+		if p.last.data != nil {
+			if spans, reused, arr, ok = resplit(p.last.data, p.last.spans, p.last.arr, trimmed); ok {
+				head.Kind = p.last.kind // the change is inside the items
+			}
+		}
+		if !ok {
+			var rest []byte
+			rest, spans, arr, ok = splitSpans(trimmed)
+			ok = ok && json.Unmarshal(rest, &head) == nil
+			reused = nil
+		}
+		if ok && isList(head.Kind) {
+			seen = make(map[string]bool, len(spans))
+			if err := p.list(st, trimmed, spans, reused, seen); err != nil {
+				return nil, fmt.Errorf("document 0: %w", err)
+			}
+			p.last.data, p.last.arr, p.last.kind = trimmed, arr, head.Kind
+			return st, nil
 		}
 		if ok || json.Unmarshal(trimmed, &head) == nil {
 			var err error
 			if isList(head.Kind) {
-				seen = make(map[string]bool, len(head.Items))
-				err = p.list(st, head.Items, seen)
+				err = p.listRaw(st, head.Items, seen)
 			} else {
 				var o object
 				if err = json.Unmarshal(trimmed, &o); err == nil {
@@ -107,15 +133,24 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 	return st, nil
 }
 
-// list takes the items of a top-level JSON List, decoding only those it
-// has not seen in the last file.
-func (p *Parser) list(st *State, raws []json.RawMessage, seen map[string]bool) error {
+// list takes the items of a top-level JSON List, data[spans[i]], decoding
+// only those it has not seen in the last file: reused[i], when there is
+// one and it is not -1, is the index of the same bytes in the last file.
+func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen map[string]bool) error {
 	if p.items == nil {
 		p.seed = maphash.MakeSeed()
 	}
-	next := make(map[uint64]*item, len(raws))
-	for i, raw := range raws {
-		h := maphash.Bytes(p.seed, raw)
+	next := make(map[uint64]*item, len(spans))
+	hashes := make([]uint64, len(spans))
+	for i, sp := range spans {
+		raw := data[sp.start:sp.end]
+		var h uint64
+		if reused != nil && reused[i] >= 0 {
+			h = p.last.hashes[reused[i]]
+		} else {
+			h = maphash.Bytes(p.seed, raw)
+		}
+		hashes[i] = h
 		it, ok := p.items[h]
 		if !ok {
 			var o object
@@ -136,6 +171,28 @@ func (p *Parser) list(st *State, raws []json.RawMessage, seen map[string]bool) e
 		}
 	}
 	p.items = next
+	p.last.spans, p.last.hashes = spans, hashes
+	return nil
+}
+
+// listRaw takes the items of a List decoded by encoding/json.
+func (p *Parser) listRaw(st *State, raws []json.RawMessage, seen map[string]bool) error {
+	for i, raw := range raws {
+		var o object
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+		if isList(o.Kind) {
+			return fmt.Errorf("item %d: a %s inside a List", i, o.Kind)
+		}
+		it, err := convert(&o)
+		if err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+		if err := st.take(it, seen); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+	}
 	return nil
 }
 
@@ -302,7 +359,7 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 			events = w.Events
 		}
 	}
-	var last [32]byte
+	var last []byte // the last good file
 	var lastErr string
 	var parser Parser
 	tick := time.NewTicker(interval)
@@ -310,13 +367,12 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	for {
 		data, err := readLimited(s.Path)
 		if err == nil {
-			sum := sha256.Sum256(data)
-			if sum != last {
+			if last == nil || !bytes.Equal(data, last) {
 				st, perr := parser.Parse(data)
 				if perr != nil {
 					err = perr
 				} else {
-					last, lastErr = sum, ""
+					last, lastErr = data, ""
 					select {
 					case updates <- st:
 					case <-ctx.Done():

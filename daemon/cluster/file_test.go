@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -167,4 +168,72 @@ func TestParserKeepsUnchangedItems(t *testing.T) {
 	if _, err := p.Parse([]byte(`{"kind":"List","items":[{"kind":"Service","metadata":{"name":"a"}},{"kind":"Service","metadata":{"name":"a"}}]}`)); err == nil {
 		t.Error("a Service twice was accepted")
 	}
+}
+
+// TestReparse parses a List, then edits of it, with one Parser, and
+// checks each against a parse from nothing: items changed, added and
+// removed at the start, middle and end, space between items changed,
+// the head changed, the file broken and mended.
+func TestReparse(t *testing.T) {
+	svc := func(i, port int) string {
+		return fmt.Sprintf(`{"kind":"Service","metadata":{"name":"s%d","namespace":"n"},"spec":{"clusterIP":"10.96.0.%d","ports":[{"port":%d}]}}`, i, i, port)
+	}
+	list := func(kind string, items ...string) string {
+		return `{"apiVersion":"v1","kind":"` + kind + `","items":[` + strings.Join(items, ",") + `]}`
+	}
+	base := []string{svc(1, 80), svc(2, 80), svc(3, 80), svc(4, 80)}
+	edits := []string{
+		list("List", base...),
+		list("List", svc(1, 80), svc(2, 81), svc(3, 80), svc(4, 80)),             // one changed
+		list("List", svc(1, 80), svc(2, 81), svc(5, 80), svc(3, 80), svc(4, 80)), // one added
+		list("List", svc(0, 80), svc(1, 80), svc(2, 81), svc(5, 80), svc(3, 80), svc(4, 80)),
+		list("List", svc(0, 80), svc(1, 80), svc(2, 81), svc(5, 80), svc(3, 80), svc(4, 80), svc(6, 80)),
+		list("List", svc(1, 80), svc(2, 81), svc(5, 80), svc(3, 80), svc(4, 80)), // first and last gone
+		list("List", svc(1, 80), svc(5, 80), svc(4, 80)),
+		`{"apiVersion":"v1","kind":"List","items":[` + svc(1, 80) + ` , ` + svc(5, 80) + ",\n" + svc(4, 80) + `]}`,
+		list("List", svc(1, 80), svc(5, 80), svc(4, 80)+`,`),      // a trailing comma: refused
+		list("List", svc(1, 80), svc(5, 80)+`,,`+svc(4, 80)),      // an empty item: refused
+		list("List", svc(1, 80), svc(5, 80)+svc(4, 80)),           // no comma: refused
+		list("List", svc(1, 80), svc(5, 80), `{"kind":"Service"`), // cut short: refused
+		list("List", svc(1, 80), svc(5, 80), `7`),
+		list("List", svc(1, 80), svc(1, 80)), // twice: refused
+		list("List"),
+		list("List", svc(9, 80)),
+		list("ServiceList", svc(9, 80), svc(8, 80)),
+		list("List", svc(9, 80), svc(8, 80)),
+		list("List", svc(9, 80), `{"kind":"Service","metadata":{"name":"q\"}{]"},"spec":{"clusterIP":"10.96.1.1"}}`, svc(8, 80)),
+		list("List", svc(9, 80), `{"kind":"Service","metadata":{"name":"q\\"},"spec":{"clusterIP":"10.96.1.1"}}`, svc(8, 80)),
+	}
+	var p Parser
+	for i, e := range edits {
+		got, gerr := p.Parse([]byte(e))
+		want, werr := ParseFile([]byte(e))
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("edit %d: reparsed, error %v; from nothing, %v", i, gerr, werr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("edit %d: reparsed\n%+v\nfrom nothing\n%+v", i, got, want)
+		}
+	}
+}
+
+// FuzzReparse: a file parsed after another by the same Parser gives what
+// it gives parsed from nothing.
+func FuzzReparse(f *testing.F) {
+	a := `{"kind":"List","items":[{"kind":"Service","metadata":{"name":"a"},"spec":{"clusterIP":"10.96.0.1"}},{"kind":"Node","metadata":{"name":"n"}}]}`
+	f.Add([]byte(a), []byte(strings.Replace(a, "10.96.0.1", "10.96.0.2", 1)))
+	f.Add([]byte(a), []byte(strings.Replace(a, `,{"kind":"Node"`, `,{"kind":"Node","metadata":{"name":"m"}},{"kind":"Node"`, 1)))
+	f.Add([]byte(a), []byte(strings.Replace(a, `"}},{"kind":"Node","metadata":{"name":"n"}}`, `"}}`, 1)))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var p Parser
+		_, _ = p.Parse(a)
+		got, gerr := p.Parse(b)
+		want, werr := ParseFile(b)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("reparsed, error %v; from nothing, %v", gerr, werr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("reparsed\n%+v\nfrom nothing\n%+v", got, want)
+		}
+	})
 }

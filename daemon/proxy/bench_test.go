@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -125,13 +126,24 @@ func BenchmarkReparse(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The other version: one endpoint of a Service in the middle moved.
+	other := bytes.Replace(data, []byte(`"10.100.19.136"`), []byte(`"10.99.0.1"`), 1)
+	if bytes.Equal(other, data) {
+		b.Fatal("no endpoint to change")
+	}
 	var p cluster.Parser
 	if _, err := p.Parse(data); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(data)))
+	i := 0
 	for b.Loop() {
-		if _, err := p.Parse(data); err != nil {
+		i++
+		next := data
+		if i%2 == 1 {
+			next = other
+		}
+		if _, err := p.Parse(next); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -259,6 +260,26 @@ func TestPartialMatchesWhole(t *testing.T) {
 				t.Fatalf("step %d: %s is %v, from nothing %v", step, mp, whole.maps[mp], scratch.maps[mp])
 			}
 		}
+		// Each endpoints map holds its ports' endpoints, no more.
+		groups := map[string]map[string]string{}
+		for _, c := range cache.chunks {
+			if c.group != "" {
+				if groups[c.group] == nil {
+					groups[c.group] = map[string]string{}
+				}
+				maps.Copy(groups[c.group], c.r.maps[c.group])
+			}
+		}
+		for name, elems := range whole.maps {
+			if strings.HasPrefix(name, mapEndpoints) && !maps.Equal(elems, groups[name]) {
+				t.Fatalf("step %d: %s holds %v, its ports' endpoints are %v", step, name, elems, groups[name])
+			}
+		}
+		for name := range groups {
+			if _, ok := whole.maps[name]; !ok {
+				t.Fatalf("step %d: no map %s", step, name)
+			}
+		}
 		if !slices.Equal(whole.sets[setHairpin], scratch.sets[setHairpin]) {
 			t.Fatalf("step %d: hairpin is %v, from nothing %v", step, whole.sets[setHairpin], scratch.sets[setHairpin])
 		}
@@ -331,6 +352,35 @@ func TestElementsOnly(t *testing.T) {
 		}
 		if got := show(add, ch.after.maps); !slices.Equal(got, tc.add) {
 			t.Errorf("%s: adds %v, want %v", tc.name, got, tc.add)
+		}
+	}
+}
+
+// TestMemoOrder: the model's ports are sorted by Service whatever the
+// snapshot's order, also when the order changes between builds.
+func TestMemoOrder(t *testing.T) {
+	st := bigState(12, 1)
+	cfg := Config{NodeName: "node1", Families: []int{4}}
+	var memo Memo
+	for step := range 4 {
+		if step == 2 {
+			slices.Reverse(st.Services)
+		}
+		if step == 3 {
+			st.Services = append(st.Services[1:], st.Services[0])
+		}
+		m := memo.Build(st, cfg)
+		if len(m.Ports) != 12 || !slices.IsSortedFunc(m.Ports, func(a, b *ServicePort) int {
+			if c := cmp.Compare(a.Namespace+"/"+a.Service, b.Namespace+"/"+b.Service); c != 0 {
+				return c
+			}
+			return -1 // twice
+		}) {
+			var names []string
+			for _, sp := range m.Ports {
+				names = append(names, sp.Name())
+			}
+			t.Fatalf("step %d: ports %v", step, names)
 		}
 	}
 }

@@ -152,6 +152,31 @@ func Build(st *cluster.State, cfg Config) Model { return (&Memo{}).Build(st, cfg
 type Memo struct {
 	cfg      string
 	services map[*corev1.Service]*memoEntry
+	// The last build's Services in the snapshot's order, by key, and the
+	// order that sorts them: a snapshot in the same order sorts the same.
+	inOrder []string
+	perm    []int
+}
+
+// sorted returns entries sorted by key.
+func (mm *Memo) sorted(entries []*memoEntry) []*memoEntry {
+	same := len(entries) == len(mm.inOrder)
+	for i := 0; same && i < len(entries); i++ {
+		same = entries[i].key == mm.inOrder[i]
+	}
+	if !same {
+		mm.inOrder = make([]string, len(entries))
+		mm.perm = make([]int, len(entries))
+		for i, e := range entries {
+			mm.inOrder[i], mm.perm[i] = e.key, i
+		}
+		slices.SortStableFunc(mm.perm, func(a, b int) int { return strings.Compare(entries[a].key, entries[b].key) })
+	}
+	out := make([]*memoEntry, len(entries))
+	for i, j := range mm.perm {
+		out[i] = entries[j]
+	}
+	return out
 }
 
 type memoEntry struct {
@@ -167,13 +192,14 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 		mm.cfg, mm.services = key, map[*corev1.Service]*memoEntry{}
 	}
 	m := Model{TriggerTimes: map[string]string{}}
-	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
+	type name struct{ namespace, name string }
+	slicesOf := make(map[name][]*discoveryv1.EndpointSlice, len(st.Services))
 	for _, es := range st.EndpointSlices {
 		svc := es.Labels[discoveryv1.LabelServiceName]
 		if svc == "" {
 			continue // not a Service's slice
 		}
-		key := es.Namespace + "/" + svc
+		key := name{es.Namespace, svc}
 		slicesOf[key] = append(slicesOf[key], es)
 		if t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]; t != "" {
 			m.TriggerTimes[es.Namespace+"/"+es.Name] = t
@@ -182,7 +208,7 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	next := make(map[*corev1.Service]*memoEntry, len(st.Services))
 	entries := make([]*memoEntry, 0, len(st.Services))
 	for _, svc := range st.Services {
-		eslices := slicesOf[svc.Namespace+"/"+svc.Name]
+		eslices := slicesOf[name{svc.Namespace, svc.Name}]
 		if len(eslices) > 1 { // an informer lists in no particular order
 			slices.SortFunc(eslices, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 		}
@@ -205,7 +231,7 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 		entries = append(entries, e)
 	}
 	mm.services = next
-	slices.SortFunc(entries, func(a, b *memoEntry) int { return strings.Compare(a.key, b.key) })
+	entries = mm.sorted(entries)
 	m.Ports = make([]*ServicePort, 0, len(entries))
 	for _, e := range entries {
 		m.Ports = append(m.Ports, e.ports...)

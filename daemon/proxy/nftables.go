@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/nftables"
 	"sigs.k8s.io/knftables"
 )
 
@@ -131,6 +132,8 @@ type nftCache struct {
 	call   uint64
 	chunks map[string]*nftChunk         // by port ID
 	groups map[string]map[string]string // each endpoints map, whole
+	// members are the chunks with keys in each endpoints map.
+	members map[string]map[string]*nftChunk
 	// claims holds, per "map key" of the verdict maps, the ports whose
 	// rules want it, sorted: two Services may list the same external
 	// address and port, and then the first port's wins.
@@ -158,7 +161,7 @@ var verdictMaps = []string{mapServiceIPs, mapNodePorts, mapNoEPServices, mapNoEP
 // changes map elements only, and the port's chain stays as it is.
 func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 	if cache == nil {
-		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{},
+		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{}, members: map[string]map[string]*nftChunk{},
 			claims: map[string][]string{}, hairpin: map[string]int{}}
 	}
 	cache.call++
@@ -195,16 +198,15 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 		if !renewed[id] {
 			changed = append(changed, pair{old: c})
 			delete(cache.chunks, id)
+			delete(cache.members[c.group], id)
 		}
 	}
 	// Keys stay taken by the ports kept, and by those rendered anew, which
 	// may take their runs again; a port that goes frees its keys.
 	taken := map[string][]slotRange{}
-	if len(dirty) > 0 {
-		for _, c := range cache.chunks {
-			if dirty[c.group] {
-				taken[c.group] = append(taken[c.group], c.slots...)
-			}
+	for g := range dirty {
+		for _, c := range cache.members[g] {
+			taken[g] = append(taken[g], c.slots...)
 		}
 	}
 	free := map[string]*slots{}
@@ -229,6 +231,15 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 			}
 		}
 		cache.chunks[sp.ID()] = c
+		if old != nil {
+			delete(cache.members[old.group], old.id)
+		}
+		if c.group != "" {
+			if cache.members[c.group] == nil {
+				cache.members[c.group] = map[string]*nftChunk{}
+			}
+			cache.members[c.group][c.id] = c
+		}
 		changed = append(changed, pair{old, c})
 	}
 
@@ -240,12 +251,12 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 		}
 		delete(cache.groups, g)
 	}
-	for _, c := range cache.chunks {
-		if dirty[c.group] {
-			if cache.groups[c.group] == nil {
-				cache.groups[c.group] = map[string]string{}
+	for g := range dirty {
+		for _, c := range cache.members[g] {
+			if cache.groups[g] == nil {
+				cache.groups[g] = map[string]string{}
 			}
-			maps.Copy(cache.groups[c.group], c.r.maps[c.group])
+			maps.Copy(cache.groups[g], c.r.maps[g])
 		}
 	}
 	for g := range dirty {
@@ -748,6 +759,15 @@ type NFTables struct {
 	// synced tells, per family, that the kernel holds what the cache
 	// does: the last sync landed.
 	synced map[int]bool
+	conn   *nftables.Conn // for element writes; nil until the first
+}
+
+// closeConn drops the netlink connection (the next write opens another).
+func (b *NFTables) closeConn() {
+	if b.conn != nil {
+		_ = b.conn.CloseLasting()
+		b.conn = nil
+	}
 }
 
 // NewNFTables returns the backend; it fails when nftables cannot be used.
@@ -791,7 +811,14 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 		} else if del, add, ok := elementsOnly(ch.before, ch.after); ok {
 			b.synced[fam] = false
 			if len(del)+len(add) > 0 {
-				if err := f.writeElements(del, add); err != nil {
+				if b.conn == nil {
+					var err error
+					if b.conn, err = nftables.New(nftables.AsLasting()); err != nil {
+						return rules, fmt.Errorf("nftables netlink: %w", err)
+					}
+				}
+				if err := f.writeElements(b.conn, del, add); err != nil {
+					b.closeConn()
 					return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
 				}
 			}
@@ -824,5 +851,6 @@ func (b *NFTables) Cleanup(ctx context.Context) error {
 		}
 		b.synced[fam] = false
 	}
+	b.closeConn()
 	return errors.Join(errs...)
 }

@@ -85,12 +85,9 @@ func elementsOnly(before, after *nftRules) (del, add []nftElement, ok bool) {
 }
 
 // writeElements deletes del and adds add in the family's table, in one
-// kernel transaction.
-func (f nftFamily) writeElements(del, add []nftElement) error {
-	conn, err := nftables.New()
-	if err != nil {
-		return err
-	}
+// kernel transaction, over conn: a lasting one, as closing a netlink
+// socket waits for the kernel's RCU grace period (milliseconds).
+func (f nftFamily) writeElements(conn *nftables.Conn, del, add []nftElement) error {
 	table := &nftables.Table{Name: Table, Family: nftables.TableFamilyIPv4}
 	if f.fam == 6 {
 		table.Family = nftables.TableFamilyIPv6
