@@ -46,7 +46,7 @@ func BenchmarkPartialSync(b *testing.B) {
 	prev := memo.Build(st, cfg)
 	nf, ip := newNFTFamily(4, opts), newIPTFamily(4, opts)
 	_, nc := nf.desired(&prev, nil)
-	pi, ic := ip.desired(&prev, nil)
+	_, ic := ip.desired(&prev, nil)
 	// change replaces one slice by an edited copy, as a source does.
 	change := func(i int) {
 		es := *st.EndpointSlices[0]
@@ -77,9 +77,9 @@ func BenchmarkPartialSync(b *testing.B) {
 			i++
 			change(i)
 			m := memo.Build(st, cfg)
-			cur, used := ip.desired(&m, ic)
-			restoreText(pi, cur, nil)
-			pi, ic = cur, used
+			var ch iptChange
+			ch, ic = ip.desired(&m, ic)
+			restoreText(ch.before, ch.after, nil)
 		}
 	})
 }

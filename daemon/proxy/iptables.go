@@ -94,14 +94,119 @@ type dstEntry struct {
 // iptChunk is what one service port renders to, kept while its
 // generation stays.
 type iptChunk struct {
-	gen uint64
-	r   iptRules
-	dst []dstEntry
+	id   string
+	gen  uint64
+	r    iptRules
+	dst  []dstEntry
+	seen uint64 // the last call of desired that found its port
 }
 
-// desired renders the model's ports of this family, reusing the chunks
-// in cache of ports that did not change; it returns the chunks it used.
-func (f iptFamily) desired(m *Model, cache map[string]*iptChunk) (iptRules, map[string]*iptChunk) {
+// isShared tells the chains every port adds rules to.
+func isShared(chain string) bool { return chain == iptServices || chain == iptNodePorts }
+
+// iptCache is the family's rules as desired last rendered them: each
+// port's chunk, and the chains they share (SKEIN-SERVICES and
+// SKEIN-NODEPORTS in both tables, the SKEIN-DST-… tree, the fixed
+// chains), which are rebuilt only when a port's part of them changes.
+type iptCache struct {
+	call   uint64
+	chunks map[string]*iptChunk
+	shared iptRules
+	count  int // rules, everything written
+}
+
+// iptChange is what a partial sync writes: the chains of the ports that
+// changed and, when they changed, the shared ones, as they were and as
+// they are to be.
+type iptChange struct {
+	before, after iptRules
+}
+
+// desired renders the ports of this family that changed since the last
+// call, whose cache it takes over (the caller keeps only the returned
+// one), and returns what changed.
+func (f iptFamily) desired(m *Model, cache *iptCache) (iptChange, *iptCache) {
+	if cache == nil {
+		cache = &iptCache{chunks: map[string]*iptChunk{}}
+	}
+	cache.call++
+	var fresh []*ServicePort
+	for _, sp := range m.Ports {
+		if sp.Family != f.fam {
+			continue
+		}
+		if c := cache.chunks[sp.ID()]; c != nil && c.gen == sp.gen && sp.gen != 0 {
+			c.seen = cache.call
+		} else {
+			fresh = append(fresh, sp)
+		}
+	}
+	renewed := make(map[string]bool, len(fresh))
+	for _, sp := range fresh {
+		renewed[sp.ID()] = true
+	}
+	ch := iptChange{before: iptRules{}, after: iptRules{}}
+	reshare := cache.shared == nil
+	for id, c := range cache.chunks {
+		if c.seen != cache.call && !renewed[id] {
+			ch.before.merge(c.r, false)
+			delete(cache.chunks, id)
+			reshare = true
+		}
+	}
+	for _, sp := range fresh {
+		c := &iptChunk{id: sp.ID(), gen: sp.gen, r: iptRules{}, seen: cache.call}
+		c.dst = f.servicePort(c.r, sp, nil)
+		old := cache.chunks[sp.ID()]
+		if old != nil {
+			ch.before.merge(old.r, false)
+		}
+		reshare = reshare || old == nil || !sameShared(old, c)
+		ch.after.merge(c.r, false)
+		cache.chunks[sp.ID()] = c
+	}
+	if reshare {
+		shared := f.shared(m, cache.chunks)
+		if cache.shared != nil {
+			ch.before.merge(cache.shared, true)
+		}
+		ch.after.merge(shared, true)
+		cache.shared = shared
+	}
+	cache.count += ch.after.count() - ch.before.count()
+	return ch, cache
+}
+
+// merge adds the chains of from to r: the shared ones or a port's own.
+func (r iptRules) merge(from iptRules, shared bool) {
+	for table, chains := range from {
+		for chain, rules := range chains {
+			if shared || !isShared(chain) {
+				if r[table] == nil {
+					r[table] = map[string][]string{}
+				}
+				r[table][chain] = rules
+			}
+		}
+	}
+}
+
+// sameShared tells whether two renderings of a port add the same to the
+// shared chains.
+func sameShared(a, b *iptChunk) bool {
+	for _, t := range []string{"nat", "filter"} {
+		for _, c := range []string{iptServices, iptNodePorts} {
+			if !slices.Equal(a.r[t][c], b.r[t][c]) {
+				return false
+			}
+		}
+	}
+	return slices.Equal(a.dst, b.dst)
+}
+
+// shared renders the chains the ports share, from every port's chunk in
+// the model's order.
+func (f iptFamily) shared(m *Model, chunks map[string]*iptChunk) iptRules {
 	r := iptRules{"nat": {iptServices: nil, iptNodePorts: nil}, "filter": {iptServices: nil, iptNodePorts: nil}}
 	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", MasqueradeMark))
 	r.add("nat", iptPostrouting,
@@ -109,24 +214,14 @@ func (f iptFamily) desired(m *Model, cache map[string]*iptChunk) (iptRules, map[
 		fmt.Sprintf("-j MARK --xor-mark 0x%x", MasqueradeMark),
 		"-j MASQUERADE --random-fully")
 	var dst []dstEntry
-	used := make(map[string]*iptChunk, len(m.Ports))
 	for _, sp := range m.Ports {
-		if sp.Family != f.fam {
+		c := chunks[sp.ID()]
+		if sp.Family != f.fam || c == nil {
 			continue
 		}
-		c := cache[sp.ID()]
-		if c == nil || c.gen != sp.gen || sp.gen == 0 {
-			c = &iptChunk{gen: sp.gen, r: iptRules{}}
-			c.dst = f.servicePort(c.r, sp, nil)
-		}
-		used[sp.ID()] = c
 		for table, chains := range c.r {
-			for chain, rules := range chains {
-				if chain == iptServices || chain == iptNodePorts {
-					r.add(table, chain, rules...) // shared: the model's order
-				} else {
-					r[table][chain] = rules // the port's own
-				}
+			for _, chain := range []string{iptServices, iptNodePorts} {
+				r.add(table, chain, chains[chain]...)
 			}
 		}
 		dst = append(dst, c.dst...)
@@ -145,7 +240,18 @@ func (f iptFamily) desired(m *Model, cache map[string]*iptChunk) (iptRules, map[
 		r.add("nat", iptServices, "-d "+p+" -j "+iptNodePorts)
 		r.add("filter", iptServices, "-d "+p+" -j "+iptNodePorts)
 	}
-	return r, used
+	return r
+}
+
+// whole is every chain of the family, as the cache holds them.
+func (f iptFamily) whole(cache *iptCache) iptRules {
+	r := iptRules{}
+	for _, c := range cache.chunks {
+		r.merge(c.r, false)
+	}
+	r.merge(cache.shared, true)
+	cache.count = r.count()
+	return r
 }
 
 // tree writes the dispatch on destination address into chain: entries
@@ -354,9 +460,11 @@ func hookRule(table, target string) []string {
 // IPTables is the iptables backend (either iptables flavour; rules go in
 // through iptables-restore, one transaction per family per sync).
 type IPTables struct {
-	opts   RuleOptions
-	prev   map[int]iptRules
-	chunks map[int]map[string]*iptChunk
+	opts  RuleOptions
+	cache map[int]*iptCache
+	// synced tells, per family, that the kernel holds what the cache
+	// does: the last sync landed.
+	synced map[int]bool
 }
 
 // NewIPTables returns the backend; it fails without iptables-restore.
@@ -364,7 +472,7 @@ func NewIPTables(o RuleOptions) (*IPTables, error) {
 	if _, err := exec.LookPath("iptables-restore"); err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return &IPTables{opts: o, prev: map[int]iptRules{}, chunks: map[int]map[string]*iptChunk{}}, nil
+	return &IPTables{opts: o, cache: map[int]*iptCache{}, synced: map[int]bool{}}, nil
 }
 
 // Name implements Backend.
@@ -394,25 +502,35 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 			}
 			return rules, fmt.Errorf("no %s: %w", tool(fam, "iptables-restore"), err)
 		}
-		var cur iptRules
-		cur, b.chunks[fam] = newIPTFamily(fam, b.opts).desired(m, b.chunks[fam])
-		prev := b.prev[fam]
-		needHooks := full || prev == nil
-		var existing map[string][]string
-		if prev == nil {
-			var err error
-			if existing, err = ownChains(ctx, fam); err != nil {
-				return rules, err
+		f := newIPTFamily(fam, b.opts)
+		var ch iptChange
+		ch, b.cache[fam] = f.desired(m, b.cache[fam])
+		var text []byte
+		needHooks := full || !b.synced[fam]
+		if full || !b.synced[fam] {
+			// What to delete: the chains the kernel has. After a good sync
+			// those are the ones wanted now and the ones that just went.
+			var existing map[string][]string
+			cur := f.whole(b.cache[fam])
+			if b.synced[fam] {
+				existing = map[string][]string{}
+				for _, r := range []iptRules{cur, ch.before} {
+					for t, chains := range r {
+						existing[t] = append(existing[t], sortedKeys(chains)...)
+					}
+				}
+			} else {
+				var err error
+				if existing, err = ownChains(ctx, fam); err != nil {
+					return rules, err
+				}
 			}
-		} else if full {
-			existing = map[string][]string{}
-			for t, chains := range prev {
-				existing[t] = sortedKeys(chains)
-			}
-			prev = nil
+			text = restoreText(nil, cur, existing)
+		} else {
+			text = restoreText(ch.before, ch.after, nil)
 		}
-		b.prev[fam] = nil
-		if text := restoreText(prev, cur, existing); len(text) > 0 {
+		b.synced[fam] = false
+		if len(text) > 0 {
 			if err := restore(ctx, fam, text); err != nil {
 				return rules, err
 			}
@@ -422,8 +540,8 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 				return rules, err
 			}
 		}
-		b.prev[fam] = cur
-		rules += cur.count()
+		b.synced[fam] = true
+		rules += b.cache[fam].count
 	}
 	return rules, nil
 }
@@ -491,7 +609,7 @@ func ensureHooks(fam int) error {
 func (b *IPTables) Cleanup(ctx context.Context) error {
 	var errs []error
 	for _, fam := range []int{4, 6} {
-		b.prev[fam] = nil
+		b.synced[fam] = false
 		if _, err := exec.LookPath(tool(fam, "iptables-save")); err != nil {
 			continue // no iptables of that family: nothing of ours there
 		}

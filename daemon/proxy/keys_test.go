@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,6 +219,9 @@ func TestPartialMatchesWhole(t *testing.T) {
 	f := newNFTFamily(4, opts)
 	partial := knftables.NewFake(knftables.IPv4Family, Table)
 	var cache *nftCache
+	fi := newIPTFamily(4, opts)
+	var icache *iptCache
+	kernel := iptRules{} // what iptables-restore would have made of the texts
 	for step := range 80 {
 		for range 1 + rng.IntN(4) {
 			i := rng.IntN(n)
@@ -228,6 +232,21 @@ func TestPartialMatchesWhole(t *testing.T) {
 			}
 		}
 		m := memo.Build(state(), cfg)
+		var ich iptChange
+		ich, icache = fi.desired(&m, icache)
+		if step == 0 {
+			applyRestore(t, kernel, restoreText(nil, fi.whole(icache), nil))
+		} else {
+			applyRestore(t, kernel, restoreText(ich.before, ich.after, nil))
+		}
+		icount := icache.count
+		if whole := fi.whole(icache); !reflect.DeepEqual(kernel, whole) || icount != whole.count() {
+			t.Fatalf("step %d: after partial syncs iptables holds (%d rules counted)\n%v\nbut a full sync writes (%d)\n%v", step, icount, kernel, whole.count(), whole)
+		}
+		_, ifresh := fi.desired(&m, nil)
+		if got, want := fi.whole(icache), fi.whole(ifresh); !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: iptables rules from the cache\n%v\nfrom nothing\n%v", step, got, want)
+		}
 		var ch nftChange
 		ch, cache = f.desired(&m, cache)
 		tx := partial.NewTransaction()
@@ -381,6 +400,40 @@ func TestMemoOrder(t *testing.T) {
 				names = append(names, sp.Name())
 			}
 			t.Fatalf("step %d: ports %v", step, names)
+		}
+	}
+}
+
+// applyRestore plays iptables-restore --noflush text onto kernel: a chain
+// declared is emptied (made if new), -A appends, -X deletes.
+func applyRestore(t *testing.T, kernel iptRules, text []byte) {
+	t.Helper()
+	var table string
+	for _, l := range strings.Split(string(text), "\n") {
+		switch {
+		case l == "" || l == "COMMIT":
+		case strings.HasPrefix(l, "*"):
+			table = l[1:]
+			if kernel[table] == nil {
+				kernel[table] = map[string][]string{}
+			}
+		case strings.HasPrefix(l, ":"):
+			name, _, _ := strings.Cut(l[1:], " ")
+			kernel[table][name] = nil
+		case strings.HasPrefix(l, "-A "):
+			name, rule, _ := strings.Cut(l[3:], " ")
+			if _, ok := kernel[table][name]; !ok {
+				t.Fatalf("-A to %s, which does not exist", name)
+			}
+			kernel[table][name] = append(kernel[table][name], rule)
+		case strings.HasPrefix(l, "-X "):
+			name := l[3:]
+			if len(kernel[table][name]) > 0 {
+				t.Fatalf("-X %s, which is not empty", name)
+			}
+			delete(kernel[table], name)
+		default:
+			t.Fatalf("restore line %q", l)
 		}
 	}
 }

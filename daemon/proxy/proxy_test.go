@@ -53,12 +53,13 @@ func nftText(fam int, prev, cur *Model) string {
 
 func iptText(fam int, prev, cur *Model) string {
 	f := newIPTFamily(fam, opts)
-	var p iptRules
-	if prev != nil {
-		p, _ = f.desired(prev, nil)
+	if prev == nil {
+		_, cache := f.desired(cur, nil)
+		return string(restoreText(nil, f.whole(cache), nil))
 	}
-	c, _ := f.desired(cur, nil)
-	return string(restoreText(p, c, nil))
+	_, cache := f.desired(prev, nil)
+	ch, _ := f.desired(cur, cache)
+	return string(restoreText(ch.before, ch.after, nil))
 }
 
 // removeEndpoint is the change of the partial-sync goldens: one endpoint
