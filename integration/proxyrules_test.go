@@ -118,6 +118,19 @@ func TestNFTablesEndpointSwaps(t *testing.T) {
 			t.Fatalf("step %d: after the partial sync the tables hold\n%s\nafter a full one\n%s", step, got, full)
 		}
 	}
+	// The Service goes, in a full sync: its chains and endpoints maps
+	// go with it.
+	st, err := cluster.ParseFile([]byte(strings.Split(swapCluster(0), "---")[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := memo.Build(st, proxy.Config{NodeName: "node1", Families: []int{4, 6}})
+	if err := ns.Do(func() error { _, err := b.Sync(ctx, &m, true); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if left := list(); strings.Contains(left, "svc-") || strings.Contains(left, "map endpoints-") {
+		t.Errorf("the Service is gone, the tables still hold:\n%s", left)
+	}
 }
 
 // swapCluster is a dual-stack node1 and one Service of three endpoints

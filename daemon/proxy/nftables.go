@@ -795,19 +795,31 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 		ch, b.cache[fam] = f.desired(m, b.cache[fam])
 		tx := b.nft[fam].NewTransaction()
 		if full || !b.synced[fam] {
+			cur := f.whole(b.cache[fam])
+			// What to delete: what the kernel has. After a good sync that
+			// is what is wanted now and what just went; else, listed.
 			var chains, sets []string
-			var err error
-			if chains, err = b.nft[fam].List(ctx, "chains"); err != nil && !knftables.IsNotFound(err) {
-				return rules, fmt.Errorf("list the chains of %s: %w", f.ip+" "+Table, err)
+			if b.synced[fam] {
+				for _, r := range []*nftRules{cur, ch.before} {
+					chains = append(chains, slices.Collect(maps.Keys(r.chains))...)
+					sets = append(sets, slices.Collect(maps.Keys(r.affinity))...)
+					sets = append(sets, slices.Collect(maps.Keys(r.maps))...)
+				}
+			} else {
+				var err error
+				if chains, err = b.nft[fam].List(ctx, "chains"); err != nil && !knftables.IsNotFound(err) {
+					return rules, fmt.Errorf("list the chains of %s: %w", f.ip+" "+Table, err)
+				}
+				if sets, err = b.nft[fam].List(ctx, "sets"); err != nil && !knftables.IsNotFound(err) {
+					return rules, fmt.Errorf("list the sets of %s: %w", f.ip+" "+Table, err)
+				}
+				maps, err := b.nft[fam].List(ctx, "maps")
+				if err != nil && !knftables.IsNotFound(err) {
+					return rules, fmt.Errorf("list the maps of %s: %w", f.ip+" "+Table, err)
+				}
+				sets = append(sets, maps...)
 			}
-			if sets, err = b.nft[fam].List(ctx, "sets"); err != nil && !knftables.IsNotFound(err) {
-				return rules, fmt.Errorf("list the sets of %s: %w", f.ip+" "+Table, err)
-			}
-			maps, err := b.nft[fam].List(ctx, "maps")
-			if err != nil && !knftables.IsNotFound(err) {
-				return rules, fmt.Errorf("list the maps of %s: %w", f.ip+" "+Table, err)
-			}
-			f.transaction(tx, nil, f.whole(b.cache[fam]), chains, append(sets, maps...))
+			f.transaction(tx, nil, cur, chains, sets)
 		} else if del, add, ok := elementsOnly(ch.before, ch.after); ok {
 			b.synced[fam] = false
 			if len(del)+len(add) > 0 {
@@ -830,7 +842,7 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 		}
 		b.synced[fam] = false // unknown until the transaction is known to have landed
 		if tx.NumOperations() > 0 {
-			if err := b.nft[fam].Run(ctx, tx); err != nil {
+			if err := runNFT(ctx, tx); err != nil {
 				return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
 			}
 		}
