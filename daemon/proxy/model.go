@@ -291,12 +291,17 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 			continue
 		}
 		external := externalAddrs(svc, fam, bad)
+		named := map[string]bool{} // name and protocol: what a port's rules are named by
 		for _, p := range svc.Spec.Ports {
 			sp, why := servicePort(svc, p, ip, fam)
+			if why == "" && named[sp.PortName+"/"+sp.Protocol] {
+				why = "a second " + strings.ToUpper(sp.Protocol) + " port of that name"
+			}
 			if why != "" {
 				bad("invalid-port", "port %q: %s", p.Name, why)
 				continue
 			}
+			named[sp.PortName+"/"+sp.Protocol] = true
 			sp.External, sp.AffinitySeconds = external, affinity
 			if p.NodePort != 0 {
 				if p.NodePort < 1 || p.NodePort > 65535 {

@@ -154,6 +154,20 @@ func TestBuild(t *testing.T) {
 	if got := drain.Ports[i].ClusterEndpoints(); len(got) != 1 || got[0].AddrPort().String() != "10.244.2.8:8080" {
 		t.Errorf("with no ready endpoint, web uses %v, want the terminating 10.244.2.8:8080", got)
 	}
+	// Two ports of one name (unnamed here) would share their rules: the
+	// second is left out and reported.
+	twice, err := cluster.ParseFile([]byte(`{"kind": "List", "items": [
+{"kind": "Node", "metadata": {"name": "node1"}, "spec": {"podCIDRs": ["10.244.1.0/24"]}},
+{"kind": "Service", "metadata": {"name": "twice", "namespace": "shop"},
+ "spec": {"clusterIP": "10.96.0.70", "ports": [{"port": 80}, {"port": 81}, {"port": 80, "protocol": "UDP"}]}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := Build(twice, Config{NodeName: "node1", Families: []int{4}})
+	if len(tm.Ports) != 2 || tm.Ports[0].Port == tm.Ports[1].Port && tm.Ports[0].Protocol == tm.Ports[1].Protocol ||
+		len(tm.Problems) != 1 || tm.Problems[0].Reason != "invalid-port" {
+		t.Errorf("a Service with two unnamed TCP ports: %d ports, problems %v", len(tm.Ports), tm.Problems)
+	}
 	// A node without IPv6 leaves IPv6 Services out and says so.
 	st, _ := cluster.ParseFile([]byte(mustRead(t, "testdata/cluster.yaml")))
 	v4 := Build(st, Config{NodeName: "node1", Families: []int{4}})
