@@ -40,15 +40,10 @@ func ParseFile(data []byte) (*State, error) { return (&Parser{}).Parse(data) }
 type Parser struct {
 	seed  maphash.Seed
 	items map[uint64]*item // the last good file's List items, by content hash
-	// last is the last good JSON List, split: a file that differs from it
-	// in a stretch of items is split again around that stretch only.
-	last struct {
-		data   []byte
-		spans  []span
-		hashes []uint64
-		arr    span
-		kind   string
-	}
+	// last is the last good JSON List's split: a file that differs from
+	// it in a stretch of items is split again around that stretch only.
+	last     lastSplit
+	lastKind string
 }
 
 // Parse implements ParseFile.
@@ -68,10 +63,8 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 		var reused []int
 		var arr span
 		var ok bool
-		if p.last.data != nil {
-			if spans, reused, arr, ok = resplit(p.last.data, p.last.spans, p.last.arr, trimmed); ok {
-				head.Kind = p.last.kind // the change is inside the items
-			}
+		if spans, reused, arr, ok = p.last.resplit(trimmed); ok {
+			head.Kind = p.lastKind // the change is inside the items
 		}
 		if !ok {
 			var rest []byte
@@ -84,7 +77,9 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 			if err := p.list(st, trimmed, spans, reused, seen); err != nil {
 				return nil, fmt.Errorf("document 0: %w", err)
 			}
-			p.last.data, p.last.arr, p.last.kind = trimmed, arr, head.Kind
+			p.last.head = append([]byte(nil), trimmed[:arr.start+1]...)
+			p.last.tail = append([]byte(nil), trimmed[arr.end:]...)
+			p.last.arrEnd, p.last.seed, p.lastKind = arr.end, p.seed, head.Kind
 			return st, nil
 		}
 		if ok || json.Unmarshal(trimmed, &head) == nil {
@@ -359,7 +354,10 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 			events = w.Events
 		}
 	}
-	var last []byte // the last good file
+	// The last good file's hash: a file read again unchanged (the
+	// periodic read, an event for another file) is not parsed again.
+	seed := maphash.MakeSeed()
+	var last uint64
 	var lastErr string
 	var parser Parser
 	tick := time.NewTicker(interval)
@@ -367,12 +365,12 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	for {
 		data, err := readLimited(s.Path)
 		if err == nil {
-			if last == nil || !bytes.Equal(data, last) {
+			if sum := maphash.Bytes(seed, data); sum != last {
 				st, perr := parser.Parse(data)
 				if perr != nil {
 					err = perr
 				} else {
-					last, lastErr = data, ""
+					last, lastErr = sum, ""
 					select {
 					case updates <- st:
 					case <-ctx.Done():

@@ -191,6 +191,14 @@ func TestReparse(t *testing.T) {
 		list("List", svc(1, 80), svc(2, 81), svc(5, 80), svc(3, 80), svc(4, 80)), // first and last gone
 		list("List", svc(1, 80), svc(5, 80), svc(4, 80)),
 		`{"apiVersion":"v1","kind":"List","items":[` + svc(1, 80) + ` , ` + svc(5, 80) + ",\n" + svc(4, 80) + `]}`,
+		list("List", svc(1, 80), svc(5, 80), svc(4, 80)),
+		// A comma gone, nothing moved: refused, at the front and the back.
+		strings.Replace(list("List", svc(1, 80), svc(5, 80), svc(4, 80)), "}},{", "}} {", 1),
+		list("List", svc(1, 80), svc(5, 80), svc(4, 80)),
+		list("List", svc(1, 80), svc(5, 80)+` `+svc(4, 80)),
+		list("List", svc(1, 80), svc(5, 80), svc(4, 80)),
+		list("List", svc(1, 81), svc(5, 80)+` `+svc(4, 80)),
+		list("List", svc(1, 80), svc(5, 80), svc(4, 80)),
 		list("List", svc(1, 80), svc(5, 80), svc(4, 80)+`,`),      // a trailing comma: refused
 		list("List", svc(1, 80), svc(5, 80)+`,,`+svc(4, 80)),      // an empty item: refused
 		list("List", svc(1, 80), svc(5, 80)+svc(4, 80)),           // no comma: refused

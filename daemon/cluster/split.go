@@ -3,7 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
-	"sort"
+	"hash/maphash"
 )
 
 // splitItems finds the "items" array of a top-level JSON object without
@@ -172,57 +172,86 @@ func compositeEnd(data []byte, i int) int {
 	return -1
 }
 
-// resplit is splitSpans on data from the split of old (its items and the
-// items array's brackets), when the two differ in one stretch inside the
-// items array: the items before the stretch keep their places, those
-// after it keep theirs shifted by the change in length, and only the
-// stretch is scanned. reused[i] is, for the i-th item, the index of the
-// same bytes among old's items, or -1. ok is false when the change
-// reaches outside the items array or the stretch is not plain objects
-// between commas; the caller then splits the whole file.
-func resplit(old []byte, oldItems []span, oldArr span, data []byte) (items []span, reused []int, arr span, ok bool) {
-	pre := commonPrefix(old, data)
-	if pre == len(old) && pre == len(data) {
-		reused = make([]int, len(oldItems))
-		for i := range reused {
-			reused[i] = i
+// lastSplit is what resplit needs of the last file: not its bytes (a
+// copy of the whole file kept for the next change would double the
+// parser's memory), but the bytes around its items array, each item's
+// place and the hash of its bytes.
+type lastSplit struct {
+	head, tail []byte // the file up to its items array's '[', and from its ']'
+	arrEnd     int    // where that ']' was
+	spans      []span
+	hashes     []uint64
+	seed       maphash.Seed
+}
+
+// resplit is splitSpans on data from the split of the last file, when the
+// two differ in one stretch inside the items array: the items before the
+// stretch are those found at their old places with their old bytes, the
+// items after it likewise counted from the end, and only the stretch
+// between is scanned. reused[i] is, for the i-th item, the index of the
+// same bytes among the last file's items, or -1. ok is false when the
+// bytes around the items array changed or the stretch is not plain
+// objects between commas; the caller then splits the whole file.
+func (l *lastSplit) resplit(data []byte) (items []span, reused []int, arr span, ok bool) {
+	if l.head == nil || len(data) < len(l.head)+len(l.tail) || !bytes.HasPrefix(data, l.head) || !bytes.HasSuffix(data, l.tail) {
+		return nil, nil, arr, false
+	}
+	arr = span{len(l.head) - 1, len(data) - len(l.tail)}
+	delta := arr.end - l.arrEnd
+	n := len(l.spans)
+	unchanged := func(i int, s span) bool {
+		return maphash.Bytes(l.seed, data[s.start:s.end]) == l.hashes[i]
+	}
+	// From the front: items where they were, after a separator.
+	a, from := 0, arr.start+1
+	for a < n {
+		s := l.spans[a]
+		if s.end > arr.end || !separator(data[from:s.start], a > 0) || !unchanged(a, s) {
+			break
 		}
-		return oldItems, reused, oldArr, true
+		from = s.end
+		a++
 	}
-	suf := commonSuffix(old[pre:], data[pre:])
-	oldEnd, delta := len(old)-suf, len(data)-len(old) // old[pre:oldEnd] is now data[pre:oldEnd+delta]
-	if pre <= oldArr.start || oldEnd > oldArr.end {
-		return nil, nil, arr, false
+	// From the back: items where they were, shifted, before a separator.
+	b, to := n, arr.end
+	for b > a {
+		s := span{l.spans[b-1].start + delta, l.spans[b-1].end + delta}
+		if s.start < from || s.end > to || !separator(data[s.end:to], b < n) || !unchanged(b-1, s) {
+			break
+		}
+		to = s.start
+		b--
 	}
-	n := len(oldItems)
-	a := sort.Search(n, func(i int) bool { return oldItems[i].end >= pre })     // the first item touched
-	b := sort.Search(n, func(i int) bool { return oldItems[i].start > oldEnd }) // the first one after the change
-	from, to := oldArr.start+1, oldArr.end
-	if a > 0 {
-		from = oldItems[a-1].end
-	}
-	if b < n {
-		to = oldItems[b].start
-	}
-	if to+delta < from {
-		return nil, nil, arr, false
-	}
-	mid, ok := splitStretch(data[from:to+delta], a > 0, b < n)
+	mid, ok := splitStretch(data[from:to], a > 0, b < n)
 	if !ok {
 		return nil, nil, arr, false
 	}
 	items = make([]span, 0, a+len(mid)+n-b)
 	reused = make([]int, 0, cap(items))
 	for i := range a {
-		items, reused = append(items, oldItems[i]), append(reused, i)
+		items, reused = append(items, l.spans[i]), append(reused, i)
 	}
 	for _, m := range mid {
 		items, reused = append(items, span{from + m.start, from + m.end}), append(reused, -1)
 	}
 	for i := b; i < n; i++ {
-		items, reused = append(items, span{oldItems[i].start + delta, oldItems[i].end + delta}), append(reused, i)
+		items, reused = append(items, span{l.spans[i].start + delta, l.spans[i].end + delta}), append(reused, i)
 	}
-	return items, reused, span{oldArr.start, oldArr.end + delta}, true
+	return items, reused, arr, true
+}
+
+// separator tells whether s is what may stand between two items (space,
+// one comma, space) or, when !comma, before the first or after the last
+// (space only).
+func separator(s []byte, comma bool) bool {
+	i := skipSpace(s, 0)
+	if comma {
+		if i >= len(s) || s[i] != ',' {
+			return false
+		}
+		i = skipSpace(s, i+1)
+	}
+	return i == len(s)
 }
 
 // splitStretch splits the bytes between two items of an array (or
@@ -257,26 +286,4 @@ func splitStretch(s []byte, lead, trail bool) ([]span, bool) {
 		return items, !wantItem
 	}
 	return items, true
-}
-
-// commonPrefix is the length of the longest common prefix of a and b.
-func commonPrefix(a, b []byte) int {
-	n, i := min(len(a), len(b)), 0
-	for ; i+4096 <= n && bytes.Equal(a[i:i+4096], b[i:i+4096]); i += 4096 {
-	}
-	for i < n && a[i] == b[i] {
-		i++
-	}
-	return i
-}
-
-// commonSuffix is the length of the longest common suffix of a and b.
-func commonSuffix(a, b []byte) int {
-	n, i := min(len(a), len(b)), 0
-	for ; i+4096 <= n && bytes.Equal(a[len(a)-i-4096:len(a)-i], b[len(b)-i-4096:len(b)-i]); i += 4096 {
-	}
-	for i < n && a[len(a)-i-1] == b[len(b)-i-1] {
-		i++
-	}
-	return i
 }

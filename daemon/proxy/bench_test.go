@@ -45,8 +45,8 @@ func BenchmarkPartialSync(b *testing.B) {
 	var memo Memo
 	prev := memo.Build(st, cfg)
 	nf, ip := newNFTFamily(4, opts), newIPTFamily(4, opts)
-	_, nc := nf.desired(&prev, nil)
-	_, ic := ip.desired(&prev, nil)
+	_, nc := nf.desired(&prev, nil, false)
+	_, ic := ip.desired(&prev, nil, false)
 	// change replaces one slice by an edited copy, as a source does.
 	change := func(i int) {
 		es := *st.EndpointSlices[0]
@@ -68,7 +68,7 @@ func BenchmarkPartialSync(b *testing.B) {
 			change(i)
 			m := memo.Build(st, cfg)
 			var ch nftChange
-			ch, nc = nf.desired(&m, nc)
+			ch, nc = nf.desired(&m, nc, true)
 			nf.transaction(newFakeTx(4), ch.before, ch.after, nil, nil)
 		}
 	})
@@ -78,7 +78,7 @@ func BenchmarkPartialSync(b *testing.B) {
 			change(i)
 			m := memo.Build(st, cfg)
 			var ch iptChange
-			ch, ic = ip.desired(&m, ic)
+			ch, ic = ip.desired(&m, ic, true)
 			restoreText(ch.before, ch.after, nil)
 		}
 	})

@@ -124,8 +124,9 @@ type iptChange struct {
 
 // desired renders the ports of this family that changed since the last
 // call, whose cache it takes over (the caller keeps only the returned
-// one), and returns what changed.
-func (f iptFamily) desired(m *Model, cache *iptCache) (iptChange, *iptCache) {
+// one), and returns what changed; unless partial, only what went (the
+// caller writes the whole).
+func (f iptFamily) desired(m *Model, cache *iptCache, partial bool) (iptChange, *iptCache) {
 	if cache == nil {
 		cache = &iptCache{chunks: map[string]*iptChunk{}}
 	}
@@ -162,7 +163,9 @@ func (f iptFamily) desired(m *Model, cache *iptCache) (iptChange, *iptCache) {
 			ch.before.merge(old.r, false)
 		}
 		reshare = reshare || old == nil || !sameShared(old, c)
-		ch.after.merge(c.r, false)
+		if partial {
+			ch.after.merge(c.r, false)
+		}
 		cache.chunks[sp.ID()] = c
 	}
 	if reshare {
@@ -170,7 +173,9 @@ func (f iptFamily) desired(m *Model, cache *iptCache) (iptChange, *iptCache) {
 		if cache.shared != nil {
 			ch.before.merge(cache.shared, true)
 		}
-		ch.after.merge(shared, true)
+		if partial {
+			ch.after.merge(shared, true)
+		}
 		cache.shared = shared
 	}
 	cache.count += ch.after.count() - ch.before.count()
@@ -504,10 +509,11 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 		}
 		f := newIPTFamily(fam, b.opts)
 		var ch iptChange
-		ch, b.cache[fam] = f.desired(m, b.cache[fam])
+		partial := !full && b.synced[fam]
+		ch, b.cache[fam] = f.desired(m, b.cache[fam], partial)
 		var text []byte
-		needHooks := full || !b.synced[fam]
-		if full || !b.synced[fam] {
+		needHooks := !partial
+		if !partial {
 			// What to delete: the chains the kernel has. After a good sync
 			// those are the ones wanted now and the ones that just went.
 			var existing map[string][]string

@@ -75,7 +75,7 @@ func TestEndpointKeys(t *testing.T) {
 		}
 		m := memo.Build(st, cfg)
 		var ch nftChange
-		ch, cache = f.desired(&m, cache)
+		ch, cache = f.desired(&m, cache, true)
 		tx := fake.NewTransaction()
 		if step == 0 {
 			f.transaction(tx, nil, f.whole(cache), nil, nil)
@@ -233,7 +233,7 @@ func TestPartialMatchesWhole(t *testing.T) {
 		}
 		m := memo.Build(state(), cfg)
 		var ich iptChange
-		ich, icache = fi.desired(&m, icache)
+		ich, icache = fi.desired(&m, icache, true)
 		if step == 0 {
 			applyRestore(t, kernel, restoreText(nil, fi.whole(icache), nil))
 		} else {
@@ -243,12 +243,12 @@ func TestPartialMatchesWhole(t *testing.T) {
 		if whole := fi.whole(icache); !reflect.DeepEqual(kernel, whole) || icount != whole.count() {
 			t.Fatalf("step %d: after partial syncs iptables holds (%d rules counted)\n%v\nbut a full sync writes (%d)\n%v", step, icount, kernel, whole.count(), whole)
 		}
-		_, ifresh := fi.desired(&m, nil)
+		_, ifresh := fi.desired(&m, nil, false)
 		if got, want := fi.whole(icache), fi.whole(ifresh); !reflect.DeepEqual(got, want) {
 			t.Fatalf("step %d: iptables rules from the cache\n%v\nfrom nothing\n%v", step, got, want)
 		}
 		var ch nftChange
-		ch, cache = f.desired(&m, cache)
+		ch, cache = f.desired(&m, cache, true)
 		tx := partial.NewTransaction()
 		if step == 0 {
 			f.transaction(tx, nil, f.whole(cache), nil, nil)
@@ -272,7 +272,7 @@ func TestPartialMatchesWhole(t *testing.T) {
 		if got, want := sortedLines(partial.Dump()), sortedLines(full.Dump()); got != want {
 			t.Fatalf("step %d: after partial syncs the table is\n%s\nbut a full sync writes\n%s", step, got, want)
 		}
-		_, fresh := f.desired(&m, nil)
+		_, fresh := f.desired(&m, nil, false)
 		scratch := f.whole(fresh)
 		for _, mp := range verdictMaps {
 			if !maps.Equal(whole.maps[mp], scratch.maps[mp]) {
@@ -322,7 +322,7 @@ func TestElementsOnly(t *testing.T) {
 	var memo Memo
 	f := newNFTFamily(4, opts)
 	m := memo.Build(st, cfg)
-	_, cache := f.desired(&m, nil)
+	_, cache := f.desired(&m, nil, false)
 	local := "node1"
 	for _, tc := range []struct {
 		name     string
@@ -346,7 +346,7 @@ func TestElementsOnly(t *testing.T) {
 		st.EndpointSlices[2] = &es
 		m := memo.Build(st, cfg)
 		var ch nftChange
-		ch, cache = f.desired(&m, cache)
+		ch, cache = f.desired(&m, cache, true)
 		del, add, ok := elementsOnly(ch.before, ch.after)
 		if ok != tc.ok {
 			t.Fatalf("%s: element-only %v, want %v", tc.name, ok, tc.ok)
@@ -451,14 +451,21 @@ func TestBatchElements(t *testing.T) {
 		"delete element ip skein m { 3 }\n" +
 		"add element ip skein n { x . y }\nadd element ip skein m { 4 : d }\n" +
 		"add rule ip skein c jump d\n"
-	if got := batchElements(in); got != want {
+	batched := func(text string) string {
+		var b strings.Builder
+		if err := batchElements(&b, text); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if got := batched(in); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 	var b strings.Builder
 	for i := range maxBatch + 5 {
 		fmt.Fprintf(&b, "add element ip skein m { %d : v }\n", i)
 	}
-	got := strings.Split(strings.TrimSuffix(batchElements(b.String()), "\n"), "\n")
+	got := strings.Split(strings.TrimSuffix(batched(b.String()), "\n"), "\n")
 	if len(got) != 2 || strings.Count(got[0], ":") != maxBatch || strings.Count(got[1], ":") != 5 || !strings.HasSuffix(got[1], "1004 : v }") {
 		t.Errorf("%d elements in batches: %d lines, %q ... %q", maxBatch+5, len(got), got[0][:40], got[len(got)-1])
 	}

@@ -155,11 +155,12 @@ var verdictMaps = []string{mapServiceIPs, mapNodePorts, mapNoEPServices, mapNoEP
 
 // desired renders the ports of this family that changed since the last
 // call, whose cache it takes over (the caller keeps only the returned
-// one), and returns what changed. A port rendered anew takes its keys in
+// one), and returns what changed; unless partial, only what went (the
+// caller writes the whole). A port rendered anew takes its keys in
 // its group's endpoints map from those the other ports leave free,
 // preferring the runs it had: an endpoint replaced by another then
 // changes map elements only, and the port's chain stays as it is.
-func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
+func (f nftFamily) desired(m *Model, cache *nftCache, partial bool) (nftChange, *nftCache) {
 	if cache == nil {
 		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{}, members: map[string]map[string]*nftChunk{},
 			claims: map[string][]string{}, hairpin: map[string]int{}}
@@ -243,66 +244,62 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 		changed = append(changed, pair{old, c})
 	}
 
+	// The endpoints maps touched, rebuilt whole.
 	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
-	// The endpoints maps touched, whole.
 	for g := range dirty {
 		if old := cache.groups[g]; old != nil {
 			ch.before.maps[g] = old
 		}
 		delete(cache.groups, g)
-	}
-	for g := range dirty {
 		for _, c := range cache.members[g] {
 			if cache.groups[g] == nil {
 				cache.groups[g] = map[string]string{}
 			}
 			maps.Copy(cache.groups[g], c.r.maps[g])
 		}
-	}
-	for g := range dirty {
-		if cur := cache.groups[g]; cur != nil {
+		if cur := cache.groups[g]; cur != nil && partial {
 			ch.after.maps[g] = cur
 		}
 	}
-	// Chains and sets, and the verdict-map keys the changed ports claim:
-	// before, the value of the key's first claim then, after, of its
-	// first claim now.
-	touched := map[string]bool{}
-	for _, p := range changed {
-		for _, c := range []*nftChunk{p.old, p.cur} {
-			if c == nil {
-				continue
-			}
-			for _, mp := range verdictMaps {
-				for k := range c.r.maps[mp] {
-					touched[mp+" "+k] = true
+	// The verdict-map keys the changed ports claim: before, the value of
+	// the key's first claim then, after, of its first claim now.
+	var touched []string
+	if partial {
+		olds := map[string]*nftChunk{} // no longer in cache.chunks
+		seen := map[string]bool{}
+		for _, p := range changed {
+			for _, c := range []*nftChunk{p.old, p.cur} {
+				if c == nil {
+					continue
+				}
+				for _, mp := range verdictMaps {
+					for k := range c.r.maps[mp] {
+						if mk := mp + " " + k; !seen[mk] {
+							seen[mk] = true
+							touched = append(touched, mk)
+						}
+					}
 				}
 			}
-		}
-	}
-	// The old chunks of changed ports are no longer in cache.chunks: the
-	// values before come from them.
-	for mk := range touched {
-		mp, k, _ := strings.Cut(mk, " ")
-		ids := cache.claims[mk]
-		if len(ids) == 0 {
-			continue
-		}
-		var owner *nftChunk
-		for _, p := range changed {
-			if p.old != nil && p.old.id == ids[0] {
-				owner = p.old
+			if p.old != nil {
+				olds[p.old.id] = p.old
 			}
 		}
-		if owner == nil {
-			owner = cache.chunks[ids[0]]
+		for _, mk := range touched {
+			if ids := cache.claims[mk]; len(ids) > 0 {
+				owner := olds[ids[0]]
+				if owner == nil {
+					owner = cache.chunks[ids[0]]
+				}
+				mp, k, _ := strings.Cut(mk, " ")
+				ch.before.maps[mp][k] = owner.r.maps[mp][k]
+			}
 		}
-		ch.before.maps[mp][k] = owner.r.maps[mp][k]
 	}
 	hairpinWas := map[string]bool{}
 	for _, p := range changed {
 		if p.old != nil {
-			mergeChunk(ch.before, p.old)
+			mergeChunk(ch.before, p.old) // a full sync too deletes what went
 			cache.claim(p.old, -1)
 			for _, h := range p.old.hairpin {
 				if _, ok := hairpinWas[h]; !ok {
@@ -314,7 +311,9 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 			}
 		}
 		if p.cur != nil {
-			mergeChunk(ch.after, p.cur)
+			if partial {
+				mergeChunk(ch.after, p.cur)
+			}
 			cache.claim(p.cur, 1)
 			for _, h := range p.cur.hairpin {
 				if _, ok := hairpinWas[h]; !ok {
@@ -324,7 +323,10 @@ func (f nftFamily) desired(m *Model, cache *nftCache) (nftChange, *nftCache) {
 			}
 		}
 	}
-	for mk := range touched {
+	if !partial {
+		return ch, cache // the caller writes the whole
+	}
+	for _, mk := range touched {
 		mp, k, _ := strings.Cut(mk, " ")
 		if ids := cache.claims[mk]; len(ids) > 0 {
 			ch.after.maps[mp][k] = cache.chunks[ids[0]].r.maps[mp][k]
@@ -792,9 +794,10 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 	for _, fam := range []int{4, 6} {
 		f := newNFTFamily(fam, b.opts)
 		var ch nftChange
-		ch, b.cache[fam] = f.desired(m, b.cache[fam])
+		partial := !full && b.synced[fam]
+		ch, b.cache[fam] = f.desired(m, b.cache[fam], partial)
 		tx := b.nft[fam].NewTransaction()
-		if full || !b.synced[fam] {
+		if !partial {
 			cur := f.whole(b.cache[fam])
 			// What to delete: what the kernel has. After a good sync that
 			// is what is wanted now and what just went; else, listed.

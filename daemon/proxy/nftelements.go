@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"maps"
 	"net/netip"
 	"os/exec"
@@ -170,25 +172,41 @@ func (f nftFamily) encode(e nftElement) (nftables.SetElement, error) {
 // thirds of the time).
 func runNFT(ctx context.Context, tx *knftables.Transaction) error {
 	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(batchElements(tx.String()))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("nft: %w", err)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("nft: %w", err)
+	}
+	// Streamed: the batched text is never held whole beside the
+	// transaction's.
+	w := bufio.NewWriterSize(in, 64<<10)
+	werr := batchElements(w, tx.String())
+	if werr == nil {
+		werr = w.Flush()
+	}
+	_ = in.Close()
+	if err := cmd.Wait(); err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return fmt.Errorf("nft: %w: %s", err, msg)
 		}
 		return fmt.Errorf("nft: %w", err)
+	}
+	if werr != nil {
+		return fmt.Errorf("nft: writing the transaction: %w", werr)
 	}
 	return nil
 }
 
 const maxBatch = 1000
 
-// batchElements joins consecutive "add element S { e }" (or delete)
-// lines on one set S into "add element S { e1, e2, … }".
-func batchElements(text string) string {
-	var b strings.Builder
-	b.Grow(len(text))
+// batchElements writes text to w with consecutive "add element S { e }"
+// (or delete) lines on one set S joined into "add element S { e1, e2, … }".
+func batchElements(w io.Writer, text string) error {
+	b := bufio.NewWriter(w)
 	prefix, n := "", 0
 	for line := range strings.Lines(text) {
 		line = strings.TrimSuffix(line, "\n")
@@ -217,5 +235,5 @@ func batchElements(text string) string {
 	if prefix != "" {
 		b.WriteString(" }\n")
 	}
-	return b.String()
+	return b.Flush()
 }

@@ -41,12 +41,12 @@ func nftText(fam int, prev, cur *Model) string {
 	f := newNFTFamily(fam, opts)
 	tx := newFakeTx(fam)
 	if prev == nil {
-		_, cache := f.desired(cur, nil)
+		_, cache := f.desired(cur, nil, false)
 		f.transaction(tx, nil, f.whole(cache), nil, nil)
 		return tx.String()
 	}
-	_, cache := f.desired(prev, nil)
-	ch, _ := f.desired(cur, cache)
+	_, cache := f.desired(prev, nil, false)
+	ch, _ := f.desired(cur, cache, true)
 	f.transaction(tx, ch.before, ch.after, nil, nil)
 	return tx.String()
 }
@@ -54,11 +54,11 @@ func nftText(fam int, prev, cur *Model) string {
 func iptText(fam int, prev, cur *Model) string {
 	f := newIPTFamily(fam, opts)
 	if prev == nil {
-		_, cache := f.desired(cur, nil)
+		_, cache := f.desired(cur, nil, false)
 		return string(restoreText(nil, f.whole(cache), nil))
 	}
-	_, cache := f.desired(prev, nil)
-	ch, _ := f.desired(cur, cache)
+	_, cache := f.desired(prev, nil, false)
+	ch, _ := f.desired(cur, cache, true)
 	return string(restoreText(ch.before, ch.after, nil))
 }
 

@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+	"sigs.k8s.io/knftables"
+)
+
+// TestRunNFT runs transactions through the real nft in a namespace of
+// its own: a good one lands with its elements batched, a bad one fails
+// with nft's own message and changes nothing.
+func TestRunNFT(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (network namespaces)")
+		}
+		t.Skip("needs root (network namespaces)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	name := "skt-runnft-" + strings.ReplaceAll(t.Name(), "/", "-")
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = netns.Set(orig)
+		_ = ns.Close()
+		_ = netns.DeleteNamed(name)
+	}()
+	ctx := context.Background()
+	tx := knftables.NewFake(knftables.IPv4Family, "skt").NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Add(&knftables.Map{Name: "m", Type: "ipv4_addr : ipv4_addr"})
+	for _, k := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"} {
+		tx.Add(&knftables.Element{Map: "m", Key: []string{k}, Value: []string{"192.0.2.1"}})
+	}
+	if err := runNFT(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	bad := knftables.NewFake(knftables.IPv4Family, "skt").NewTransaction()
+	bad.Add(&knftables.Element{Map: "m", Key: []string{"10.0.0.4"}, Value: []string{"192.0.2.1"}})
+	bad.Add(&knftables.Element{Map: "nosuchmap", Key: []string{"10.0.0.5"}, Value: []string{"192.0.2.1"}})
+	err = runNFT(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "nosuchmap") {
+		t.Errorf("a transaction naming a map that does not exist: %v", err)
+	}
+	nft, err := knftables.New(knftables.IPv4Family, "skt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := nft.ListElements(ctx, "map", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(elems) != 3 {
+		t.Errorf("the map holds %d elements, want the first transaction's 3", len(elems))
+	}
+}
