@@ -207,33 +207,39 @@ const maxBatch = 1000
 // (or delete) lines on one set S joined into "add element S { e1, e2, … }".
 func batchElements(w io.Writer, text string) error {
 	b := bufio.NewWriter(w)
+	// A bufio.Writer keeps its first error; Flush returns it.
+	put := func(parts ...string) {
+		for _, p := range parts {
+			_, _ = b.WriteString(p)
+		}
+	}
 	prefix, n := "", 0
 	for line := range strings.Lines(text) {
 		line = strings.TrimSuffix(line, "\n")
 		head, elem, ok := strings.Cut(line, " { ")
 		ok = ok && strings.HasSuffix(elem, " }") && (strings.HasPrefix(head, "add element ") || strings.HasPrefix(head, "delete element "))
 		if ok && head == prefix && n < maxBatch {
-			b.WriteString(", ")
-			b.WriteString(strings.TrimSuffix(elem, " }"))
+			put(", ")
+			put(strings.TrimSuffix(elem, " }"))
 			n++
 			continue
 		}
 		if prefix != "" {
-			b.WriteString(" }\n")
+			put(" }\n")
 			prefix = ""
 		}
 		if !ok {
-			b.WriteString(line)
-			b.WriteString("\n")
+			put(line)
+			put("\n")
 			continue
 		}
 		prefix, n = head, 1
-		b.WriteString(head)
-		b.WriteString(" { ")
-		b.WriteString(strings.TrimSuffix(elem, " }"))
+		put(head)
+		put(" { ")
+		put(strings.TrimSuffix(elem, " }"))
 	}
 	if prefix != "" {
-		b.WriteString(" }\n")
+		put(" }\n")
 	}
 	return b.Flush()
 }
