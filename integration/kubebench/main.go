@@ -46,6 +46,7 @@ var (
 	dials     = flag.Int("dials", 5000, "connects timed, to the Service and as many directly")
 	coldLimit = flag.Duration("cold-limit", 10*time.Minute, "give up waiting for a bulk step's or a cold start's rules after this long")
 	gap       = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
+	together  = flag.Bool("first-packet-together", false, "only the first packet: run the proxies side by side on one API server, each in a node of its own, load the last size once, and time their connects interleaved")
 )
 
 const (
@@ -94,6 +95,9 @@ func run() error {
 	// Interrupted, it still removes its namespaces and stops its proxy.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *together {
+		return firstPacketTogether(ctx, binDir)
+	}
 	var results []result
 	for _, p := range strings.Split(*proxies, ",") {
 		fmt.Fprintf(os.Stderr, "== %s: starting the API server afresh\n", p)
@@ -230,7 +234,7 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, proxy string) (*node, error) {
 	n := &node{name: prefix + "-" + proxy}
 	var err error
-	if n.BenchNode, err = harness.NewBenchNode(prefix); err != nil {
+	if n.BenchNode, err = harness.NewBenchNode(n.name); err != nil {
 		return n, err
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}, Spec: corev1.NodeSpec{PodCIDR: "10.64.1.0/24", PodCIDRs: []string{"10.64.1.0/24"}}}
@@ -595,4 +599,75 @@ func report(rs []result) {
 			float64(v.Nanoseconds())/1000, float64(harness.Percentile(r.via, 99).Nanoseconds())/1000,
 			float64(d.Nanoseconds())/1000, float64(harness.Percentile(r.direct, 99).Nanoseconds())/1000, float64(v)/float64(d))
 	}
+}
+
+// firstPacketTogether runs every proxy at once, each in its node, on one
+// API server loaded once to the last size, and times the connects through
+// each proxy's rules in rounds of 100 (and as many directly), the proxies
+// taking turns and the order of the turns rotating every round: the
+// machine's drift falls on all alike, which one proxy after the other
+// cannot promise.
+func firstPacketTogether(ctx context.Context, binDir string) error {
+	fmt.Fprintln(os.Stderr, "== starting the API server afresh")
+	kc, api, err := freshAPI(ctx)
+	if err != nil {
+		return err
+	}
+	names := strings.Split(*proxies, ",")
+	var nodes []*node
+	defer func() {
+		for _, n := range nodes {
+			n.close(api)
+		}
+	}()
+	for _, p := range names {
+		n, err := newNode(ctx, api, kc, binDir, p)
+		nodes = append(nodes, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	size := 0
+	for _, s := range strings.Split(*sizes, ",") {
+		fmt.Sscan(s, &size)
+	}
+	fmt.Fprintf(os.Stderr, "bulk to %d Services ...\n", size)
+	if b, err := bulkTo(ctx, api, nodes[0], 0, size); err != nil || !b.done {
+		return fmt.Errorf("bulk load through %s: done %v, %v", names[0], b.done, err)
+	}
+	vip, err := clusterIP(ctx, api, size-1)
+	if err != nil {
+		return err
+	}
+	for i, n := range nodes {
+		for start := time.Now(); !answers(ctx, n, vip+":80"); time.Sleep(10 * time.Millisecond) {
+			if time.Since(start) > *coldLimit {
+				return fmt.Errorf("%s: the last Service does not answer", names[i])
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "connects ...\n")
+	via, direct := make([][]time.Duration, len(nodes)), make([][]time.Duration, len(nodes))
+	const round = 100
+	for r := 0; r*round < *dials; r++ {
+		for k := range nodes {
+			i := (r + k) % len(nodes)
+			v, d, err := nodes[i].FirstPacket(vip+":80", round)
+			if err != nil {
+				return fmt.Errorf("%s: %w", names[i], err)
+			}
+			via[i], direct[i] = append(via[i], v...), append(direct[i], d...)
+		}
+	}
+	fmt.Printf("Machine: %d cores, %s; one API server, %d Services x 10 endpoints; the proxies running side by side, each in its node namespace\n\n", runtime.NumCPU(), runtime.Version(), size)
+	fmt.Printf("TCP connect from a pod to a ClusterIP, %d connects per proxy (median, p99) in rounds of %d taking turns, against the endpoint directly:\n\n", len(via[0]), round)
+	fmt.Println("| proxy | via ClusterIP | directly | ClusterIP / direct |")
+	fmt.Println("|---|---|---|---|")
+	for i, name := range names {
+		v, d := harness.Percentile(via[i], 50), harness.Percentile(direct[i], 50)
+		fmt.Printf("| %s | %.1f µs (p99 %.1f) | %.1f µs (p99 %.1f) | %.2f |\n", name,
+			float64(v.Nanoseconds())/1000, float64(harness.Percentile(via[i], 99).Nanoseconds())/1000,
+			float64(d.Nanoseconds())/1000, float64(harness.Percentile(direct[i], 99).Nanoseconds())/1000, float64(v)/float64(d))
+	}
+	return nil
 }

@@ -8,6 +8,10 @@
 # seconds. Needs root; takes about half an hour, most of it the API
 # server taking 20,000 objects three times. Prints Markdown.
 #   SIZES=1000,10000 CHANGES=100 DIALS=5000 PROXIES=skeind,kube-proxy-nftables,kube-proxy-iptables scripts/bench/kube.sh
+# TOGETHER=1 measures only the first packet, the proxies running side by
+# side on one API server loaded once to the last size, connects
+# interleaved:
+#   TOGETHER=1 PROXIES=skeind,kube-proxy-nftables SIZES=10000 DIALS=10000 scripts/bench/kube.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
@@ -19,4 +23,4 @@ go build -o "$bin/kubebench" ./integration/kubebench  # run directly: an interru
 "$bin/kubebench" -api-up "CONTROLLER_MANAGER=0 scripts/k8s.sh up" \
   -kube-proxy "${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}/bin/kube-proxy" \
   -sizes "${SIZES:-1000,10000}" -changes "${CHANGES:-100}" -dials "${DIALS:-5000}" \
-  -proxies "${PROXIES:-skeind,kube-proxy-nftables,kube-proxy-iptables}"
+  -proxies "${PROXIES:-skeind,kube-proxy-nftables,kube-proxy-iptables}" ${TOGETHER:+-first-packet-together}
