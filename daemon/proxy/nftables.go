@@ -627,11 +627,11 @@ func (f nftFamily) skeleton(tx *knftables.Transaction) {
 	rule(chainReject, "reject")
 }
 
-// nftTransaction writes cur into the table. Full: the skeleton, every
-// chain, map and set rewritten, and what the kernel has beyond them
-// (existing chains, dynamic sets and endpoints maps, listed) deleted.
-// Partial: only what differs from prev, which is what the last successful
-// sync wrote.
+// transaction writes cur into the table. Full (prev nil): the skeleton,
+// every chain, map and set rewritten, and what the kernel has beyond them
+// (existing chains, dynamic sets and endpoints maps) deleted. Partial:
+// what differs from prev, where prev and cur are the parts of the table a
+// change touches, as the kernel has them and as they are to be.
 func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, existingChains, existingSets []string) {
 	full := prev == nil
 	if full {
