@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/proxy"
 	"github.com/skein-net/skein/integration/harness"
@@ -55,6 +58,33 @@ func TestProxyRulesetsLoad(t *testing.T) {
 			}
 			if proxyRules(t, ns, backend) == "" {
 				t.Fatalf("the node namespace holds no %s rules after the syncs", backend)
+			}
+			// shop/web goes, and the next sync is a full one: its rules go,
+			// its chains (named by its ports' IDs) with them.
+			st, err := cluster.ParseFile([]byte(models[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gone := []string{"shop/web"}
+			before := memo.Build(st, proxy.Config{NodeName: "node1", Families: []int{4, 6}})
+			for _, sp := range before.Ports {
+				if sp.Namespace == "shop" && sp.Service == "web" {
+					gone = append(gone, sp.ID())
+				}
+			}
+			st.Services = slices.DeleteFunc(st.Services, func(s *corev1.Service) bool { return s.Namespace == "shop" && s.Name == "web" })
+			st.EndpointSlices = slices.DeleteFunc(st.EndpointSlices, func(es *discoveryv1.EndpointSlice) bool {
+				return es.Namespace == "shop" && es.Labels[discoveryv1.LabelServiceName] == "web"
+			})
+			m := memo.Build(st, proxy.Config{NodeName: "node1", Families: []int{4, 6}})
+			if err := ns.Do(func() error { _, err := b.Sync(ctx, &m, true); return err }); err != nil {
+				t.Fatalf("the full sync without shop/web: %v", err)
+			}
+			left := ruleset(t, ns, backend)
+			for _, g := range gone {
+				if strings.Contains(left, g) {
+					t.Errorf("shop/web is gone, %s still holds %s:\n%s", backend, g, left)
+				}
 			}
 			if err := ns.Do(func() error { return b.Cleanup(ctx) }); err != nil {
 				t.Fatalf("cleanup: %v", err)
@@ -137,8 +167,7 @@ func TestNFTablesEndpointSwaps(t *testing.T) {
 // per family, one of them local; every step replaces each endpoint by
 // another.
 func swapCluster(step int) string {
-	a := 10 + step
-	return fmt.Sprintf(`apiVersion: v1
+	text := `apiVersion: v1
 kind: Node
 metadata: {name: node1}
 spec: {podCIDRs: [10.64.1.0/24, "fd00:64:1::/64"]}
@@ -150,27 +179,21 @@ spec:
   clusterIPs: [10.96.0.10, "fd00:96::10"]
   ipFamilies: [IPv4, IPv6]
   ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
----
+`
+	for _, fam := range []struct{ n, addr string }{{"4", "10.64.%d.%d"}, {"6", `"fd00:64:%d::%d"`}} {
+		text += fmt.Sprintf(`---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: web-4, namespace: shop, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
+metadata: {name: web-%s, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv%s
 ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
-- {addresses: [10.64.1.%d], nodeName: node1}
-- {addresses: [10.64.2.%d], nodeName: node2}
-- {addresses: [10.64.3.%d], nodeName: node3}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-6, namespace: shop, labels: {kubernetes.io/service-name: web}}
-addressType: IPv6
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- {addresses: ["fd00:64:1::%d"], nodeName: node1}
-- {addresses: ["fd00:64:2::%d"], nodeName: node2}
-- {addresses: ["fd00:64:3::%d"], nodeName: node3}
-`, a, a, a, a, a, a)
+`, fam.n, fam.n)
+		for node := 1; node <= 3; node++ {
+			text += fmt.Sprintf("- {addresses: ["+fam.addr+"], nodeName: node%d}\n", node, 10+step, node)
+		}
+	}
+	return text
 }
 
 // elementTokens splits an nft listing into its lines and set elements,
@@ -186,4 +209,23 @@ func elementTokens(text string) []string {
 		}
 	}
 	return out
+}
+
+// ruleset is what the node namespace's kernel holds for backend: the
+// nftables ruleset, or both iptables families' rules.
+func ruleset(t *testing.T, ns *harness.NetNS, backend string) string {
+	t.Helper()
+	tools := []string{"iptables-save", "ip6tables-save"}
+	if backend == "nftables" {
+		tools = []string{"nft list ruleset"}
+	}
+	var out []string
+	for _, tool := range tools {
+		text, err := ns.Exec(ctx(t), "sh", "-c", tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, text)
+	}
+	return strings.Join(out, "\n")
 }

@@ -85,7 +85,7 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 		if ok || json.Unmarshal(trimmed, &head) == nil {
 			var err error
 			if isList(head.Kind) {
-				err = p.listRaw(st, head.Items, seen)
+				err = listRaw(st, head.Items, seen)
 			} else {
 				var o object
 				if err = json.Unmarshal(trimmed, &o); err == nil {
@@ -148,15 +148,8 @@ func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen m
 		hashes[i] = h
 		it, ok := p.items[h]
 		if !ok {
-			var o object
-			if err := json.Unmarshal(raw, &o); err != nil {
-				return fmt.Errorf("item %d: %w", i, err)
-			}
-			if isList(o.Kind) {
-				return fmt.Errorf("item %d: a %s inside a List", i, o.Kind)
-			}
 			var err error
-			if it, err = convert(&o); err != nil {
+			if it, err = decodeItem(raw); err != nil {
 				return fmt.Errorf("item %d: %w", i, err)
 			}
 		}
@@ -171,24 +164,29 @@ func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen m
 }
 
 // listRaw takes the items of a List decoded by encoding/json.
-func (p *Parser) listRaw(st *State, raws []json.RawMessage, seen map[string]bool) error {
+func listRaw(st *State, raws []json.RawMessage, seen map[string]bool) error {
 	for i, raw := range raws {
-		var o object
-		if err := json.Unmarshal(raw, &o); err != nil {
-			return fmt.Errorf("item %d: %w", i, err)
+		it, err := decodeItem(raw)
+		if err == nil {
+			err = st.take(it, seen)
 		}
-		if isList(o.Kind) {
-			return fmt.Errorf("item %d: a %s inside a List", i, o.Kind)
-		}
-		it, err := convert(&o)
 		if err != nil {
-			return fmt.Errorf("item %d: %w", i, err)
-		}
-		if err := st.take(it, seen); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// decodeItem decodes and converts one item of a List.
+func decodeItem(raw []byte) (*item, error) {
+	var o object
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return nil, err
+	}
+	if isList(o.Kind) {
+		return nil, fmt.Errorf("a %s inside a List", o.Kind)
+	}
+	return convert(&o)
 }
 
 func isList(kind string) bool {

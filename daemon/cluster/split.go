@@ -2,31 +2,20 @@ package cluster
 
 import (
 	"bytes"
-	"encoding/json"
 	"hash/maphash"
 )
-
-// splitItems finds the "items" array of a top-level JSON object without
-// decoding it: it returns each element's bytes and the object with the
-// array emptied (to decode for the rest). ok is false when data is not
-// such an object or is not well formed; the caller then decodes it the
-// slow way, which reports what is wrong. Elements are not validated here:
-// the caller decodes those it has not seen byte for byte before.
-func splitItems(data []byte) (rest []byte, items []json.RawMessage, ok bool) {
-	data = bytes.TrimSpace(data)
-	rest, spans, _, ok := splitSpans(data)
-	for _, sp := range spans {
-		items = append(items, data[sp.start:sp.end])
-	}
-	return rest, items, ok
-}
 
 // span is where one item lies in the file: data[start:end].
 type span struct{ start, end int }
 
-// splitSpans is splitItems on data with no space around it, giving each
-// item's place in data and the items array's brackets (arr.start, the
-// '[', and arr.end, the ']').
+// splitSpans finds the "items" array of a top-level JSON object (data,
+// with no space around it) without decoding it: it returns each
+// element's place in data, the items array's brackets (arr.start, the
+// '[', and arr.end, the ']'), and the object with the array emptied (to
+// decode for the rest). ok is false when data is not such an object or is
+// not well formed; the caller then decodes it the slow way, which reports
+// what is wrong. Elements are not validated here: the caller decodes
+// those it has not seen byte for byte before.
 func splitSpans(data []byte) (rest []byte, items []span, arr span, ok bool) {
 	if len(data) < 2 || data[0] != '{' {
 		return nil, nil, arr, false

@@ -92,3 +92,13 @@ func FuzzSplitItems(f *testing.F) {
 		}
 	})
 }
+
+// splitItems is splitSpans on a file as read, giving the items' bytes.
+func splitItems(data []byte) (rest []byte, items []json.RawMessage, ok bool) {
+	data = bytes.TrimSpace(data)
+	rest, spans, _, ok := splitSpans(data)
+	for _, sp := range spans {
+		items = append(items, data[sp.start:sp.end])
+	}
+	return rest, items, ok
+}

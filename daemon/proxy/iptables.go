@@ -94,11 +94,9 @@ type dstEntry struct {
 // iptChunk is what one service port renders to, kept while its
 // generation stays.
 type iptChunk struct {
-	id   string
-	gen  uint64
-	r    iptRules
-	dst  []dstEntry
-	seen uint64 // the last call of desired that found its port
+	portStamp
+	r   iptRules
+	dst []dstEntry
 }
 
 // isShared tells the chains every port adds rules to.
@@ -131,21 +129,7 @@ func (f iptFamily) desired(m *Model, cache *iptCache, partial bool) (iptChange, 
 		cache = &iptCache{chunks: map[string]*iptChunk{}}
 	}
 	cache.call++
-	var fresh []*ServicePort
-	for _, sp := range m.Ports {
-		if sp.Family != f.fam {
-			continue
-		}
-		if c := cache.chunks[sp.ID()]; c != nil && c.gen == sp.gen && sp.gen != 0 {
-			c.seen = cache.call
-		} else {
-			fresh = append(fresh, sp)
-		}
-	}
-	renewed := make(map[string]bool, len(fresh))
-	for _, sp := range fresh {
-		renewed[sp.ID()] = true
-	}
+	fresh, renewed := changedPorts(m, f.fam, cache.chunks, cache.call)
 	ch := iptChange{before: iptRules{}, after: iptRules{}}
 	reshare := cache.shared == nil
 	for id, c := range cache.chunks {
@@ -156,7 +140,7 @@ func (f iptFamily) desired(m *Model, cache *iptCache, partial bool) (iptChange, 
 		}
 	}
 	for _, sp := range fresh {
-		c := &iptChunk{id: sp.ID(), gen: sp.gen, r: iptRules{}, seen: cache.call}
+		c := &iptChunk{portStamp: portStamp{id: sp.ID(), gen: sp.gen, seen: cache.call}, r: iptRules{}}
 		c.dst = f.servicePort(c.r, sp, nil)
 		old := cache.chunks[sp.ID()]
 		if old != nil {

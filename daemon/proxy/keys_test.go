@@ -1,17 +1,21 @@
 package proxy
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +50,6 @@ func TestSlots(t *testing.T) {
 // not change kept their keys, and so did those whose endpoints changed
 // but not their number.
 func TestEndpointKeys(t *testing.T) {
-	ctx := context.Background()
 	st := bigState(40, 4)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
@@ -74,17 +77,7 @@ func TestEndpointKeys(t *testing.T) {
 			}
 		}
 		m := memo.Build(st, cfg)
-		var ch nftChange
-		ch, cache = f.desired(&m, cache, true)
-		tx := fake.NewTransaction()
-		if step == 0 {
-			f.transaction(tx, nil, f.whole(cache), nil, nil)
-		} else {
-			f.transaction(tx, ch.before, ch.after, nil, nil)
-		}
-		if err := fake.Run(ctx, tx); err != nil {
-			t.Fatalf("step %d: %v", step, err)
-		}
+		cache = syncFake(t, step, fake, f, &m, cache)
 
 		elements := map[string]string{} // "map key" -> value
 		for name, m := range fake.Table.Maps {
@@ -247,24 +240,14 @@ func TestPartialMatchesWhole(t *testing.T) {
 		if got, want := fi.whole(icache), fi.whole(ifresh); !reflect.DeepEqual(got, want) {
 			t.Fatalf("step %d: iptables rules from the cache\n%v\nfrom nothing\n%v", step, got, want)
 		}
-		var ch nftChange
-		ch, cache = f.desired(&m, cache, true)
-		tx := partial.NewTransaction()
-		if step == 0 {
-			f.transaction(tx, nil, f.whole(cache), nil, nil)
-		} else {
-			f.transaction(tx, ch.before, ch.after, nil, nil)
-		}
-		if err := partial.Run(ctx, tx); err != nil {
-			t.Fatalf("step %d: the partial sync fails: %v", step, err)
-		}
+		cache = syncFake(t, step, partial, f, &m, cache)
 		count := cache.count
 		whole := f.whole(cache)
 		if count != whole.count() {
 			t.Errorf("step %d: the partial syncs count %d rules, the table has %d", step, count, whole.count())
 		}
 		full := knftables.NewFake(knftables.IPv4Family, Table)
-		tx = full.NewTransaction()
+		tx := full.NewTransaction()
 		f.transaction(tx, nil, whole, nil, nil)
 		if err := full.Run(ctx, tx); err != nil {
 			t.Fatalf("step %d: the full sync fails: %v", step, err)
@@ -468,5 +451,63 @@ func TestBatchElements(t *testing.T) {
 	got := strings.Split(strings.TrimSuffix(batched(b.String()), "\n"), "\n")
 	if len(got) != 2 || strings.Count(got[0], ":") != maxBatch || strings.Count(got[1], ":") != 5 || !strings.HasSuffix(got[1], "1004 : v }") {
 		t.Errorf("%d elements in batches: %d lines, %q ... %q", maxBatch+5, len(got), got[0][:40], got[len(got)-1])
+	}
+}
+
+// syncFake writes m into fake as the backend would: whole the first time
+// (cache nil), then only what changed. It returns the cache to pass next.
+func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftFamily, m *Model, cache *nftCache) *nftCache {
+	t.Helper()
+	first := cache == nil
+	ch, cache := f.desired(m, cache, !first)
+	tx := fake.NewTransaction()
+	if first {
+		f.transaction(tx, nil, f.whole(cache), nil, nil)
+	} else {
+		f.transaction(tx, ch.before, ch.after, nil, nil)
+	}
+	if err := fake.Run(context.Background(), tx); err != nil {
+		t.Fatalf("step %d: the sync fails: %v", step, err)
+	}
+	return cache
+}
+
+// TestEncode: an element in the kernel's bytes; a bad one is refused by
+// name before anything is sent.
+func TestEncode(t *testing.T) {
+	key := binary.NativeEndian.AppendUint32(nil, 7)
+	for _, tc := range []struct {
+		fam      int
+		e        nftElement
+		key, val []byte
+	}{
+		{4, nftElement{set: "endpoints-0a", key: "7", value: "10.1.2.3 . 8080"}, key, []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}},
+		{4, nftElement{set: "endpoints-0a", key: "7"}, key, nil},
+		{6, nftElement{set: "endpoints-0a", key: "7", value: "fd00::1 . 53"}, key,
+			append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)},
+		{4, nftElement{set: setHairpin, key: "10.1.2.3 . 10.1.2.3"}, []byte{10, 1, 2, 3, 10, 1, 2, 3}, nil},
+	} {
+		got, err := newNFTFamily(tc.fam, opts).encode(tc.e)
+		if err != nil || !bytes.Equal(got.Key, tc.key) || !bytes.Equal(got.Val, tc.val) {
+			t.Errorf("%+v: key %v val %v (%v), want %v %v", tc.e, got.Key, got.Val, err, tc.key, tc.val)
+		}
+	}
+	for _, e := range []nftElement{
+		{set: "endpoints-0a", key: "x", value: "10.1.2.3 . 80"},
+		{set: "endpoints-0a", key: "1", value: "fd00::1 . 80"}, // IPv6 in an IPv4 table
+		{set: "endpoints-0a", key: "1", value: "10.1.2.3 . 70000"},
+		{set: setHairpin, key: "10.1.2.3 . garbage"},
+	} {
+		if _, err := newNFTFamily(4, opts).encode(e); err == nil {
+			t.Errorf("%+v encoded", e)
+		}
+	}
+	conn, err := nftables.New() // no socket until a flush
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = newNFTFamily(4, opts).writeElements(conn, nil, []nftElement{{set: "endpoints-0a", key: "1", value: "not-an-ip . 80"}})
+	if err == nil || !strings.Contains(err.Error(), "endpoints-0a") || !strings.Contains(err.Error(), "not-an-ip") {
+		t.Errorf("a bad element: %v", err)
 	}
 }

@@ -446,3 +446,35 @@ func ptrOr[T any](p *T, def T) T {
 	}
 	return *p
 }
+
+// portStamp is what each backend keeps of a port's rendering to tell
+// whether it is still the port's current one.
+type portStamp struct {
+	id   string
+	gen  uint64
+	seen uint64 // the last call of desired that found its port unchanged
+}
+
+func (p *portStamp) stamp() *portStamp { return p }
+
+// changedPorts returns the model's ports of family fam that need
+// rendering anew (no chunk, or one of another generation), and their IDs;
+// the chunks still current are stamped seen in call. After it, a chunk
+// neither seen in call nor renewed is one whose port went.
+func changedPorts[C interface{ stamp() *portStamp }](m *Model, fam int, chunks map[string]C, call uint64) (fresh []*ServicePort, renewed map[string]bool) {
+	for _, sp := range m.Ports {
+		if sp.Family != fam {
+			continue
+		}
+		if c, ok := chunks[sp.ID()]; ok && c.stamp().gen == sp.gen && sp.gen != 0 {
+			c.stamp().seen = call
+		} else {
+			fresh = append(fresh, sp)
+		}
+	}
+	renewed = make(map[string]bool, len(fresh))
+	for _, sp := range fresh {
+		renewed[sp.ID()] = true
+	}
+	return fresh, renewed
+}

@@ -107,13 +107,11 @@ func newNFTRules(n int) *nftRules {
 // nftChunk is what one service port renders to, kept while its
 // generation stays.
 type nftChunk struct {
-	id      string
-	gen     uint64
+	portStamp
 	r       *nftRules
 	hairpin []string
 	slots   []slotRange // its keys in its group's endpoints map
 	group   string      // that map; "" when it has no keys
-	seen    uint64      // the last call of desired that found its port
 }
 
 // endpointGroup is the endpoints map a port's picks read: one of 256,
@@ -168,26 +166,12 @@ func (f nftFamily) desired(m *Model, cache *nftCache, partial bool) (nftChange, 
 	cache.call++
 	type pair struct{ old, cur *nftChunk }
 	var changed []pair
-	var fresh []*ServicePort
-	for _, sp := range m.Ports {
-		if sp.Family != f.fam {
-			continue
-		}
-		if c := cache.chunks[sp.ID()]; c != nil && c.gen == sp.gen && sp.gen != 0 {
-			c.seen = cache.call
-		} else {
-			fresh = append(fresh, sp)
-		}
-	}
+	fresh, renewed := changedPorts(m, f.fam, cache.chunks, cache.call)
 	// The groups that change: those of ports rendered anew, and of ports
 	// whose chunk goes.
 	dirty := map[string]bool{}
 	for _, sp := range fresh {
 		dirty[endpointGroup(sp)] = true
-	}
-	renewed := make(map[string]bool, len(fresh))
-	for _, sp := range fresh {
-		renewed[sp.ID()] = true
 	}
 	for id, c := range cache.chunks {
 		if c.seen == cache.call {
@@ -216,7 +200,7 @@ func (f nftFamily) desired(m *Model, cache *nftCache, partial bool) (nftChange, 
 		if free[g] == nil {
 			free[g] = newSlots(taken[g])
 		}
-		c := &nftChunk{id: sp.ID(), gen: sp.gen, r: newNFTRules(0), seen: cache.call}
+		c := &nftChunk{portStamp: portStamp{id: sp.ID(), gen: sp.gen, seen: cache.call}, r: newNFTRules(0)}
 		old := cache.chunks[sp.ID()]
 		var had []slotRange
 		if old != nil {

@@ -98,6 +98,14 @@ func (f nftFamily) writeElements(conn *nftables.Conn, del, add []nftElement) err
 	if f.fam == 6 {
 		table.Family = nftables.TableFamilyIPv6
 	}
+	// Every element is encoded before any is queued on conn: an element
+	// that cannot be leaves nothing behind for the next write to send.
+	type batch struct {
+		set   string
+		elems []nftables.SetElement
+		write func(*nftables.Set, []nftables.SetElement) error
+	}
+	var batches []batch
 	for _, op := range []struct {
 		elems []nftElement
 		write func(*nftables.Set, []nftables.SetElement) error
@@ -111,10 +119,13 @@ func (f nftFamily) writeElements(conn *nftables.Conn, del, add []nftElement) err
 			bySet[e.set] = append(bySet[e.set], el)
 		}
 		for _, name := range sortedKeys(bySet) {
-			s := &nftables.Set{Table: table, Name: name, IsMap: strings.HasPrefix(name, mapEndpoints)}
-			if err := op.write(s, bySet[name]); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
+			batches = append(batches, batch{name, bySet[name], op.write})
+		}
+	}
+	for _, b := range batches {
+		s := &nftables.Set{Table: table, Name: b.set, IsMap: strings.HasPrefix(b.set, mapEndpoints)}
+		if err := b.write(s, b.elems); err != nil {
+			return fmt.Errorf("%s: %w", b.set, err)
 		}
 	}
 	return conn.Flush()
@@ -182,11 +193,11 @@ func runNFT(ctx context.Context, tx *knftables.Transaction) error {
 		return fmt.Errorf("nft: %w", err)
 	}
 	// Streamed: the batched text is never held whole beside the
-	// transaction's.
-	w := bufio.NewWriterSize(in, 64<<10)
-	werr := batchElements(w, tx.String())
-	if werr == nil {
-		werr = w.Flush()
+	// transaction's. Text that could not be written whole must not reach
+	// nft as a shorter transaction: nft is stopped before it sees the end.
+	werr := batchElements(in, tx.String())
+	if werr != nil {
+		_ = cmd.Process.Kill()
 	}
 	_ = in.Close()
 	if err := cmd.Wait(); err != nil {
