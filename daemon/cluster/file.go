@@ -11,6 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -137,23 +140,26 @@ func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen m
 	}
 	next := make(map[uint64]*item, len(spans))
 	hashes := make([]uint64, len(spans))
+	items := make([]*item, len(spans))
+	var fresh []int // the items to decode
 	for i, sp := range spans {
-		raw := data[sp.start:sp.end]
-		var h uint64
 		if reused != nil && reused[i] >= 0 {
-			h = p.last.hashes[reused[i]]
+			hashes[i] = p.last.hashes[reused[i]]
 		} else {
-			h = maphash.Bytes(p.seed, raw)
+			hashes[i] = maphash.Bytes(p.seed, data[sp.start:sp.end])
 		}
-		hashes[i] = h
-		it, ok := p.items[h]
-		if !ok {
-			var err error
-			if it, err = decodeItem(raw); err != nil {
-				return fmt.Errorf("item %d: %w", i, err)
-			}
+		if it, ok := p.items[hashes[i]]; ok {
+			items[i] = it
+		} else {
+			fresh = append(fresh, i)
 		}
-		next[h] = it
+	}
+	errs := decodeItems(data, spans, fresh, items)
+	for i, it := range items {
+		if errs[i] != nil {
+			return fmt.Errorf("item %d: %w", i, errs[i])
+		}
+		next[hashes[i]] = it
 		if err := st.take(it, seen); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
@@ -162,6 +168,37 @@ func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen m
 	p.last.spans, p.last.hashes = spans, hashes
 	return nil
 }
+
+// decodeItems decodes the items of data at spans[fresh[…]] into items,
+// on every CPU when there are many (a cold start with thousands of
+// Services); errs holds each item's error.
+func decodeItems(data []byte, spans []span, fresh []int, items []*item) (errs []error) {
+	errs = make([]error, len(items))
+	decode := func(part []int) {
+		for _, i := range part {
+			items[i], errs[i] = decodeItem(data[spans[i].start:spans[i].end])
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(fresh)/parallelDecodeMin)
+	if workers < 2 {
+		decode(fresh)
+		return errs
+	}
+	var wg sync.WaitGroup
+	per := (len(fresh) + workers - 1) / workers
+	for part := range slices.Chunk(fresh, per) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			decode(part)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// parallelDecodeMin is the fewest items worth a goroutine of their own.
+const parallelDecodeMin = 512
 
 // listRaw takes the items of a List decoded by encoding/json.
 func listRaw(st *State, raws []json.RawMessage, seen map[string]bool) error {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -244,4 +245,35 @@ func FuzzReparse(f *testing.F) {
 			t.Fatalf("reparsed\n%+v\nfrom nothing\n%+v", got, want)
 		}
 	})
+}
+
+// TestParseLargeList: a List large enough to be decoded on several CPUs
+// gives what the one-by-one decoder of encoding/json gives, in the file's
+// order, and a bad item far into it is reported by its index.
+func TestParseLargeList(t *testing.T) {
+	var items []string
+	for i := 0; i < 3000; i++ {
+		items = append(items, fmt.Sprintf(`{"kind":"Service","metadata":{"name":"s%d","namespace":"n"},"spec":{"clusterIP":"10.96.%d.%d"}}`, i, i/256, i%256))
+	}
+	file := `{"kind":"List","items":[` + strings.Join(items, ",") + `]}`
+	got, err := (&Parser{}).Parse([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &State{}
+	var raws struct{ Items []json.RawMessage }
+	if err := json.Unmarshal([]byte(file), &raws); err != nil {
+		t.Fatal(err)
+	}
+	if err := listRaw(want, raws.Items, map[string]bool{}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Error("the List decoded differs from encoding/json's decoding")
+	}
+	items[2400] = `{"kind":"Service","metadata":{"namespace":"n"}}`
+	_, err = (&Parser{}).Parse([]byte(`{"kind":"List","items":[` + strings.Join(items, ",") + `]}`))
+	if err == nil || !strings.Contains(err.Error(), "item 2400:") {
+		t.Errorf("a Service without a name at item 2400: %v", err)
+	}
 }

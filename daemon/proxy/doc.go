@@ -11,7 +11,9 @@
 // transaction per family per sync, a prefix tree for dispatch). Between
 // full syncs a backend rewrites only the chains and map elements that
 // changed, worked out from the Service ports that changed, not from the
-// whole table; nftables writes a change of endpoints-map elements alone
-// over netlink. The controller also clears the UDP conntrack entries that
+// whole table. The nftables backend renders nft's text (what the golden
+// files hold) and writes the same operations to the kernel over netlink
+// (nftwire.go, nftrule.go), one kernel transaction per sync; a change of
+// endpoints-map elements alone skips the text. The controller also clears the UDP conntrack entries that
 // would keep clients sending into a black hole.
 package proxy

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/nftables"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -460,14 +459,21 @@ func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftFamily, m *Mode
 	t.Helper()
 	first := cache == nil
 	ch, cache := f.desired(m, cache, !first)
-	tx := fake.NewTransaction()
+	render := func(tx nftWriter) { f.transaction(tx, ch.before, ch.after, nil, nil) }
 	if first {
-		f.transaction(tx, nil, f.whole(cache), nil, nil)
-	} else {
-		f.transaction(tx, ch.before, ch.after, nil, nil)
+		whole := f.whole(cache)
+		render = func(tx nftWriter) { f.transaction(tx, nil, whole, nil, nil) }
 	}
+	tx := fake.NewTransaction()
+	render(tx)
 	if err := fake.Run(context.Background(), tx); err != nil {
 		t.Fatalf("step %d: the sync fails: %v", step, err)
+	}
+	// What goes to the kernel goes over netlink: every operation encodes.
+	w := newWireBatch(f)
+	render(w)
+	if err := w.finish(); err != nil {
+		t.Fatalf("step %d: the transaction does not encode: %v", step, err)
 	}
 	return cache
 }
@@ -482,14 +488,24 @@ func TestEncode(t *testing.T) {
 		key, val []byte
 	}{
 		{4, nftElement{set: "endpoints-0a", key: "7", value: "10.1.2.3 . 8080"}, key, []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}},
-		{4, nftElement{set: "endpoints-0a", key: "7"}, key, nil},
 		{6, nftElement{set: "endpoints-0a", key: "7", value: "fd00::1 . 53"}, key,
 			append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)},
 		{4, nftElement{set: setHairpin, key: "10.1.2.3 . 10.1.2.3"}, []byte{10, 1, 2, 3, 10, 1, 2, 3}, nil},
+		{4, nftElement{set: mapServiceIPs, key: "10.1.2.3 . udp . 53"}, []byte{10, 1, 2, 3, 17, 0, 0, 0, 0, 53, 0, 0}, nil},
+		{6, nftElement{set: mapNodePorts, key: "sctp . 30000"}, []byte{132, 0, 0, 0, 0x75, 0x30, 0, 0}, nil},
 	} {
-		got, err := newNFTFamily(tc.fam, opts).encode(tc.e)
-		if err != nil || !bytes.Equal(got.Key, tc.key) || !bytes.Equal(got.Val, tc.val) {
-			t.Errorf("%+v: key %v val %v (%v), want %v %v", tc.e, got.Key, got.Val, err, tc.key, tc.val)
+		w := newWireBatch(newNFTFamily(tc.fam, opts))
+		spec, err := w.spec(tc.e.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotKey, err := spec.key(tc.e.key)
+		var gotVal []byte
+		if err == nil && tc.e.value != "" {
+			gotVal, err = spec.data(tc.e.value)
+		}
+		if err != nil || !bytes.Equal(gotKey, tc.key) || !bytes.Equal(gotVal, tc.val) {
+			t.Errorf("%+v: key %v val %v (%v), want %v %v", tc.e, gotKey, gotVal, err, tc.key, tc.val)
 		}
 	}
 	for _, e := range []nftElement{
@@ -497,17 +513,13 @@ func TestEncode(t *testing.T) {
 		{set: "endpoints-0a", key: "1", value: "fd00::1 . 80"}, // IPv6 in an IPv4 table
 		{set: "endpoints-0a", key: "1", value: "10.1.2.3 . 70000"},
 		{set: setHairpin, key: "10.1.2.3 . garbage"},
+		{set: "no-such-set", key: "10.1.2.3"},
+		{set: mapServiceIPs, key: "10.1.2.3 . tcp . 80", value: "goto"},
 	} {
-		if _, err := newNFTFamily(4, opts).encode(e); err == nil {
-			t.Errorf("%+v encoded", e)
+		w := newWireBatch(newNFTFamily(4, opts))
+		err := w.element("add", e.set, e.key, e.value)
+		if err == nil || !strings.Contains(err.Error(), e.set) {
+			t.Errorf("%+v: %v", e, err)
 		}
-	}
-	conn, err := nftables.New() // no socket until a flush
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = newNFTFamily(4, opts).writeElements(conn, nil, []nftElement{{set: "endpoints-0a", key: "1", value: "not-an-ip . 80"}})
-	if err == nil || !strings.Contains(err.Error(), "endpoints-0a") || !strings.Contains(err.Error(), "not-an-ip") {
-		t.Errorf("a bad element: %v", err)
 	}
 }

@@ -555,7 +555,7 @@ func portLabel(sp *ServicePort) string {
 
 // skeleton adds the table's fixed objects: base chains, maps and sets
 // declared, the fixed chains written whole.
-func (f nftFamily) skeleton(tx *knftables.Transaction) {
+func (f nftFamily) skeleton(tx nftWriter) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: service proxy")})
 	for _, c := range []struct {
 		name string
@@ -611,12 +611,21 @@ func (f nftFamily) skeleton(tx *knftables.Transaction) {
 	rule(chainReject, "reject")
 }
 
+// nftWriter takes a transaction's operations: a knftables transaction
+// (the text nft reads, and the golden files hold) or a wireBatch (the
+// same operations encoded for the kernel).
+type nftWriter interface {
+	Add(knftables.Object)
+	Flush(knftables.Object)
+	Delete(knftables.Object)
+}
+
 // transaction writes cur into the table. Full (prev nil): the skeleton,
 // every chain, map and set rewritten, and what the kernel has beyond them
 // (existing chains, dynamic sets and endpoints maps) deleted. Partial:
 // what differs from prev, where prev and cur are the parts of the table a
 // change touches, as the kernel has them and as they are to be.
-func (f nftFamily) transaction(tx *knftables.Transaction, prev, cur *nftRules, existingChains, existingSets []string) {
+func (f nftFamily) transaction(tx nftWriter, prev, cur *nftRules, existingChains, existingSets []string) {
 	full := prev == nil
 	if full {
 		f.skeleton(tx)
@@ -745,15 +754,85 @@ type NFTables struct {
 	// synced tells, per family, that the kernel holds what the cache
 	// does: the last sync landed.
 	synced map[int]bool
-	conn   *nftables.Conn // for element writes; nil until the first
+	sock   *nlSocket // the writes' netlink socket; nil until the first
 }
 
-// closeConn drops the netlink connection (the next write opens another).
-func (b *NFTables) closeConn() {
-	if b.conn != nil {
-		_ = b.conn.CloseLasting()
-		b.conn = nil
+// transact writes the batch over the lasting socket; after a failure the
+// socket is dropped (the next write opens another).
+func (b *NFTables) transact(w *wireBatch) error {
+	if b.sock == nil {
+		sock, err := openNL()
+		if err != nil {
+			return err
+		}
+		b.sock = sock
 	}
+	if err := b.sock.transact(w); err != nil {
+		b.sock.close()
+		b.sock = nil
+		return err
+	}
+	return nil
+}
+
+// apply sends the batch, which render filled; when it holds what the
+// encoder does not know, render writes the same operations as text for
+// nft instead.
+func (b *NFTables) apply(ctx context.Context, f nftFamily, w *wireBatch, render func(nftWriter)) error {
+	err := w.finish()
+	if errors.Is(err, errNotEncodable) {
+		tx := b.nft[f.fam].NewTransaction()
+		render(tx)
+		return runNFT(ctx, tx)
+	}
+	if err != nil {
+		return err
+	}
+	return b.transact(w)
+}
+
+// tableFamily is the family's netlink name.
+func (f nftFamily) tableFamily() nftables.TableFamily {
+	if f.fam == 6 {
+		return nftables.TableFamilyIPv6
+	}
+	return nftables.TableFamilyIPv4
+}
+
+// existing lists the chains and the sets (maps among them) of the
+// family's table, none when it does not exist. Over netlink: nft would
+// read every element of every set of the family first (half a second
+// at ten thousand Services).
+func existing(f nftFamily) (chains, sets []string, err error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	family := f.tableFamily()
+	tables, err := conn.ListTablesOfFamily(family)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == Table }) {
+		return nil, nil, nil
+	}
+	all, err := conn.ListChainsOfTableFamily(family)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range all {
+		if c.Table != nil && c.Table.Name == Table {
+			chains = append(chains, c.Name)
+		}
+	}
+	ss, err := conn.GetSets(&nftables.Table{Name: Table, Family: family})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range ss {
+		sets = append(sets, s.Name)
+	}
+	return chains, sets, nil
 }
 
 // NewNFTables returns the backend; it fails when nftables cannot be used.
@@ -780,7 +859,8 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 		var ch nftChange
 		partial := !full && b.synced[fam]
 		ch, b.cache[fam] = f.desired(m, b.cache[fam], partial)
-		tx := b.nft[fam].NewTransaction()
+		w := newWireBatch(f)
+		var render func(nftWriter)
 		if !partial {
 			cur := f.whole(b.cache[fam])
 			// What to delete: what the kernel has. After a good sync that
@@ -794,42 +874,28 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 				}
 			} else {
 				var err error
-				if chains, err = b.nft[fam].List(ctx, "chains"); err != nil && !knftables.IsNotFound(err) {
-					return rules, fmt.Errorf("list the chains of %s: %w", f.ip+" "+Table, err)
+				if chains, sets, err = existing(f); err != nil {
+					return rules, fmt.Errorf("list the table %s %s: %w", f.ip, Table, err)
 				}
-				if sets, err = b.nft[fam].List(ctx, "sets"); err != nil && !knftables.IsNotFound(err) {
-					return rules, fmt.Errorf("list the sets of %s: %w", f.ip+" "+Table, err)
-				}
-				maps, err := b.nft[fam].List(ctx, "maps")
-				if err != nil && !knftables.IsNotFound(err) {
-					return rules, fmt.Errorf("list the maps of %s: %w", f.ip+" "+Table, err)
-				}
-				sets = append(sets, maps...)
 			}
-			f.transaction(tx, nil, cur, chains, sets)
+			render = func(tx nftWriter) { f.transaction(tx, nil, cur, chains, sets) }
+			w.reserve(b.cache[fam].count + len(chains) + len(sets))
 		} else if del, add, ok := elementsOnly(ch.before, ch.after); ok {
-			b.synced[fam] = false
-			if len(del)+len(add) > 0 {
-				if b.conn == nil {
-					var err error
-					if b.conn, err = nftables.New(nftables.AsLasting()); err != nil {
-						return rules, fmt.Errorf("nftables netlink: %w", err)
-					}
+			render = func(tx nftWriter) {
+				for _, e := range del {
+					tx.Delete(e.object())
 				}
-				if err := f.writeElements(b.conn, del, add); err != nil {
-					b.closeConn()
-					return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
+				for _, e := range add {
+					tx.Add(e.object())
 				}
 			}
-			b.synced[fam] = true
-			rules += b.cache[fam].count
-			continue
 		} else {
-			f.transaction(tx, ch.before, ch.after, nil, nil)
+			render = func(tx nftWriter) { f.transaction(tx, ch.before, ch.after, nil, nil) }
 		}
-		b.synced[fam] = false // unknown until the transaction is known to have landed
-		if tx.NumOperations() > 0 {
-			if err := runNFT(ctx, tx); err != nil {
+		render(w)
+		if w.ops() > 0 || w.err != nil {
+			b.synced[fam] = false // unknown until the transaction is known to have landed
+			if err := b.apply(ctx, f, w, render); err != nil {
 				return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
 			}
 		}
@@ -850,6 +916,7 @@ func (b *NFTables) Cleanup(ctx context.Context) error {
 		}
 		b.synced[fam] = false
 	}
-	b.closeConn()
+	b.sock.close()
+	b.sock = nil
 	return errors.Join(errs...)
 }

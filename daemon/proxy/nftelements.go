@@ -4,31 +4,32 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"maps"
-	"net/netip"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 
-	"github.com/google/nftables"
 	"sigs.k8s.io/knftables"
 )
 
 // A partial sync that only swaps endpoints (a pod replaced by another,
 // the most common change there is) changes elements of the endpoints maps
-// and of the hairpin set, nothing else. The nft command would first read
-// every chain of the table to resolve names (tens of milliseconds at ten
-// thousand Services); written over netlink, the same change is one small
-// kernel transaction. Anything else goes through nft.
+// and of the hairpin set, nothing else: those are written as elements,
+// without rendering the transaction's text.
 
 // nftElement is one element to add or delete, as nft writes it.
 type nftElement struct {
 	set        string
 	key, value string // value "" for a set's element
+}
+
+func (e nftElement) object() *knftables.Element {
+	if e.value == "" {
+		return &knftables.Element{Set: e.set, Key: []string{e.key}}
+	}
+	return &knftables.Element{Map: e.set, Key: []string{e.key}, Value: []string{e.value}}
 }
 
 // elementsOnly returns the changes from before to after when they are
@@ -88,92 +89,6 @@ func elementsOnly(before, after *nftRules) (del, add []nftElement, ok bool) {
 		}
 	}
 	return del, add, true
-}
-
-// writeElements deletes del and adds add in the family's table, in one
-// kernel transaction, over conn: a lasting one, as closing a netlink
-// socket waits for the kernel's RCU grace period (milliseconds).
-func (f nftFamily) writeElements(conn *nftables.Conn, del, add []nftElement) error {
-	table := &nftables.Table{Name: Table, Family: nftables.TableFamilyIPv4}
-	if f.fam == 6 {
-		table.Family = nftables.TableFamilyIPv6
-	}
-	// Every element is encoded before any is queued on conn: an element
-	// that cannot be leaves nothing behind for the next write to send.
-	type batch struct {
-		set   string
-		elems []nftables.SetElement
-		write func(*nftables.Set, []nftables.SetElement) error
-	}
-	var batches []batch
-	for _, op := range []struct {
-		elems []nftElement
-		write func(*nftables.Set, []nftables.SetElement) error
-	}{{del, conn.SetDeleteElements}, {add, conn.SetAddElements}} {
-		bySet := map[string][]nftables.SetElement{}
-		for _, e := range op.elems {
-			el, err := f.encode(e)
-			if err != nil {
-				return fmt.Errorf("%s element %q: %w", e.set, e.key, err)
-			}
-			bySet[e.set] = append(bySet[e.set], el)
-		}
-		for _, name := range sortedKeys(bySet) {
-			batches = append(batches, batch{name, bySet[name], op.write})
-		}
-	}
-	for _, b := range batches {
-		s := &nftables.Set{Table: table, Name: b.set, IsMap: strings.HasPrefix(b.set, mapEndpoints)}
-		if err := b.write(s, b.elems); err != nil {
-			return fmt.Errorf("%s: %w", b.set, err)
-		}
-	}
-	return conn.Flush()
-}
-
-// encode puts an element in the kernel's bytes: an endpoints map's key is
-// the random number (a 32-bit integer in host order), its value the
-// address and the port (in network order, padded to 4 bytes); a hairpin
-// element is two addresses.
-func (f nftFamily) encode(e nftElement) (nftables.SetElement, error) {
-	addr := func(s string) ([]byte, error) {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil || (a.Is4() != (f.fam == 4)) {
-			return nil, fmt.Errorf("not an IPv%d address: %q", f.fam, s)
-		}
-		return a.AsSlice(), nil
-	}
-	if e.set == setHairpin {
-		a, b, _ := strings.Cut(e.key, " . ")
-		x, err := addr(a)
-		if err != nil {
-			return nftables.SetElement{}, err
-		}
-		y, err := addr(b)
-		if err != nil {
-			return nftables.SetElement{}, err
-		}
-		return nftables.SetElement{Key: append(x, y...)}, nil
-	}
-	n, err := strconv.ParseUint(e.key, 10, 32)
-	if err != nil {
-		return nftables.SetElement{}, err
-	}
-	el := nftables.SetElement{Key: binary.NativeEndian.AppendUint32(nil, uint32(n))}
-	if e.value == "" {
-		return el, nil
-	}
-	a, p, _ := strings.Cut(e.value, " . ")
-	ip, err := addr(a)
-	if err != nil {
-		return el, err
-	}
-	port, err := strconv.ParseUint(strings.TrimSpace(p), 10, 16)
-	if err != nil {
-		return el, fmt.Errorf("port %q: %w", p, err)
-	}
-	el.Val = append(binary.BigEndian.AppendUint16(ip, uint16(port)), 0, 0)
-	return el, nil
 }
 
 // runNFT runs the transaction through nft, with each run of element

@@ -353,6 +353,9 @@ func report(rs []result) {
 	fmt.Println("| backend | changes | p50 | p99 | max | skeind's mean partial sync (from its metrics) |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, r := range rs {
+		if len(r.change) == 0 {
+			continue // -changes 0
+		}
 		fmt.Printf("| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", r.backend, len(r.change), ms(harness.Percentile(r.change, 50)),
 			ms(harness.Percentile(r.change, 99)), ms(harness.Percentile(r.change, 100)), ms(partialMean[r.backend]))
 	}

@@ -1,0 +1,798 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
+)
+
+// The nftables backend plans in nft's text (what the golden files hold)
+// and writes the same operations to the kernel itself, over netlink, as
+// one kernel transaction. The nft command spends most of a large sync
+// parsing and re-evaluating the text and reading the table back for its
+// cache (about 12 µs per map element); skein's transactions use a small,
+// fixed part of nft's language, which is encoded here operation by
+// operation, in the attributes and registers nft itself would send.
+// Anything outside that part (errNotEncodable) makes the sync go through
+// nft. TestWireMatchesNFT loads the same transactions both ways and
+// compares what the kernels hold.
+
+// wireBatch is one kernel transaction being built: netlink messages in
+// one buffer, between a batch begin and end.
+type wireBatch struct {
+	f     nftFamily
+	buf   []byte
+	msgs  []int    // each message's offset in buf
+	lines []string // what each message carries, for errors
+	sets  map[string]setSpec
+	setID uint32
+	// The element message being filled, if any.
+	elemOp, elemSet string
+	elemList        int // offset of its element list
+	intervals       []netip.Prefix
+	err             error // the first operation that could not be encoded
+	done            bool  // finished
+	// rules holds each rule text's expressions as encoded: most rules
+	// recur (every Service's masquerade test is the same).
+	rules map[string][][]byte
+}
+
+// Kernel numbers x/sys/unix does not name.
+const (
+	nftaTableUserdata = 6 // NFTA_TABLE_USERDATA
+	nfDrop, nfAccept  = 0, 1
+	ipsDstNAT         = 0x20 // IPS_DST_NAT, conntrack status
+	icmpPortUnreach   = 3
+	icmp6PortUnreach  = 4
+)
+
+const (
+	nfnlSubsysNFTables = unix.NFNL_SUBSYS_NFTABLES << 8
+	// maxElemList keeps an element list under the 64 KiB a netlink
+	// attribute can hold.
+	maxElemList = 32 << 10
+)
+
+func newWireBatch(f nftFamily) *wireBatch {
+	w := &wireBatch{f: f, sets: map[string]setSpec{}, rules: map[string][][]byte{}}
+	w.begin(unix.NFNL_MSG_BATCH_BEGIN, 0, "batch")
+	binary.BigEndian.PutUint16(w.buf[len(w.buf)-2:], unix.NFNL_SUBSYS_NFTABLES)
+	w.end()
+	return w
+}
+
+func (w *wireBatch) family() byte {
+	if w.f.fam == 6 {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+// reserve makes room for about n operations, so that a full sync's
+// buffer is not grown, and copied, a doubling at a time.
+func (w *wireBatch) reserve(n int) {
+	w.buf = slices.Grow(w.buf, n*bytesPerOp)
+}
+
+// bytesPerOp is about what an operation of a large table takes: a map
+// element 40 to 80 bytes, a rule 150 to 350.
+const bytesPerOp = 96
+
+// begin opens a message: the netlink header (length and sequence number
+// filled in later) and nftables' own.
+func (w *wireBatch) begin(typ uint16, flags uint16, what string) {
+	w.msgs = append(w.msgs, len(w.buf))
+	w.lines = append(w.lines, what)
+	var h [unix.NLMSG_HDRLEN + 4]byte
+	binary.NativeEndian.PutUint16(h[4:], typ)
+	binary.NativeEndian.PutUint16(h[6:], unix.NLM_F_REQUEST|flags)
+	h[16] = w.family()
+	if typ == unix.NFNL_MSG_BATCH_BEGIN || typ == unix.NFNL_MSG_BATCH_END {
+		h[16] = unix.AF_UNSPEC
+	}
+	w.buf = append(w.buf, h[:]...)
+}
+
+func (w *wireBatch) end() {
+	start := w.msgs[len(w.msgs)-1]
+	binary.NativeEndian.PutUint32(w.buf[start:], uint32(len(w.buf)-start))
+}
+
+func (w *wireBatch) msg(typ uint16, flags uint16, what string) {
+	w.closeElements()
+	w.begin(nfnlSubsysNFTables|typ, flags, what)
+}
+
+// attr appends one attribute, padded to 4 bytes.
+func (w *wireBatch) attr(typ uint16, data []byte) {
+	var h [4]byte
+	binary.NativeEndian.PutUint16(h[0:], uint16(4+len(data)))
+	binary.NativeEndian.PutUint16(h[2:], typ)
+	w.buf = append(w.buf, h[:]...)
+	w.buf = append(w.buf, data...)
+	w.pad()
+}
+
+func (w *wireBatch) pad() {
+	for len(w.buf)%4 != 0 {
+		w.buf = append(w.buf, 0)
+	}
+}
+
+func (w *wireBatch) str(typ uint16, s string) { w.attr(typ, append([]byte(s), 0)) }
+
+func (w *wireBatch) u32(typ uint16, v uint32) { w.attr(typ, binary.BigEndian.AppendUint32(nil, v)) }
+
+// nest opens a nested attribute; close finishes it.
+func (w *wireBatch) nest(typ uint16) int {
+	at := len(w.buf)
+	w.buf = binary.NativeEndian.AppendUint16(w.buf, 0)
+	w.buf = binary.NativeEndian.AppendUint16(w.buf, typ|unix.NLA_F_NESTED)
+	return at
+}
+
+func (w *wireBatch) close(at int) {
+	binary.NativeEndian.PutUint16(w.buf[at:], uint16(len(w.buf)-at))
+}
+
+func (w *wireBatch) table() { w.str(1, Table) } // NFTA_*_TABLE is 1 in every message here
+
+// finish closes the batch; the buffer is then ready to send, unless an
+// operation could not be encoded.
+func (w *wireBatch) finish() error {
+	if w.err != nil {
+		return w.err
+	}
+	w.closeElements()
+	w.begin(unix.NFNL_MSG_BATCH_END, 0, "batch")
+	binary.BigEndian.PutUint16(w.buf[len(w.buf)-2:], unix.NFNL_SUBSYS_NFTABLES)
+	w.end()
+	w.done = true
+	return nil
+}
+
+// ops is the number of messages between begin and end.
+func (w *wireBatch) ops() int {
+	if w.done {
+		return len(w.msgs) - 2
+	}
+	return len(w.msgs) - 1
+}
+
+func (w *wireBatch) addTable(comment string) {
+	w.msg(unix.NFT_MSG_NEWTABLE, unix.NLM_F_CREATE, "add table")
+	w.str(unix.NFTA_TABLE_NAME, Table)
+	w.u32(unix.NFTA_TABLE_FLAGS, 0)
+	if comment != "" {
+		w.attr(nftaTableUserdata, udata(nil, 0, append([]byte(comment), 0))) // NFTNL_UDATA_TABLE_COMMENT
+	}
+	w.end()
+}
+
+var nftHooks = map[string]uint32{"prerouting": unix.NF_INET_PRE_ROUTING, "input": unix.NF_INET_LOCAL_IN,
+	"forward": unix.NF_INET_FORWARD, "output": unix.NF_INET_LOCAL_OUT, "postrouting": unix.NF_INET_POST_ROUTING}
+
+// addChain adds a chain, a base chain with its type, hook and priority.
+func (w *wireBatch) addChain(c *knftables.Chain) error {
+	w.msg(unix.NFT_MSG_NEWCHAIN, unix.NLM_F_CREATE, "add chain "+c.Name)
+	w.table()
+	w.str(unix.NFTA_CHAIN_NAME, c.Name)
+	if c.Type != nil || c.Hook != nil || c.Priority != nil {
+		if c.Type == nil || c.Hook == nil || c.Priority == nil {
+			return fmt.Errorf("chain %s: a base chain needs a type, a hook and a priority", c.Name)
+		}
+		num, ok := nftHooks[string(*c.Hook)]
+		if !ok {
+			return fmt.Errorf("chain %s: hook %q: %w", c.Name, *c.Hook, errNotEncodable)
+		}
+		kf := knftables.IPv4Family
+		if w.f.fam == 6 {
+			kf = knftables.IPv6Family
+		}
+		prio, err := knftables.ParsePriority(kf, string(*c.Priority))
+		if err != nil {
+			return fmt.Errorf("chain %s: %w", c.Name, err)
+		}
+		at := w.nest(unix.NFTA_CHAIN_HOOK)
+		w.u32(unix.NFTA_HOOK_HOOKNUM, num)
+		w.u32(unix.NFTA_HOOK_PRIORITY, uint32(int32(prio)))
+		w.close(at)
+		w.str(unix.NFTA_CHAIN_TYPE, string(*c.Type))
+	}
+	w.end()
+	return nil
+}
+
+func (w *wireBatch) flushChain(name string) {
+	w.msg(unix.NFT_MSG_DELRULE, 0, "flush chain "+name)
+	w.table()
+	w.str(unix.NFTA_RULE_CHAIN, name)
+	w.end()
+}
+
+func (w *wireBatch) deleteChain(name string) {
+	w.msg(unix.NFT_MSG_DELCHAIN, 0, "delete chain "+name)
+	w.table()
+	w.str(unix.NFTA_CHAIN_NAME, name)
+	w.end()
+}
+
+func (w *wireBatch) addSet(name string, s setSpec) {
+	w.sets[name] = s
+	w.setID++
+	w.msg(unix.NFT_MSG_NEWSET, unix.NLM_F_CREATE, "add set "+name)
+	w.table()
+	w.str(unix.NFTA_SET_NAME, name)
+	w.u32(unix.NFTA_SET_FLAGS, s.flags)
+	w.u32(unix.NFTA_SET_KEY_TYPE, s.keyType)
+	w.u32(unix.NFTA_SET_KEY_LEN, s.keyLen)
+	if s.flags&unix.NFT_SET_MAP != 0 {
+		w.u32(unix.NFTA_SET_DATA_TYPE, s.dataType)
+		w.u32(unix.NFTA_SET_DATA_LEN, s.dataLen)
+	}
+	if s.timeoutMS > 0 {
+		w.attr(unix.NFTA_SET_TIMEOUT, binary.BigEndian.AppendUint64(nil, s.timeoutMS))
+	}
+	w.u32(unix.NFTA_SET_ID, w.setID)
+	w.attr(unix.NFTA_SET_USERDATA, s.udata)
+	w.end()
+}
+
+func (w *wireBatch) flushSet(name string) {
+	w.msg(unix.NFT_MSG_DELSETELEM, 0, "flush set "+name)
+	w.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
+	w.str(unix.NFTA_SET_ELEM_LIST_SET, name)
+	w.end()
+}
+
+func (w *wireBatch) deleteSet(name string) {
+	w.msg(unix.NFT_MSG_DELSET, 0, "delete set "+name)
+	w.table()
+	w.str(unix.NFTA_SET_NAME, name)
+	w.end()
+}
+
+// element adds ("add") or deletes ("delete") one element; consecutive
+// ones on the same set share a message.
+func (w *wireBatch) element(op, set, key, value string) error {
+	spec, err := w.spec(set)
+	if err != nil {
+		return err
+	}
+	if spec.flags&unix.NFT_SET_INTERVAL != 0 {
+		// Intervals are written as their bounds once the set's run of
+		// elements ends; only whole rewrites (after a flush) come here.
+		if op != "add" {
+			return fmt.Errorf("set %s: %s of an interval: %w", set, op, errNotEncodable)
+		}
+		p, err := netip.ParsePrefix(key)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(key); aerr == nil {
+				p, err = a.Prefix(a.BitLen())
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("set %s: %q: %w", set, key, err)
+		}
+		if w.elemSet != set || w.elemOp != op {
+			w.closeElements()
+			w.elemOp, w.elemSet = op, set
+		}
+		w.intervals = append(w.intervals, p.Masked())
+		return nil
+	}
+	k, err := spec.key(key)
+	if err != nil {
+		return fmt.Errorf("set %s: key %q: %w", set, key, err)
+	}
+	var verdict, data []byte
+	var chain string
+	if spec.flags&unix.NFT_SET_MAP != 0 && op == "add" {
+		if spec.dataType == unix.NFT_DATA_VERDICT {
+			code, c, err := parseVerdict(value)
+			if err != nil {
+				return fmt.Errorf("set %s: %w", set, err)
+			}
+			verdict, chain = binary.BigEndian.AppendUint32(nil, uint32(code)), c
+		} else if data, err = spec.data(value); err != nil {
+			return fmt.Errorf("set %s: value %q: %w", set, value, err)
+		}
+	}
+	w.openElements(op, set)
+	at := w.nest(unix.NFTA_LIST_ELEM)
+	kat := w.nest(unix.NFTA_SET_ELEM_KEY)
+	w.attr(unix.NFTA_DATA_VALUE, k)
+	w.close(kat)
+	switch {
+	case verdict != nil:
+		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
+		vat := w.nest(unix.NFTA_DATA_VERDICT)
+		w.attr(unix.NFTA_VERDICT_CODE, verdict)
+		if chain != "" {
+			w.str(unix.NFTA_VERDICT_CHAIN, chain)
+		}
+		w.close(vat)
+		w.close(dat)
+	case data != nil:
+		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
+		w.attr(unix.NFTA_DATA_VALUE, data)
+		w.close(dat)
+	}
+	w.close(at)
+	return nil
+}
+
+func (w *wireBatch) openElements(op, set string) {
+	if w.elemSet == set && w.elemOp == op && len(w.buf)-w.elemList < maxElemList {
+		return
+	}
+	w.closeElements()
+	typ, flags := uint16(unix.NFT_MSG_NEWSETELEM), uint16(unix.NLM_F_CREATE)
+	if op == "delete" {
+		typ, flags = unix.NFT_MSG_DELSETELEM, 0
+	}
+	w.begin(nfnlSubsysNFTables|typ, flags, op+" element "+set)
+	w.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
+	w.str(unix.NFTA_SET_ELEM_LIST_SET, set)
+	w.elemList = w.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+	w.elemOp, w.elemSet = op, set
+}
+
+// closeElements ends the element message being filled, writing a run of
+// intervals as their bounds: each interval's start, and the address
+// after its end as an element flagged as an end, from the lowest address
+// up (as nft writes them).
+func (w *wireBatch) closeElements() {
+	if w.elemSet == "" {
+		return
+	}
+	set, ivs := w.elemSet, w.intervals
+	w.elemSet, w.elemOp, w.intervals = "", "", nil
+	if ivs != nil {
+		slices.SortFunc(ivs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+		w.begin(nfnlSubsysNFTables|unix.NFT_MSG_NEWSETELEM, unix.NLM_F_CREATE, "add element "+set)
+		w.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
+		w.str(unix.NFTA_SET_ELEM_LIST_SET, set)
+		list := w.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+		bound := func(a []byte, end bool) {
+			at := w.nest(unix.NFTA_LIST_ELEM)
+			kat := w.nest(unix.NFTA_SET_ELEM_KEY)
+			w.attr(unix.NFTA_DATA_VALUE, a)
+			w.close(kat)
+			if end {
+				w.u32(unix.NFTA_SET_ELEM_FLAGS, unix.NFT_SET_ELEM_INTERVAL_END)
+			}
+			w.close(at)
+		}
+		for _, p := range ivs {
+			bound(p.Addr().AsSlice(), false)
+			if last, ok := lastPlusOne(p); ok {
+				bound(last, true)
+			}
+		}
+		w.close(list)
+		w.end()
+		return
+	}
+	w.close(w.elemList)
+	w.end()
+}
+
+// lastPlusOne is the address after p's last; false past the end of the
+// address space.
+func lastPlusOne(p netip.Prefix) ([]byte, bool) {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i]++
+		if b[i] != 0 {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+func parseVerdict(s string) (int32, string, error) {
+	f := strings.Fields(s)
+	switch {
+	case len(f) == 1 && f[0] == "drop":
+		return nfDrop, "", nil
+	case len(f) == 1 && f[0] == "accept":
+		return nfAccept, "", nil
+	case len(f) == 1 && f[0] == "return":
+		return unix.NFT_RETURN, "", nil
+	case len(f) == 2 && f[0] == "goto":
+		return unix.NFT_GOTO, f[1], nil
+	case len(f) == 2 && f[0] == "jump":
+		return unix.NFT_JUMP, f[1], nil
+	}
+	return 0, "", fmt.Errorf("verdict %q", s)
+}
+
+func (w *wireBatch) addRule(chain, rule string) error {
+	exprs, ok := w.rules[rule]
+	if !ok {
+		var err error
+		if exprs, err = w.f.compileRule(rule); err != nil {
+			return fmt.Errorf("rule %q: %w: %w", rule, err, errNotEncodable)
+		}
+		w.rules[rule] = exprs
+	}
+	w.msg(unix.NFT_MSG_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_APPEND, "add rule "+chain+" "+rule)
+	w.table()
+	w.str(unix.NFTA_RULE_CHAIN, chain)
+	at := w.nest(unix.NFTA_RULE_EXPRESSIONS)
+	for _, e := range exprs {
+		el := w.nest(unix.NFTA_LIST_ELEM)
+		w.buf = append(w.buf, e...)
+		w.pad()
+		w.close(el)
+	}
+	w.close(at)
+	w.end()
+	return nil
+}
+
+// errNotEncodable marks what the encoder does not know: the same
+// operations then go to nft as text.
+var errNotEncodable = errors.New("not encodable")
+
+// The batch takes the operations transaction writes, as a knftables
+// transaction does (see nftWriter); the first error stops it.
+
+// Add implements nftWriter.
+func (w *wireBatch) Add(obj knftables.Object) { w.op("add", obj) }
+
+// Flush implements nftWriter.
+func (w *wireBatch) Flush(obj knftables.Object) { w.op("flush", obj) }
+
+// Delete implements nftWriter.
+func (w *wireBatch) Delete(obj knftables.Object) { w.op("delete", obj) }
+
+func (w *wireBatch) op(verb string, obj knftables.Object) {
+	if w.err != nil {
+		return
+	}
+	if err := w.encode(verb, obj); err != nil {
+		w.err = fmt.Errorf("%s %T: %w", verb, obj, err)
+	}
+}
+
+func (w *wireBatch) encode(verb string, obj knftables.Object) error {
+	switch o := obj.(type) {
+	case *knftables.Table:
+		if verb != "add" || o.Handle != nil {
+			break
+		}
+		comment := ""
+		if o.Comment != nil {
+			comment = *o.Comment
+		}
+		w.addTable(comment)
+		return nil
+	case *knftables.Chain:
+		if o.Handle != nil || o.Device != nil || o.Comment != nil {
+			break
+		}
+		switch verb {
+		case "add":
+			return w.addChain(o)
+		case "flush":
+			w.flushChain(o.Name)
+			return nil
+		case "delete":
+			w.deleteChain(o.Name)
+			return nil
+		}
+	case *knftables.Rule:
+		if verb != "add" || o.Index != nil || o.Handle != nil || o.Comment != nil {
+			break
+		}
+		return w.addRule(o.Chain, o.Rule)
+	case *knftables.Set:
+		return w.set(verb, o.Name, false, o.Type, o.TypeOf, o.Flags, o.Timeout,
+			o.GCInterval == nil && o.Size == nil && o.Policy == nil && o.AutoMerge == nil && o.Comment == nil && o.Handle == nil)
+	case *knftables.Map:
+		return w.set(verb, o.Name, true, o.Type, o.TypeOf, o.Flags, o.Timeout,
+			o.GCInterval == nil && o.Size == nil && o.Policy == nil && o.Comment == nil && o.Handle == nil)
+	case *knftables.Element:
+		if verb == "flush" || o.Comment != nil {
+			break
+		}
+		name := o.Set + o.Map
+		return w.element(verb, name, strings.Join(o.Key, " . "), strings.Join(o.Value, " . "))
+	}
+	return errNotEncodable
+}
+
+func (w *wireBatch) set(verb, name string, isMap bool, typ, typeOf string, flags []knftables.SetFlag, timeout *time.Duration, plain bool) error {
+	if !plain {
+		return errNotEncodable
+	}
+	switch verb {
+	case "add":
+		s, err := w.f.setSpecOf(isMap, typ, typeOf, flags, timeout)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		w.addSet(name, s)
+	case "flush":
+		w.flushSet(name)
+	case "delete":
+		w.deleteSet(name)
+	}
+	return nil
+}
+
+// Set types: nft's datatype numbers and sizes.
+type datatype struct {
+	id, size  uint32
+	bigEndian bool
+}
+
+var datatypes = map[string]datatype{
+	"ipv4_addr": {7, 4, true}, "ipv6_addr": {8, 16, true},
+	"inet_proto": {12, 1, false}, "inet_service": {13, 2, true},
+}
+
+// setSpec is a set's declaration, as the kernel takes it.
+type setSpec struct {
+	flags             uint32
+	keyType, keyLen   uint32
+	dataType, dataLen uint32
+	timeoutMS         uint64
+	udata             []byte
+	keyParts          []datatype // the key's fields; the data's are dataParts
+	dataParts         []datatype
+	keyHostU32        bool // the key is a 32-bit number in host order
+}
+
+// concat is nft's type number and length of fields joined by ".": each
+// field 4-byte aligned, type numbers 6 bits each.
+func concat(parts []string) (id, size uint32, types []datatype, err error) {
+	for _, p := range parts {
+		dt, ok := datatypes[strings.TrimSpace(p)]
+		if !ok {
+			return 0, 0, nil, fmt.Errorf("type %q", p)
+		}
+		id = id<<6 | dt.id
+		size += (dt.size + 3) &^ 3
+		types = append(types, dt)
+	}
+	if len(types) == 1 {
+		size = types[0].size
+	}
+	return id, size, types, nil
+}
+
+// setSpecOf is a set's declaration: "type K [: verdict]" with flags and
+// a timeout, or the endpoints maps' "typeof numgen random mod 1 : ip
+// daddr . tcp dport".
+func (f nftFamily) setSpecOf(isMap bool, typ, typeOf string, flags []knftables.SetFlag, timeout *time.Duration) (setSpec, error) {
+	var s setSpec
+	if isMap {
+		s.flags |= unix.NFT_SET_MAP
+	}
+	switch {
+	case typeOf != "" && typ == "":
+		if typeOf != "numgen random mod 1 : "+f.ip+" daddr . tcp dport" || !isMap {
+			return s, fmt.Errorf("typeof %q: %w", typeOf, errNotEncodable)
+		}
+		_, size, types, err := concat([]string{f.addrType, "inet_service"})
+		if err != nil {
+			return s, err
+		}
+		s.keyType, s.keyLen, s.keyHostU32 = 4, 4, true // integer
+		s.dataType, s.dataLen, s.dataParts = types[0].id<<6|types[1].id, size, types
+		s.udata = f.endpointsUdata()
+	case typ != "" && typeOf == "":
+		key, value, _ := strings.Cut(typ, " : ")
+		id, size, types, err := concat(strings.Split(key, " . "))
+		if err != nil {
+			return s, err
+		}
+		s.keyType, s.keyLen, s.keyParts = id, size, types
+		if isMap {
+			if value != "verdict" {
+				return s, fmt.Errorf("map data %q: %w", value, errNotEncodable)
+			}
+			s.dataType = unix.NFT_DATA_VERDICT
+		}
+		s.udata = typeUdata(types, isMap)
+	default:
+		return s, fmt.Errorf("type %q, typeof %q: %w", typ, typeOf, errNotEncodable)
+	}
+	for _, fl := range flags {
+		switch fl {
+		case knftables.IntervalFlag:
+			s.flags |= unix.NFT_SET_INTERVAL
+		case knftables.DynamicFlag:
+			s.flags |= unix.NFT_SET_EVAL
+		case knftables.TimeoutFlag:
+			s.flags |= unix.NFT_SET_TIMEOUT
+		default:
+			return s, fmt.Errorf("flag %q: %w", fl, errNotEncodable)
+		}
+	}
+	if timeout != nil {
+		if *timeout%time.Second != 0 || *timeout <= 0 {
+			return s, fmt.Errorf("timeout %v: %w", *timeout, errNotEncodable)
+		}
+		s.timeoutMS = uint64(timeout.Milliseconds())
+	}
+	return s, nil
+}
+
+// nft's user data on a set (libnftnl's NFTNL_UDATA_SET_*), which nft
+// reads back to print the set as it was declared.
+const (
+	udataKeyByteOrder  = 0
+	udataDataByteOrder = 1
+	udataKeyTypeof     = 3
+	udataDataTypeof    = 4
+	udataDataInterval  = 6
+	// Within a typeof: the expression's kind and its own data.
+	udataTypeofExpr = 0
+	udataTypeofData = 1
+	// nft's expression kinds, protocol descriptions and header fields.
+	exprPayload, exprConcat, exprNumgen = 7, 13, 23
+	descTCP, descIP, descIP6            = 8, 12, 13
+	fieldTCPDport                       = 2
+	fieldIPDaddr, fieldIP6Daddr         = 12, 9
+	byteOrderHost, byteOrderBig         = 1, 2
+	ngRandom                            = 1
+)
+
+// udata appends one TLV of nft's user data.
+func udata(b []byte, typ byte, v []byte) []byte {
+	return append(append(b, typ, byte(len(v))), v...)
+}
+
+func udataU32(b []byte, typ byte, v uint32) []byte {
+	return udata(b, typ, binary.NativeEndian.AppendUint32(nil, v))
+}
+
+// typeof is one typeof expression: its kind and data.
+func typeof(kind uint32, data []byte) []byte {
+	return udata(udataU32(nil, udataTypeofExpr, kind), udataTypeofData, data)
+}
+
+func typeUdata(types []datatype, isMap bool) []byte {
+	var b []byte
+	if len(types) == 1 {
+		order := uint32(byteOrderHost)
+		if types[0].bigEndian {
+			order = byteOrderBig
+		}
+		return udataU32(b, udataKeyByteOrder, order)
+	}
+	b = udataU32(b, udataKeyByteOrder, 0)
+	if isMap {
+		b = udataU32(b, udataDataByteOrder, 0)
+	}
+	b = udata(b, udataKeyTypeof, typeof(exprConcat, nil))
+	if isMap {
+		b = udataU32(b, udataDataInterval, 0)
+	}
+	return b
+}
+
+// endpointsUdata is "typeof numgen random mod 1 : ip daddr . tcp dport".
+func (f nftFamily) endpointsUdata() []byte {
+	payload := func(desc, field uint32) []byte {
+		return typeof(exprPayload, udataU32(udataU32(nil, 0, desc), 1, field))
+	}
+	desc, field := uint32(descIP), uint32(fieldIPDaddr)
+	if f.fam == 6 {
+		desc, field = descIP6, fieldIP6Daddr
+	}
+	ng := udataU32(udataU32(udataU32(nil, 0, ngRandom), 1, 1), 2, 0)
+	var parts []byte
+	parts = udata(parts, 0, payload(desc, field))
+	parts = udata(parts, 1, payload(descTCP, fieldTCPDport))
+	b := udataU32(nil, udataKeyByteOrder, byteOrderHost)
+	b = udataU32(b, udataDataByteOrder, 0)
+	b = udata(b, udataKeyTypeof, typeof(exprNumgen, ng))
+	b = udata(b, udataDataTypeof, typeof(exprConcat, parts))
+	return udataU32(b, udataDataInterval, 0)
+}
+
+// spec is the declaration of a set: declared in this batch, or one of
+// the table's, whose declarations are fixed by their names.
+func (w *wireBatch) spec(name string) (setSpec, error) {
+	if s, ok := w.sets[name]; ok {
+		return s, nil
+	}
+	f := w.f
+	var s setSpec
+	var err error
+	switch {
+	case name == mapServiceIPs || name == mapNoEPServices:
+		s, err = f.setSpecOf(true, f.addrType+" . inet_proto . inet_service : verdict", "", nil, nil)
+	case name == mapNodePorts || name == mapNoEPNodePort:
+		s, err = f.setSpecOf(true, "inet_proto . inet_service : verdict", "", nil, nil)
+	case name == setHairpin:
+		s, err = f.setSpecOf(false, f.addrType+" . "+f.addrType, "", nil, nil)
+	case name == setNodePortIPs:
+		s, err = f.setSpecOf(false, f.addrType, "", []knftables.SetFlag{knftables.IntervalFlag}, nil)
+	case strings.HasPrefix(name, mapEndpoints):
+		s, err = f.setSpecOf(true, "", "numgen random mod 1 : "+f.ip+" daddr . tcp dport", nil, nil)
+	default:
+		return setSpec{}, fmt.Errorf("set %q: unknown", name)
+	}
+	if err == nil {
+		w.sets[name] = s
+	}
+	return s, err
+}
+
+// key encodes an element's key: fields joined by " . ".
+func (s setSpec) key(text string) ([]byte, error) {
+	if s.keyHostU32 {
+		n, err := strconv.ParseUint(text, 10, 32)
+		if err != nil {
+			return nil, err
+		}
+		return binary.NativeEndian.AppendUint32(nil, uint32(n)), nil
+	}
+	return fields(s.keyParts, text)
+}
+
+func (s setSpec) data(text string) ([]byte, error) { return fields(s.dataParts, text) }
+
+func fields(types []datatype, text string) ([]byte, error) {
+	parts := strings.Split(text, " . ")
+	if len(parts) != len(types) {
+		return nil, fmt.Errorf("want %d fields", len(types))
+	}
+	var b []byte
+	for i, p := range parts {
+		v, err := field(types[i], p)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, v...)
+		if len(types) > 1 {
+			for len(b)%4 != 0 {
+				b = append(b, 0)
+			}
+		}
+	}
+	return b, nil
+}
+
+var protocols = map[string]byte{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
+
+func field(dt datatype, s string) ([]byte, error) {
+	switch dt.id {
+	case 7, 8:
+		a, err := netip.ParseAddr(s)
+		if err != nil || (dt.id == 7) != a.Is4() {
+			return nil, fmt.Errorf("address %q", s)
+		}
+		return a.AsSlice(), nil
+	case 12:
+		p, ok := protocols[s]
+		if !ok {
+			return nil, fmt.Errorf("protocol %q", s)
+		}
+		return []byte{p}, nil
+	case 13:
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("port %q", s)
+		}
+		return binary.BigEndian.AppendUint16(nil, uint16(n)), nil
+	}
+	return nil, fmt.Errorf("type %d", dt.id)
+}
