@@ -395,10 +395,15 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	var last uint64
 	var lastErr string
 	var parser Parser
+	// The file is read into the same buffer each time (a large file would
+	// otherwise leave its size in garbage at every change): nothing the
+	// parser returns refers to it.
+	var buf []byte
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		data, err := readLimited(s.Path)
+		data, err := readLimited(s.Path, buf)
+		buf = data
 		if err == nil {
 			if sum := maphash.Bytes(seed, data); sum != last {
 				st, perr := parser.Parse(data)
@@ -450,18 +455,30 @@ func waitForChange(ctx context.Context, tick <-chan time.Time, events <-chan fsn
 	}
 }
 
-func readLimited(path string) ([]byte, error) {
+func readLimited(path string, buf []byte) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
+	if fi, err := f.Stat(); err == nil && fi.Size() < MaxFileSize {
+		buf = slices.Grow(buf[:0], int(fi.Size())+1) // +1: to see the end without growing
 	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
+	data := buf[:0]
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if len(data) > MaxFileSize {
+			return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
+		}
+		if errors.Is(err, io.EOF) {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == cap(data) {
+			data = slices.Grow(data, len(data)+1)
+		}
 	}
-	return data, nil
 }

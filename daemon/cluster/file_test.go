@@ -277,3 +277,64 @@ func TestParseLargeList(t *testing.T) {
 		t.Errorf("a Service without a name at item 2400: %v", err)
 	}
 }
+
+// TestParseKeepsNoBytes: the file source reads each version of the file
+// into the same buffer, so nothing parsed may point into it.
+func TestParseKeepsNoBytes(t *testing.T) {
+	var items []string
+	for i := 0; i < 1200; i++ {
+		items = append(items, fmt.Sprintf(`{"kind":"Service","metadata":{"name":"s%d","namespace":"n","labels":{"a":"b"}},"spec":{"clusterIP":"10.96.%d.%d","ports":[{"name":"http","port":80}]}}`, i, i/256, i%256),
+			fmt.Sprintf(`{"kind":"EndpointSlice","metadata":{"name":"s%d-1","namespace":"n","labels":{"kubernetes.io/service-name":"s%d"}},"addressType":"IPv4","endpoints":[{"addresses":["10.1.%d.%d"],"nodeName":"node1"}],"ports":[{"name":"http","port":8080}]}`, i, i, i/256, i%256))
+	}
+	for _, file := range []string{
+		`{"kind":"List","items":[` + strings.Join(items, ",") + `]}`,
+		"kind: List\nitems:\n- " + strings.Join(items, "\n- "),
+	} {
+		data := []byte(file)
+		var p Parser
+		got, err := p.Parse(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := (&Parser{}).Parse([]byte(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range data {
+			data[i] = 'x'
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("the parse changed with the bytes it came from (%.20s…)", file)
+		}
+	}
+}
+
+// TestReadLimited reads files into a buffer it is given and reuses,
+// refusing one past the size limit.
+func TestReadLimited(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cluster.yaml")
+	var buf []byte
+	for _, size := range []int{0, 1, 4095, 4096, 100000, 10} {
+		want := strings.Repeat("a", size)
+		if err := os.WriteFile(path, []byte(want), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readLimited(path, buf)
+		if err != nil || string(got) != want {
+			t.Fatalf("size %d: %d bytes, %v", size, len(got), err)
+		}
+		buf = got
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxFileSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if _, err := readLimited(path, buf); err == nil {
+		t.Error("a file past the limit was read")
+	}
+}
