@@ -144,9 +144,14 @@ func (k Kernel) ensureAddrs(l netlink.Link, want []netip.Prefix) error {
 // neighbours, FDB entries with a destination, and routes of its protocol.
 func (k Kernel) Read(l netlink.Link) (Entries, error) {
 	var e Entries
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return e, fmt.Errorf("netlink socket: %w", err)
+	}
+	defer h.Close()
 	idx := l.Attrs().Index
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		neighs, err := netlink.NeighList(idx, fam)
+		neighs, err := h.NeighList(idx, fam)
 		if err != nil {
 			return e, fmt.Errorf("list neighbours of %s: %w", DeviceName, err)
 		}
@@ -157,7 +162,7 @@ func (k Kernel) Read(l netlink.Link) (Entries, error) {
 			}
 		}
 	}
-	fdb, err := netlink.NeighList(idx, unix.AF_BRIDGE)
+	fdb, err := h.NeighList(idx, unix.AF_BRIDGE)
 	if err != nil {
 		return e, fmt.Errorf("list FDB of %s: %w", DeviceName, err)
 	}
@@ -167,7 +172,7 @@ func (k Kernel) Read(l netlink.Link) (Entries, error) {
 			e.FDB = append(e.FDB, FDB{MAC: n.HardwareAddr, Dst: dst.Unmap()})
 		}
 	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol},
+	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol},
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
 		return e, fmt.Errorf("list routes of %s: %w", DeviceName, err)
@@ -188,35 +193,47 @@ func (k Kernel) Read(l netlink.Link) (Entries, error) {
 // Apply runs the operations in order. It goes on past a failed one, so
 // one bad peer does not keep the others unprogrammed, and returns every
 // failure.
+//
+// The operations share one netlink socket: the package-level netlink
+// calls open and close a socket per call, several system calls that a
+// cold start with thousands of peers pays three times per peer.
 func (k Kernel) Apply(l netlink.Link, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	defer h.Close()
 	idx := l.Attrs().Index
 	var errs []error
 	for _, o := range ops {
-		if err := apply(idx, o); err != nil {
+		if err := apply(h, idx, o); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", o, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func apply(idx int, o Op) error {
+func apply(h *netlink.Handle, idx int, o Op) error {
 	switch o.Kind {
 	case NeighReplace:
-		return netlink.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: family(o.Neigh.IP), State: netlink.NUD_PERMANENT,
+		return h.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: family(o.Neigh.IP), State: netlink.NUD_PERMANENT,
 			IP: o.Neigh.IP.AsSlice(), HardwareAddr: o.Neigh.MAC})
 	case NeighDel:
-		return ignoreMissing(netlink.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: family(o.Neigh.IP), IP: o.Neigh.IP.AsSlice()}))
+		return ignoreMissing(h.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: family(o.Neigh.IP), IP: o.Neigh.IP.AsSlice()}))
 	case FDBReplace:
-		return netlink.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
+		return h.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
 			Flags: netlink.NTF_SELF, IP: o.FDB.Dst.AsSlice(), HardwareAddr: o.FDB.MAC})
 	case FDBDel:
-		return ignoreMissing(netlink.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
+		return ignoreMissing(h.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
 			Flags: netlink.NTF_SELF, IP: o.FDB.Dst.AsSlice(), HardwareAddr: o.FDB.MAC}))
 	case RouteReplace:
-		return netlink.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: ipNet(o.Route.Dst), Gw: o.Route.Via.AsSlice(),
+		return h.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: ipNet(o.Route.Dst), Gw: o.Route.Via.AsSlice(),
 			Flags: int(netlink.FLAG_ONLINK), Protocol: RouteProtocol})
 	case RouteDel:
-		return ignoreMissing(netlink.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipNet(o.Route.Dst), Protocol: RouteProtocol}))
+		return ignoreMissing(h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipNet(o.Route.Dst), Protocol: RouteProtocol}))
 	}
 	return fmt.Errorf("unknown operation %d", o.Kind)
 }

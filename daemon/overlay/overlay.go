@@ -87,7 +87,7 @@ func (c *Controller) Sync(_ context.Context, st *cluster.State) (Result, error) 
 	}
 	ops := Diff(Want(peers), have)
 	for _, o := range ops {
-		c.log.Debug("overlay", "op", o.String())
+		c.log.Debug("overlay", "op", o) // printed only when debug logging is on
 	}
 	if len(ops) > 0 {
 		c.log.Info("overlay changed", "operations", len(ops), "peers", len(peers))

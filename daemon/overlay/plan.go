@@ -2,10 +2,11 @@ package overlay
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -100,33 +101,33 @@ func (o Op) String() string {
 // same states.
 func Diff(want, have Entries) []Op {
 	var ops []Op
-	haveN := map[netip.Addr]net.HardwareAddr{}
+	haveN := make(map[netip.Addr]net.HardwareAddr, len(have.Neighs))
 	for _, n := range have.Neighs {
 		haveN[n.IP] = n.MAC
 	}
-	wantN := map[netip.Addr]bool{}
+	wantN := make(map[netip.Addr]bool, len(want.Neighs))
 	for _, n := range want.Neighs {
 		wantN[n.IP] = true
 		if mac, ok := haveN[n.IP]; !ok || !bytes.Equal(mac, n.MAC) {
 			ops = append(ops, Op{Kind: NeighReplace, Neigh: n})
 		}
 	}
-	haveF := map[string]bool{}
+	haveF := make(map[fdbID]bool, len(have.FDB))
 	for _, f := range have.FDB {
 		haveF[fdbKey(f)] = true
 	}
-	wantF := map[string]bool{}
+	wantF := make(map[fdbID]bool, len(want.FDB))
 	for _, f := range want.FDB {
 		wantF[fdbKey(f)] = true
 		if !haveF[fdbKey(f)] {
 			ops = append(ops, Op{Kind: FDBReplace, FDB: f})
 		}
 	}
-	haveR := map[netip.Prefix]netip.Addr{}
+	haveR := make(map[netip.Prefix]netip.Addr, len(have.Routes))
 	for _, r := range have.Routes {
 		haveR[r.Dst] = r.Via
 	}
-	wantR := map[netip.Prefix]bool{}
+	wantR := make(map[netip.Prefix]bool, len(want.Routes))
 	for _, r := range want.Routes {
 		wantR[r.Dst] = true
 		if via, ok := haveR[r.Dst]; !ok || via != r.Via {
@@ -138,13 +139,13 @@ func Diff(want, have Entries) []Op {
 			ops = append(ops, Op{Kind: RouteDel, Route: r})
 		}
 	}
-	wantMAC := map[string]bool{}
+	wantMAC := make(map[string]bool, len(want.FDB))
 	for _, f := range want.FDB {
-		wantMAC[f.MAC.String()] = true
+		wantMAC[string(f.MAC)] = true
 	}
 	for _, f := range have.FDB {
 		// An entry whose MAC is still wanted was replaced in place.
-		if !wantF[fdbKey(f)] && !wantMAC[f.MAC.String()] {
+		if !wantF[fdbKey(f)] && !wantMAC[string(f.MAC)] {
 			ops = append(ops, Op{Kind: FDBDel, FDB: f})
 		}
 	}
@@ -153,16 +154,36 @@ func Diff(want, have Entries) []Op {
 			ops = append(ops, Op{Kind: NeighDel, Neigh: n})
 		}
 	}
-	sort.SliceStable(ops, func(i, j int) bool {
-		if ops[i].Kind != ops[j].Kind {
-			return ops[i].Kind < ops[j].Kind
+	// Each operation printed once, not at every comparison: a cold start
+	// sorts three operations per peer.
+	type keyed struct {
+		op  Op
+		key string
+	}
+	ks := make([]keyed, len(ops))
+	for i, o := range ops {
+		ks[i] = keyed{o, o.String()}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if a.op.Kind != b.op.Kind {
+			return cmp.Compare(a.op.Kind, b.op.Kind)
 		}
-		return ops[i].String() < ops[j].String()
+		return strings.Compare(a.key, b.key)
 	})
+	for i := range ks {
+		ops[i] = ks[i].op
+	}
 	return ops
 }
 
-func fdbKey(f FDB) string { return f.MAC.String() + "|" + f.Dst.String() }
+// fdbID is an FDB entry as a map key: its MAC's bytes and its
+// destination (no text formatted per entry at every sync).
+type fdbID struct {
+	mac string
+	dst netip.Addr
+}
+
+func fdbKey(f FDB) fdbID { return fdbID{string(f.MAC), f.Dst} }
 
 // Render prints a plan one command a line.
 func Render(ops []Op) string {
