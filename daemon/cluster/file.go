@@ -47,6 +47,11 @@ type Parser struct {
 	// it in a stretch of items is split again around that stretch only.
 	last     lastSplit
 	lastKind string
+	// Kept between parses to be reused (see list).
+	spare       map[uint64]*item
+	spareHashes []uint64
+	itemsBuf    []*item
+	seen        map[string]bool
 }
 
 // Parse implements ParseFile.
@@ -76,8 +81,11 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 			reused = nil
 		}
 		if ok && isList(head.Kind) {
-			seen = make(map[string]bool, len(spans))
-			if err := p.list(st, trimmed, spans, reused, seen); err != nil {
+			if p.seen == nil {
+				p.seen = make(map[string]bool, len(spans))
+			}
+			clear(p.seen)
+			if err := p.list(st, trimmed, spans, reused, p.seen); err != nil {
 				return nil, fmt.Errorf("document 0: %w", err)
 			}
 			p.last.head = append([]byte(nil), trimmed[:arr.start+1]...)
@@ -138,9 +146,17 @@ func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen m
 	if p.items == nil {
 		p.seed = maphash.MakeSeed()
 	}
-	next := make(map[uint64]*item, len(spans))
-	hashes := make([]uint64, len(spans))
-	items := make([]*item, len(spans))
+	// The maps and slices of the last parse but one are reused: a change
+	// to a large file must not leave the file's size in garbage.
+	next := p.spare
+	if next == nil {
+		next = make(map[uint64]*item, len(spans))
+	}
+	clear(next)
+	hashes := slices.Grow(p.spareHashes[:0], len(spans))[:len(spans)]
+	items := slices.Grow(p.itemsBuf[:0], len(spans))[:len(spans)]
+	clear(items)
+	p.itemsBuf = items
 	var fresh []int // the items to decode
 	for i, sp := range spans {
 		if reused != nil && reused[i] >= 0 {
@@ -154,47 +170,85 @@ func (p *Parser) list(st *State, data []byte, spans []span, reused []int, seen m
 			fresh = append(fresh, i)
 		}
 	}
-	errs := decodeItems(data, spans, fresh, items)
-	for i, it := range items {
-		if errs[i] != nil {
-			return fmt.Errorf("item %d: %w", i, errs[i])
+	if i, err := decodeItems(data, spans, fresh, items); err != nil {
+		return fmt.Errorf("item %d: %w", i, err)
+	}
+	var nodes, svcs, eps int
+	for _, it := range items {
+		if it != nil {
+			nodes, svcs, eps = nodes+btoi(it.node != nil), svcs+btoi(it.svc != nil), eps+btoi(it.es != nil)
 		}
+	}
+	// Sized up front (left nil when none, as the other paths leave them).
+	if nodes > 0 {
+		st.Nodes = make([]corev1.Node, 0, nodes)
+	}
+	if svcs > 0 {
+		st.Services = make([]*corev1.Service, 0, svcs)
+	}
+	if eps > 0 {
+		st.EndpointSlices = make([]*discoveryv1.EndpointSlice, 0, eps)
+	}
+	for i, it := range items {
 		next[hashes[i]] = it
 		if err := st.take(it, seen); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 	}
-	p.items = next
-	p.last.spans, p.last.hashes = spans, hashes
+	p.spare, p.items = p.items, next
+	p.spareHashes, p.last.hashes = p.last.hashes, hashes
+	p.last.spans = spans
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // decodeItems decodes the items of data at spans[fresh[…]] into items,
 // on every CPU when there are many (a cold start with thousands of
-// Services); errs holds each item's error.
-func decodeItems(data []byte, spans []span, fresh []int, items []*item) (errs []error) {
-	errs = make([]error, len(items))
-	decode := func(part []int) {
+// Services); it returns the first item that does not decode, by index.
+func decodeItems(data []byte, spans []span, fresh []int, items []*item) (int, error) {
+	// decode returns the part's first failure.
+	decode := func(part []int) (int, error) {
 		for _, i := range part {
-			items[i], errs[i] = decodeItem(data[spans[i].start:spans[i].end])
+			var err error
+			if items[i], err = decodeItem(data[spans[i].start:spans[i].end]); err != nil {
+				return i, err
+			}
 		}
+		return -1, nil
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(fresh)/parallelDecodeMin)
 	if workers < 2 {
-		decode(fresh)
-		return errs
+		return decode(fresh)
 	}
-	var wg sync.WaitGroup
 	per := (len(fresh) + workers - 1) / workers
+	type failure struct {
+		i   int
+		err error
+	}
+	failures := make([]failure, workers)
+	var wg sync.WaitGroup
+	w := 0
 	for part := range slices.Chunk(fresh, per) {
 		wg.Add(1)
-		go func() {
+		go func(w int) {
 			defer wg.Done()
-			decode(part)
-		}()
+			failures[w].i, failures[w].err = decode(part)
+		}(w)
+		w++
 	}
 	wg.Wait()
-	return errs
+	for _, f := range failures { // parts in order: the first failure is the lowest index
+		if f.err != nil {
+			return f.i, f.err
+		}
+	}
+	return -1, nil
 }
 
 // parallelDecodeMin is the fewest items worth a goroutine of their own.

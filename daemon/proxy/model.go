@@ -156,6 +156,19 @@ type Memo struct {
 	// order that sorts them: a snapshot in the same order sorts the same.
 	inOrder []string
 	perm    []int
+	// Kept between builds to be reused: the slices index and the last
+	// build's Services but one.
+	slicesOf map[serviceName]sliceSet
+	spare    map[*corev1.Service]*memoEntry
+}
+
+type serviceName struct{ namespace, name string }
+
+// sliceSet is a Service's EndpointSlices: the first, and all of them when
+// there are more.
+type sliceSet struct {
+	first *discoveryv1.EndpointSlice
+	more  []*discoveryv1.EndpointSlice
 }
 
 // sorted returns entries sorted by key.
@@ -189,32 +202,59 @@ type memoEntry struct {
 // Build implements the package's Build.
 func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	if key := fmt.Sprint(cfg); key != mm.cfg || mm.services == nil {
-		mm.cfg, mm.services = key, map[*corev1.Service]*memoEntry{}
+		mm.cfg, mm.services, mm.spare = key, map[*corev1.Service]*memoEntry{}, nil
 	}
 	m := Model{TriggerTimes: map[string]string{}}
-	type name struct{ namespace, name string }
-	slicesOf := make(map[name][]*discoveryv1.EndpointSlice, len(st.Services))
+	// Each Service's slices. Most Services have one, kept without a slice
+	// of its own (thousands of allocations at every change otherwise);
+	// the index map is kept between builds.
+	if mm.slicesOf == nil {
+		mm.slicesOf = make(map[serviceName]sliceSet, len(st.Services))
+	}
+	clear(mm.slicesOf)
 	for _, es := range st.EndpointSlices {
 		svc := es.Labels[discoveryv1.LabelServiceName]
 		if svc == "" {
 			continue // not a Service's slice
 		}
-		key := name{es.Namespace, svc}
-		slicesOf[key] = append(slicesOf[key], es)
+		key := serviceName{es.Namespace, svc}
+		set := mm.slicesOf[key]
+		switch {
+		case set.first == nil:
+			set.first = es
+		case set.more == nil:
+			set.more = []*discoveryv1.EndpointSlice{set.first, es}
+		default:
+			set.more = append(set.more, es)
+		}
+		mm.slicesOf[key] = set
 		if t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]; t != "" {
 			m.TriggerTimes[es.Namespace+"/"+es.Name] = t
 		}
 	}
-	next := make(map[*corev1.Service]*memoEntry, len(st.Services))
+	next := mm.spare
+	if next == nil {
+		next = make(map[*corev1.Service]*memoEntry, len(st.Services))
+	}
+	clear(next)
 	entries := make([]*memoEntry, 0, len(st.Services))
+	var one [1]*discoveryv1.EndpointSlice
 	for _, svc := range st.Services {
-		eslices := slicesOf[name{svc.Namespace, svc.Name}]
+		var eslices []*discoveryv1.EndpointSlice
+		switch set := mm.slicesOf[serviceName{svc.Namespace, svc.Name}]; {
+		case set.more != nil:
+			eslices = set.more
+		case set.first != nil:
+			one[0] = set.first
+			eslices = one[:]
+		}
 		if len(eslices) > 1 { // an informer lists in no particular order
 			slices.SortFunc(eslices, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 		}
 		e := mm.services[svc]
 		if e == nil || !slices.Equal(e.slices, eslices) {
-			e = &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: eslices}
+			// Its own copy: eslices may be this build's scratch.
+			e = &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: slices.Clone(eslices)}
 			ports, problems := servicePorts(svc, eslices, cfg)
 			gen := gens.Add(1)
 			for i := range ports {
@@ -230,7 +270,7 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 		next[svc] = e
 		entries = append(entries, e)
 	}
-	mm.services = next
+	mm.spare, mm.services = mm.services, next
 	entries = mm.sorted(entries)
 	m.Ports = make([]*ServicePort, 0, len(entries))
 	for _, e := range entries {
