@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -65,5 +66,54 @@ func TestRunNFT(t *testing.T) {
 	}
 	if len(elems) != 3 {
 		t.Errorf("the map holds %d elements, want the first transaction's 3", len(elems))
+	}
+}
+
+// TestApplyFallsBack: a transaction holding what the netlink encoder does
+// not know is written through nft instead, whole.
+func TestApplyFallsBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (network namespaces)")
+		}
+		t.Skip("needs root (network namespaces)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	name := "skt-fallback"
+	_ = netns.DeleteNamed(name)
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = netns.Set(orig)
+		_ = ns.Close()
+		_ = netns.DeleteNamed(name)
+	}()
+	b, err := NewNFTables(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.sock.close()
+	f := newNFTFamily(4, opts)
+	render := func(tx nftWriter) {
+		tx.Add(&knftables.Table{})
+		tx.Add(&knftables.Chain{Name: "c"})
+		tx.Add(&knftables.Rule{Chain: "c", Rule: "tcp dport 80 counter accept"}) // not skein's
+	}
+	w := newWireBatch(f)
+	render(w)
+	if err := b.apply(context.Background(), f, w, render); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nft", "list", "chain", "ip", Table, "c").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "tcp dport 80 counter") {
+		t.Errorf("the table holds %s (%v), want the rule written through nft", out, err)
 	}
 }
