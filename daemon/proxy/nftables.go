@@ -791,14 +791,6 @@ func (b *NFTables) apply(ctx context.Context, f nftFamily, w *wireBatch, render 
 	return b.transact(w)
 }
 
-// tableFamily is the family's netlink name.
-func (f nftFamily) tableFamily() nftables.TableFamily {
-	if f.fam == 6 {
-		return nftables.TableFamilyIPv6
-	}
-	return nftables.TableFamilyIPv4
-}
-
 // existing lists the chains and the sets (maps among them) of the
 // family's table, none when it does not exist. Over netlink: nft would
 // read every element of every set of the family first (half a second
@@ -808,7 +800,7 @@ func existing(f nftFamily) (chains, sets []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	family := f.tableFamily()
+	family := nftables.TableFamily(f.nfproto())
 	tables, err := conn.ListTablesOfFamily(family)
 	if err != nil {
 		return nil, nil, err

@@ -22,10 +22,7 @@ func (f nftFamily) compileRule(rule string) ([][]byte, error) {
 		}
 	}
 	out := make([][]byte, 0, len(c.exprs))
-	fam := byte(unix.NFPROTO_IPV4)
-	if f.fam == 6 {
-		fam = unix.NFPROTO_IPV6
-	}
+	fam := f.nfproto()
 	for _, e := range c.exprs {
 		b, err := expr.Marshal(fam, e)
 		if err != nil {
@@ -260,7 +257,7 @@ func (c *ruleCompiler) statement() error {
 		}
 		c.add(&expr.Immediate{Register: 1, Data: ap.Addr().AsSlice()},
 			&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, ap.Port())},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(c.nfproto()), RegAddrMin: 1, RegProtoMin: 2, Specified: true})
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(c.f.nfproto()), RegAddrMin: 1, RegProtoMin: 2, Specified: true})
 		c.t = t[3:]
 	case c.at("dnat", ip, "to", "numgen", "random", "mod", "", "offset", "", "map", ""):
 		n, err := parseU32(t[6])
@@ -277,7 +274,7 @@ func (c *ruleCompiler) statement() error {
 		}
 		c.add(&expr.Numgen{Register: 1, Modulus: n, Type: unix.NFT_NG_RANDOM, Offset: off},
 			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: name},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(c.nfproto()), RegAddrMin: 1, RegProtoMin: reg(c.addrLen() / 4)})
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(c.f.nfproto()), RegAddrMin: 1, RegProtoMin: reg(c.addrLen() / 4)})
 		c.t = t[11:]
 	case c.at("masquerade", "fully-random"):
 		c.add(&expr.Masq{FullyRandom: true})
@@ -299,11 +296,4 @@ func (c *ruleCompiler) statement() error {
 		return fmt.Errorf("cannot encode %q", strings.Join(t, " "))
 	}
 	return nil
-}
-
-func (c *ruleCompiler) nfproto() byte {
-	if c.f.fam == 6 {
-		return unix.NFPROTO_IPV6
-	}
-	return unix.NFPROTO_IPV4
 }

@@ -2,13 +2,10 @@ package proxy
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netns"
 	"sigs.k8s.io/knftables"
 )
 
@@ -16,29 +13,10 @@ import (
 // its own: a good one lands with its elements batched, a bad one fails
 // with nft's own message and changes nothing.
 func TestRunNFT(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespaces)")
-		}
-		t.Skip("needs root (network namespaces)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	name := "skt-runnft-" + strings.ReplaceAll(t.Name(), "/", "-")
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = netns.Set(orig)
-		_ = ns.Close()
-		_ = netns.DeleteNamed(name)
-	}()
+	newScratchNS(t, "runnft").do(t, func() { testRunNFT(t) })
+}
+
+func testRunNFT(t *testing.T) {
 	ctx := context.Background()
 	tx := knftables.NewFake(knftables.IPv4Family, "skt").NewTransaction()
 	tx.Add(&knftables.Table{})
@@ -52,7 +30,7 @@ func TestRunNFT(t *testing.T) {
 	bad := knftables.NewFake(knftables.IPv4Family, "skt").NewTransaction()
 	bad.Add(&knftables.Element{Map: "m", Key: []string{"10.0.0.4"}, Value: []string{"192.0.2.1"}})
 	bad.Add(&knftables.Element{Map: "nosuchmap", Key: []string{"10.0.0.5"}, Value: []string{"192.0.2.1"}})
-	err = runNFT(ctx, bad)
+	err := runNFT(ctx, bad)
 	if err == nil || !strings.Contains(err.Error(), "nosuchmap") {
 		t.Errorf("a transaction naming a map that does not exist: %v", err)
 	}
@@ -72,35 +50,15 @@ func TestRunNFT(t *testing.T) {
 // TestApplyFallsBack: a transaction holding what the netlink encoder does
 // not know is written through nft instead, whole.
 func TestApplyFallsBack(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespaces)")
-		}
-		t.Skip("needs root (network namespaces)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	name := "skt-fallback"
-	_ = netns.DeleteNamed(name)
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = netns.Set(orig)
-		_ = ns.Close()
-		_ = netns.DeleteNamed(name)
-	}()
+	newScratchNS(t, "fallback").do(t, func() { testApplyFallsBack(t) })
+}
+
+func testApplyFallsBack(t *testing.T) {
 	b, err := NewNFTables(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.sock.close()
+	defer b.sock.close() // nil unless something went over netlink
 	f := newNFTFamily(4, opts)
 	render := func(tx nftWriter) {
 		tx.Add(&knftables.Table{})

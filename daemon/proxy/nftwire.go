@@ -69,8 +69,9 @@ func newWireBatch(f nftFamily) *wireBatch {
 	return w
 }
 
-func (w *wireBatch) family() byte {
-	if w.f.fam == 6 {
+// nfproto is the family's number in netlink (nft's "ip" or "ip6").
+func (f nftFamily) nfproto() byte {
+	if f.fam == 6 {
 		return unix.NFPROTO_IPV6
 	}
 	return unix.NFPROTO_IPV4
@@ -94,7 +95,7 @@ func (w *wireBatch) begin(typ uint16, flags uint16, what string) {
 	var h [unix.NLMSG_HDRLEN + 4]byte
 	binary.NativeEndian.PutUint16(h[4:], typ)
 	binary.NativeEndian.PutUint16(h[6:], unix.NLM_F_REQUEST|flags)
-	h[16] = w.family()
+	h[16] = w.f.nfproto()
 	if typ == unix.NFNL_MSG_BATCH_BEGIN || typ == unix.NFNL_MSG_BATCH_END {
 		h[16] = unix.AF_UNSPEC
 	}
@@ -211,18 +212,22 @@ func (w *wireBatch) addChain(c *knftables.Chain) error {
 	return nil
 }
 
-func (w *wireBatch) flushChain(name string) {
-	w.msg(unix.NFT_MSG_DELRULE, 0, "flush chain "+name)
+// named is a message naming one object of the table: typ on the object
+// whose name is attribute attr.
+func (w *wireBatch) named(typ uint16, attr uint16, what, name string) {
+	w.msg(typ, 0, what+" "+name)
 	w.table()
-	w.str(unix.NFTA_RULE_CHAIN, name)
+	w.str(attr, name)
 	w.end()
 }
 
+// flushChain deletes the chain's rules (a rule deletion naming no rule).
+func (w *wireBatch) flushChain(name string) {
+	w.named(unix.NFT_MSG_DELRULE, unix.NFTA_RULE_CHAIN, "flush chain", name)
+}
+
 func (w *wireBatch) deleteChain(name string) {
-	w.msg(unix.NFT_MSG_DELCHAIN, 0, "delete chain "+name)
-	w.table()
-	w.str(unix.NFTA_CHAIN_NAME, name)
-	w.end()
+	w.named(unix.NFT_MSG_DELCHAIN, unix.NFTA_CHAIN_NAME, "delete chain", name)
 }
 
 func (w *wireBatch) addSet(name string, s setSpec) {
@@ -246,18 +251,13 @@ func (w *wireBatch) addSet(name string, s setSpec) {
 	w.end()
 }
 
+// flushSet deletes the set's elements (an element deletion naming none).
 func (w *wireBatch) flushSet(name string) {
-	w.msg(unix.NFT_MSG_DELSETELEM, 0, "flush set "+name)
-	w.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
-	w.str(unix.NFTA_SET_ELEM_LIST_SET, name)
-	w.end()
+	w.named(unix.NFT_MSG_DELSETELEM, unix.NFTA_SET_ELEM_LIST_SET, "flush set", name)
 }
 
 func (w *wireBatch) deleteSet(name string) {
-	w.msg(unix.NFT_MSG_DELSET, 0, "delete set "+name)
-	w.table()
-	w.str(unix.NFTA_SET_NAME, name)
-	w.end()
+	w.named(unix.NFT_MSG_DELSET, unix.NFTA_SET_NAME, "delete set", name)
 }
 
 // element adds ("add") or deletes ("delete") one element; consecutive
@@ -307,10 +307,7 @@ func (w *wireBatch) element(op, set, key, value string) error {
 		}
 	}
 	w.openElements(op, set)
-	at := w.nest(unix.NFTA_LIST_ELEM)
-	kat := w.nest(unix.NFTA_SET_ELEM_KEY)
-	w.attr(unix.NFTA_DATA_VALUE, k)
-	w.close(kat)
+	at := w.elemKey(k, 0)
 	switch {
 	case verdict != nil:
 		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
@@ -335,15 +332,34 @@ func (w *wireBatch) openElements(op, set string) {
 		return
 	}
 	w.closeElements()
+	w.elemList = w.beginElements(op, set)
+	w.elemOp, w.elemSet = op, set
+}
+
+// beginElements opens a message adding or deleting elements of set and
+// its element list, whose offset it returns.
+func (w *wireBatch) beginElements(op, set string) int {
 	typ, flags := uint16(unix.NFT_MSG_NEWSETELEM), uint16(unix.NLM_F_CREATE)
 	if op == "delete" {
 		typ, flags = unix.NFT_MSG_DELSETELEM, 0
 	}
 	w.begin(nfnlSubsysNFTables|typ, flags, op+" element "+set)
-	w.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
+	w.table()
 	w.str(unix.NFTA_SET_ELEM_LIST_SET, set)
-	w.elemList = w.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
-	w.elemOp, w.elemSet = op, set
+	return w.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+}
+
+// elemKey opens an element with its key and flags; the caller adds its
+// data, if any, and closes it at the offset returned.
+func (w *wireBatch) elemKey(key []byte, flags uint32) int {
+	at := w.nest(unix.NFTA_LIST_ELEM)
+	kat := w.nest(unix.NFTA_SET_ELEM_KEY)
+	w.attr(unix.NFTA_DATA_VALUE, key)
+	w.close(kat)
+	if flags != 0 {
+		w.u32(unix.NFTA_SET_ELEM_FLAGS, flags)
+	}
+	return at
 }
 
 // closeElements ends the element message being filled, writing a run of
@@ -358,29 +374,13 @@ func (w *wireBatch) closeElements() {
 	w.elemSet, w.elemOp, w.intervals = "", "", nil
 	if ivs != nil {
 		slices.SortFunc(ivs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-		w.begin(nfnlSubsysNFTables|unix.NFT_MSG_NEWSETELEM, unix.NLM_F_CREATE, "add element "+set)
-		w.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
-		w.str(unix.NFTA_SET_ELEM_LIST_SET, set)
-		list := w.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
-		bound := func(a []byte, end bool) {
-			at := w.nest(unix.NFTA_LIST_ELEM)
-			kat := w.nest(unix.NFTA_SET_ELEM_KEY)
-			w.attr(unix.NFTA_DATA_VALUE, a)
-			w.close(kat)
-			if end {
-				w.u32(unix.NFTA_SET_ELEM_FLAGS, unix.NFT_SET_ELEM_INTERVAL_END)
-			}
-			w.close(at)
-		}
+		w.elemList = w.beginElements("add", set)
 		for _, p := range ivs {
-			bound(p.Addr().AsSlice(), false)
+			w.close(w.elemKey(p.Addr().AsSlice(), 0))
 			if last, ok := lastPlusOne(p); ok {
-				bound(last, true)
+				w.close(w.elemKey(last, unix.NFT_SET_ELEM_INTERVAL_END))
 			}
 		}
-		w.close(list)
-		w.end()
-		return
 	}
 	w.close(w.elemList)
 	w.end()

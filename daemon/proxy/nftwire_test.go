@@ -2,96 +2,13 @@ package proxy
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vishvananda/netns"
 	"sigs.k8s.io/knftables"
 )
-
-// scratchNS is a network namespace of the test's own, for a kernel to
-// write tables into; fn runs with the calling thread inside it.
-type scratchNS struct {
-	name string
-	h    netns.NsHandle
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespaces)")
-		}
-		t.Skip("needs root (network namespaces)")
-	}
-}
-
-func newScratchNS(t *testing.T, suffix string) *scratchNS {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	name := "skt-wire-" + suffix
-	_ = netns.DeleteNamed(name)
-	h, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	s := &scratchNS{name: name, h: h}
-	t.Cleanup(func() {
-		_ = h.Close()
-		_ = netns.DeleteNamed(name)
-	})
-	return s
-}
-
-// socket opens a netfilter socket inside the namespace.
-func (s *scratchNS) socket(t *testing.T) *nlSocket {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	if err := netns.Set(s.h); err != nil {
-		t.Fatal(err)
-	}
-	sock, err := openNL()
-	if serr := netns.Set(orig); serr != nil {
-		t.Fatal(serr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sock.close)
-	return sock
-}
-
-// nft runs nft in the namespace.
-func (s *scratchNS) nft(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", s.name, "nft"}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // listing is what the kernel holds in the family's table, as nft prints
 // it and as the kernel's expressions.
@@ -139,8 +56,8 @@ func TestWireMatchesNFT(t *testing.T) {
 			t.Run(fmt.Sprintf("ipv%d/nodeports=%d", fam, len(np)), func(t *testing.T) {
 				o := RuleOptions{Bridge: "cni0", NodePortAddresses: np}
 				f := newNFTFamily(fam, o)
-				viaNFT := newScratchNS(t, fmt.Sprintf("n%d%d", fam, len(np)))
-				viaWire := newScratchNS(t, fmt.Sprintf("w%d%d", fam, len(np)))
+				viaNFT := newScratchNS(t, fmt.Sprintf("wire-n%d%d", fam, len(np)))
+				viaWire := newScratchNS(t, fmt.Sprintf("wire-w%d%d", fam, len(np)))
 				sock := viaWire.socket(t)
 				step := func(what string, render func(nftWriter)) {
 					t.Helper()
@@ -233,7 +150,7 @@ func TestWireRejects(t *testing.T) {
 		}
 	}
 	needRoot(t)
-	ns := newScratchNS(t, "rejects")
+	ns := newScratchNS(t, "wire-rejects")
 	sock := ns.socket(t)
 	w := newWireBatch(f)
 	w.Add(&knftables.Table{})
@@ -270,7 +187,7 @@ func TestWireRejects(t *testing.T) {
 func TestWireManyElements(t *testing.T) {
 	needRoot(t)
 	f := newNFTFamily(4, opts)
-	ns := newScratchNS(t, "many")
+	ns := newScratchNS(t, "wire-many")
 	sock := ns.socket(t)
 	const n = 20000
 	elem := func(i, port int) *knftables.Element {
