@@ -22,6 +22,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
 	"sigs.k8s.io/knftables"
@@ -139,12 +140,21 @@ func (c *Controller) syncIPTables(ctx context.Context, w Want, family int, resto
 	return ensureJump(ipt)
 }
 
+// ForwardJumps is held while a controller of skeind reads FORWARD and
+// places its jump there (this package's, and the Service proxy's): each
+// decides where its jump goes from what it reads, so two doing it at
+// once could each place theirs on top of a FORWARD the other was about
+// to change.
+var ForwardJumps sync.Mutex
+
 // ensureJump puts the jump to SKEIN-FORWARD first in FORWARD, but below
 // skein's other jumps there (the Service proxy's SKEIN-SERVICES): the
 // proxy must refuse a new connection to a Service without endpoints
 // before this chain accepts the pod's traffic. Each inserts its jump at
 // the top, so without this the order would be whichever synced last.
 func ensureJump(ipt *iptables.IPTables) error {
+	ForwardJumps.Lock()
+	defer ForwardJumps.Unlock()
 	rules, err := ipt.List("filter", "FORWARD")
 	if err != nil {
 		return fmt.Errorf("list FORWARD: %w", err)

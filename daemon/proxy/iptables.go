@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/skein-net/skein/daemon/masq"
 )
 
 // The iptables layout, per family, in skein's own chains; the built-in
@@ -580,6 +582,10 @@ func ensureHooks(fam int) error {
 	if err != nil {
 		return fmt.Errorf("iptables: %w", err)
 	}
+	// Not while the masquerade controller places its FORWARD jump, which
+	// goes below this one (see masq.ForwardJumps).
+	masq.ForwardJumps.Lock()
+	defer masq.ForwardJumps.Unlock()
 	for _, h := range hooks {
 		rule := hookRule(h.table, h.target)
 		ok, err := ipt.Exists(h.table, h.chain, rule...)
