@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -415,11 +413,12 @@ func (st *State) take(it *item, seen map[string]bool) error {
 	return nil
 }
 
-// FileSource reads the cluster from a file, re-reading it as soon as the
-// kernel reports a change in its directory (inotify; the directory, so
-// that a file replaced by rename is seen) and, as a fallback, every
-// Interval. A file that does not parse is logged and the last good
-// snapshot stays.
+// FileSource reads the cluster from a file, following its directory
+// through inotify (the directory, so that a file replaced by rename is
+// seen) and, as a fallback, reading it every Interval. A file renamed
+// into place, or closed after writing, is read at once; a file still
+// being written, once it has been quiet for 10 ms. A file that does not
+// parse is logged and the last good snapshot stays.
 type FileSource struct {
 	Path     string
 	Interval time.Duration // default 2s
@@ -432,17 +431,14 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
-	var events <-chan fsnotify.Event
-	if w, err := fsnotify.NewWatcher(); err != nil {
-		s.Log.Warn("no inotify; polling the cluster file", "every", interval, "err", err)
+	var events <-chan dirEvent
+	if w, err := watchDir(filepath.Dir(s.Path)); err != nil {
+		s.Log.Warn("cannot watch the cluster file's directory; polling", "every", interval, "err", err)
 	} else {
-		defer func() { _ = w.Close() }() // a watcher that will not close leaks nothing we could reclaim
-		if err := w.Add(filepath.Dir(s.Path)); err != nil {
-			s.Log.Warn("cannot watch the cluster file's directory; polling", "every", interval, "err", err)
-		} else {
-			events = w.Events
-		}
+		defer func() { _ = w.Close() }() // an inotify descriptor that will not close leaks nothing we could reclaim
+		events = w.events
 	}
+	name := filepath.Base(s.Path)
 	// The last good file's hash: a file read again unchanged (the
 	// periodic read, an event for another file) is not parsed again.
 	seed := maphash.MakeSeed()
@@ -477,34 +473,13 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 			lastErr = err.Error()
 			s.Log.Error("cluster file not read; keeping the last good snapshot", "path", s.Path, "err", err)
 		}
-		if err := waitForChange(ctx, tick.C, events, s.Path); err != nil {
+		ok, err := waitForChange(ctx, tick.C, events, name, settle)
+		if err != nil {
 			return nil
 		}
-	}
-}
-
-// waitForChange returns at the next tick, or once an event has named the
-// file and the directory then stayed quiet for settle (a writer that
-// truncates and writes in steps is done by then), or with an error when
-// ctx ends.
-func waitForChange(ctx context.Context, tick <-chan time.Time, events <-chan fsnotify.Event, path string) error {
-	const settle = 10 * time.Millisecond
-	var quiet <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick:
-			return nil
-		case <-quiet:
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			if quiet != nil || filepath.Clean(ev.Name) == filepath.Clean(path) {
-				quiet = time.After(settle)
-			}
+		if !ok {
+			s.Log.Warn("the cluster file's directory is no longer watched; polling", "every", interval)
+			events = nil
 		}
 	}
 }
