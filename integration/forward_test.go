@@ -61,3 +61,50 @@ func TestForwardJumpOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestMasqRules: on a real kernel, the masquerade controller's rules as
+// they land, over a table left by an earlier version (which kept an
+// accepting forward chain of its own), and again on the next sync.
+func TestMasqRules(t *testing.T) {
+	requireRoot(t)
+	ns, err := harness.NewNetNS(uniq("masq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Delete() })
+	ctx := context.Background()
+	m, err := masq.New(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an earlier version left.
+	if _, err := ns.Exec(ctx, "nft", "add table inet skein; add set inet skein pods4 { type ipv4_addr; flags interval; }; "+
+		"add element inet skein pods4 { 10.244.1.0/24 }; "+
+		"add chain inet skein forward { type filter hook forward priority 0; }; add rule inet skein forward ip saddr @pods4 accept"); err != nil {
+		t.Fatal(err)
+	}
+	// A thousand nodes' pod CIDRs, handed out in turn from 10.248.0.0/14.
+	want := masq.Want{Masquerade: true, NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
+	for i := range 1000 {
+		want.PodNets = append(want.PodNets, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(248 + i/256), byte(i % 256), 0}), 24))
+	}
+	for _, sync := range []string{"over the earlier table", "again"} {
+		if err := ns.Do(func() error { return m.Sync(ctx, want) }); err != nil {
+			t.Fatalf("%s: %v", sync, err)
+		}
+		table, err := ns.Exec(ctx, "nft", "list", "table", "inet", "skein")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(table, "chain forward") || !strings.Contains(table, "chain postrouting") || !strings.Contains(table, "10.251.231.0/24") {
+			t.Errorf("%s: inet skein holds:\n%s", sync, table)
+		}
+		rules, err := ns.Exec(ctx, "iptables", "-S", masq.ForwardChain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(rules, "-j ACCEPT"); n != 12 || !strings.Contains(rules, "-s 10.248.0.0/15") || !strings.Contains(rules, "-d 10.251.224.0/21") {
+			t.Errorf("%s: %d accepting rules for 1,000 /24s, want 12:\n%s", sync, n, rules)
+		}
+	}
+}

@@ -5,10 +5,15 @@
 // accepted even when the host's iptables FORWARD policy is DROP.
 //
 // The NAT lives in one nftables table, "inet skein", written whole in one
-// transaction per sync. The forwarding accept also goes into iptables
-// (chain SKEIN-FORWARD, one jump from FORWARD, written with
-// iptables-restore --noflush): an accept in one nftables table cannot
-// overrule a drop in another, such as iptables' own FORWARD chain.
+// transaction per sync. The forwarding accept goes into iptables (chain
+// SKEIN-FORWARD, one jump from FORWARD, written with iptables-restore
+// --noflush), where a host's DROP policy is set: an accept in an
+// nftables table of our own could not overrule a drop in another table,
+// so none is kept there. SKEIN-FORWARD holds the union of the pod CIDRs
+// in as few prefixes as cover it exactly, since iptables walks its rules
+// one by one for every forwarded packet: the /24s of a 1,000-node
+// cluster allocated from one cluster CIDR are a handful of rules, not
+// 2,000.
 package masq
 
 import (
@@ -25,6 +30,7 @@ import (
 	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
+	"go4.org/netipx"
 	"sigs.k8s.io/knftables"
 )
 
@@ -60,16 +66,17 @@ func Transaction(nft knftables.Interface, w Want) *knftables.Transaction {
 	}
 	tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType),
 		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
-	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType),
-		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
+	// Earlier versions kept an accepting forward chain here, which could
+	// never change a verdict but cost every forwarded packet its
+	// lookups: created if missing, then deleted.
+	tx.Add(&knftables.Chain{Name: "forward"})
+	tx.Delete(&knftables.Chain{Name: "forward"})
 	for _, f := range []struct{ ip, n string }{{"ip", "4"}, {"ip6", "6"}} {
 		if w.Masquerade {
 			tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat(
 				f.ip, "saddr", "@pods"+f.n, f.ip, "daddr", "!=", "@pods"+f.n, f.ip, "daddr", "!=", "@nodes"+f.n, "masquerade"),
 				Comment: knftables.PtrTo("pods to outside the cluster leave with the node's address")})
 		}
-		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat(f.ip, "saddr", "@pods"+f.n, "accept")})
-		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat(f.ip, "daddr", "@pods"+f.n, "accept")})
 	}
 	return tx
 }
@@ -81,10 +88,7 @@ func Transaction(nft knftables.Interface, w Want) *knftables.Transaction {
 func IPTablesRestore(w Want, family int) []byte {
 	var b bytes.Buffer
 	b.WriteString("*filter\n:" + ForwardChain + " - [0:0]\n")
-	for _, p := range sortedPrefixes(w.PodNets) {
-		if (family == 4) != p.Addr().Is4() {
-			continue
-		}
+	for _, p := range covering(w.PodNets, family) {
 		fmt.Fprintf(&b, "-A %s -s %s -m comment --comment \"skein: from pods\" -j ACCEPT\n", ForwardChain, p)
 		fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"skein: to pods\" -j ACCEPT\n", ForwardChain, p)
 	}
@@ -241,6 +245,19 @@ func sortedPrefixes(in []netip.Prefix) []netip.Prefix {
 	out := append([]netip.Prefix(nil), in...)
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// covering returns the fewest prefixes of the family whose union is
+// exactly that of nets, in address order.
+func covering(nets []netip.Prefix, family int) []netip.Prefix {
+	var b netipx.IPSetBuilder
+	for _, p := range nets {
+		if p.Addr().Is4() == (family == 4) {
+			b.AddPrefix(p.Masked())
+		}
+	}
+	set, _ := b.IPSet() // the builder is only added to: it has no error to report
+	return set.Prefixes()
 }
 
 func sortedAddrs(in []netip.Addr) []netip.Addr {

@@ -3,8 +3,9 @@
 // trip time (ping) pod to pod across nodes through skein's overlay,
 // against two namespaces joined by a hand-built kernel VXLAN link over
 // the same underlay at the same MTU, and against a plain veth pair; and
-// pod to pod on one node through cni0, against a plain veth pair. It
-// prints a Markdown report.
+// pod to pod on one node through cni0, against a plain veth pair. Then
+// across nodes again with a thousand nodes in the cluster, to show what
+// the size of the cluster costs each packet. It prints a Markdown report.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +30,7 @@ var (
 	seconds = flag.Int("seconds", 5, "length of each iperf3 run")
 	runs    = flag.Int("runs", 3, "iperf3 runs per path (the median is reported)")
 	pings   = flag.Int("pings", 200, "pings per path")
+	scale   = flag.Int("cluster-nodes", 1000, "then measure skein across nodes again with this many nodes in the cluster file (the others exist only there); 0 skips it")
 	bare    = flag.Bool("no-netfilter", false, "an experiment: stop skeind and take netfilter off the nodes' path (skein's table and chain, br_netfilter hooks) before measuring")
 )
 
@@ -145,6 +148,19 @@ ip addr add 10.98.0.1/24 dev eth0 && ip link set eth0 up`, vb.Name)); err != nil
 		}
 		figs[p.name] = f
 	}
+	var big figure
+	if *scale > 2 && !*bare {
+		if err := grow(ctx, c, *scale); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("skein, pod to pod across nodes, %d nodes in the cluster", *scale)
+		fmt.Fprintf(os.Stderr, "%s ...\n", name)
+		if big, err = measure(ctx, paths[0]); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		paths = append(paths, path{name: name})
+		figs[name] = big
+	}
 	fmt.Printf("Machine: %d cores, %s; MTU 1450 on every path; iperf3 TCP, %d runs of %d s (median); %d pings at 10 ms\n\n",
 		runtime.NumCPU(), runtime.Version(), *runs, *seconds, *pings)
 	if *bare {
@@ -160,6 +176,47 @@ ip addr add 10.98.0.1/24 dev eth0 && ip link set eth0 up`, vb.Name)); err != nil
 	fmt.Printf("\nskein across nodes / hand-built VXLAN: throughput %.2f, RTT %.2f (target: within 5%%)\n", cross.gbps/vx.gbps, cross.rttUs/vx.rttUs)
 	fmt.Printf("skein on one node / plain veth: throughput %.2f, RTT %.2f (target: within 5%%)\n", same.gbps/veth.gbps, same.rttUs/veth.rttUs)
 	fmt.Printf("skein across nodes / plain veth: throughput %.2f, RTT %.2f\n", cross.gbps/veth.gbps, cross.rttUs/veth.rttUs)
+	if big.gbps > 0 {
+		fmt.Printf("skein across nodes, %d nodes in the cluster / 2 nodes: throughput %.2f, RTT %.2f\n", *scale, big.gbps/cross.gbps, big.rttUs/cross.rttUs)
+	}
+	return nil
+}
+
+// grow writes the cluster file with n nodes: the cluster's own and
+// n-len(c.Nodes) more that exist only in the file, pod CIDRs handed out
+// in turn from 10.200.0.0/14, and waits until both real nodes have
+// programmed them (a route per peer, the peers' pod CIDRs in the
+// masquerade controller's set). Those CIDRs sort before the real nodes'
+// (10.244.x), so that a rule per node, walked in order, would be walked
+// to the end: the worst case, where a real node meets half of them on
+// average.
+func grow(ctx context.Context, c *harness.Cluster, n int) error {
+	var extra []string
+	last := ""
+	for i := range n - len(c.Nodes) {
+		cidr := fmt.Sprintf("10.%d.%d.0/24", 200+i/256, i%256)
+		extra = append(extra, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata: {name: far%d}\nspec: {podCIDRs: [%q]}\nstatus: {addresses: [{type: InternalIP, address: 172.29.%d.%d}]}\n", i, cidr, i/250, 1+i%250))
+		last = fmt.Sprintf("10.%d.%d.1", 200+i/256, i%256)
+	}
+	if err := c.WriteFile(c.Nodes, strings.Join(extra, "---\n")); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, node := range c.Nodes {
+		for {
+			routes, err := node.NS.Exec(ctx, "ip", "route", "show", "dev", "skein.vxlan")
+			if err == nil && strings.Count(routes, "\n") >= n-1 {
+				if _, err := node.NS.Exec(ctx, "nft", "get", "element", "inet", "skein", "pods4", "{", last, "}"); err == nil {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s has not programmed %d nodes after 2 minutes", node.Name, n)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	time.Sleep(2 * time.Second) // the iptables half of the masquerade controller's sync
 	return nil
 }
 
