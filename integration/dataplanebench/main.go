@@ -44,7 +44,8 @@ type path struct {
 
 type figure struct {
 	gbps  float64
-	rttUs float64
+	rttUs float64 // ping's average
+	medUs float64 // the median of the same pings: a few slow ones move the average
 }
 
 func main() {
@@ -166,18 +167,21 @@ ip addr add 10.98.0.1/24 dev eth0 && ip link set eth0 up`, vb.Name)); err != nil
 	if *bare {
 		fmt.Print("Experiment: skeind stopped and netfilter taken off the nodes' path (-no-netfilter).\n\n")
 	}
-	fmt.Println("| path | TCP throughput | ping RTT (avg) |")
-	fmt.Println("|---|---|---|")
+	fmt.Println("| path | TCP throughput | ping RTT (avg) | ping RTT (median) |")
+	fmt.Println("|---|---|---|---|")
 	for _, p := range paths {
 		f := figs[p.name]
-		fmt.Printf("| %s | %.2f Gbit/s | %.0f µs |\n", p.name, f.gbps, f.rttUs)
+		fmt.Printf("| %s | %.2f Gbit/s | %.0f µs | %.0f µs |\n", p.name, f.gbps, f.rttUs, f.medUs)
 	}
 	cross, vx, veth, same := figs[paths[0].name], figs[paths[1].name], figs[paths[2].name], figs[paths[3].name]
-	fmt.Printf("\nskein across nodes / hand-built VXLAN: throughput %.2f, RTT %.2f (target: within 5%%)\n", cross.gbps/vx.gbps, cross.rttUs/vx.rttUs)
-	fmt.Printf("skein on one node / plain veth: throughput %.2f, RTT %.2f (target: within 5%%)\n", same.gbps/veth.gbps, same.rttUs/veth.rttUs)
-	fmt.Printf("skein across nodes / plain veth: throughput %.2f, RTT %.2f\n", cross.gbps/veth.gbps, cross.rttUs/veth.rttUs)
+	ratio := func(a, b figure) string {
+		return fmt.Sprintf("throughput %.2f, RTT %.2f (median %.2f)", a.gbps/b.gbps, a.rttUs/b.rttUs, a.medUs/b.medUs)
+	}
+	fmt.Printf("\nskein across nodes / hand-built VXLAN: %s (target: within 5%%)\n", ratio(cross, vx))
+	fmt.Printf("skein on one node / plain veth: %s (target: within 5%%)\n", ratio(same, veth))
+	fmt.Printf("skein across nodes / plain veth: %s\n", ratio(cross, veth))
 	if big.gbps > 0 {
-		fmt.Printf("skein across nodes, %d nodes in the cluster / 2 nodes: throughput %.2f, RTT %.2f\n", *scale, big.gbps/cross.gbps, big.rttUs/cross.rttUs)
+		fmt.Printf("skein across nodes, %d nodes in the cluster / 2 nodes: %s\n", *scale, ratio(big, cross))
 	}
 	return nil
 }
@@ -220,7 +224,10 @@ func grow(ctx context.Context, c *harness.Cluster, n int) error {
 	return nil
 }
 
-var rttRE = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)
+var (
+	rttRE  = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)
+	timeRE = regexp.MustCompile(`time=([0-9.]+) ms`)
+)
 
 func measure(ctx context.Context, p path) (figure, error) {
 	var f figure
@@ -250,15 +257,25 @@ func measure(ctx context.Context, p path) (figure, error) {
 	}
 	sort.Float64s(rates)
 	f.gbps = rates[len(rates)/2]
-	out, err := p.from.Exec(ctx, "ping", "-n", "-q", "-i", "0.01", "-c", strconv.Itoa(*pings), p.dst)
+	out, err := p.from.Exec(ctx, "ping", "-n", "-i", "0.01", "-c", strconv.Itoa(*pings), p.dst)
 	if err != nil {
 		return f, err
 	}
 	m := rttRE.FindStringSubmatch(out)
 	if m == nil {
-		return f, fmt.Errorf("no RTT in %q", out)
+		return f, fmt.Errorf("no RTT summary in ping's output")
 	}
 	ms, _ := strconv.ParseFloat(m[1], 64)
 	f.rttUs = ms * 1000
+	var each []float64
+	for _, t := range timeRE.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(t[1], 64)
+		each = append(each, v*1000)
+	}
+	if len(each) == 0 {
+		return f, fmt.Errorf("no reply times in ping's output")
+	}
+	sort.Float64s(each)
+	f.medUs = each[len(each)/2]
 	return f, nil
 }
