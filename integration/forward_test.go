@@ -12,22 +12,25 @@ import (
 	"github.com/skein-net/skein/integration/harness"
 )
 
+// masqNode is a scratch namespace and a masquerade controller to sync
+// into it.
+func masqNode(t *testing.T, role string) (*harness.NetNS, *masq.Controller) {
+	t.Helper()
+	requireRoot(t)
+	m, err := masq.New(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scratchNS(t, role), m
+}
+
 // TestForwardJumpOrder: in iptables' FORWARD chain, the jump to the
 // masquerade controller's SKEIN-FORWARD (which accepts pod traffic) ends
 // up below the Service proxy's jump (which refuses connections to
 // Services without endpoints), whichever of the two was there first.
 func TestForwardJumpOrder(t *testing.T) {
-	requireRoot(t)
-	ns, err := harness.NewNetNS(uniq("fwd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Delete() })
+	ns, m := masqNode(t, "fwd")
 	ctx := context.Background()
-	m, err := masq.New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := masq.Want{Masquerade: true, PodNets: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")},
 		NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
 	order := func() []string {
@@ -66,17 +69,8 @@ func TestForwardJumpOrder(t *testing.T) {
 // they land, over a table left by an earlier version (which kept an
 // accepting forward chain of its own), and again on the next sync.
 func TestMasqRules(t *testing.T) {
-	requireRoot(t)
-	ns, err := harness.NewNetNS(uniq("masq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Delete() })
+	ns, m := masqNode(t, "masq")
 	ctx := context.Background()
-	m, err := masq.New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// What an earlier version left.
 	if _, err := ns.Exec(ctx, "nft", "add table inet skein; add set inet skein pods4 { type ipv4_addr; flags interval; }; "+
 		"add element inet skein pods4 { 10.244.1.0/24 }; "+

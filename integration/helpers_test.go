@@ -66,6 +66,17 @@ func requireRoot(t *testing.T) {
 // uniq returns a name unique to this run and use, with a role suffix.
 func uniq(role string) string { return fmt.Sprintf("skit%s-%d-%s", runID, seq.Add(1), role) }
 
+// scratchNS makes a namespace of this test's own, deleted when it ends.
+func scratchNS(t *testing.T, role string) *harness.NetNS {
+	t.Helper()
+	ns, err := harness.NewNetNS(uniq(role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Delete() })
+	return ns
+}
+
 const netName = "skit"
 
 // env is one test's node: a namespace running libcni with skein, a data
@@ -141,12 +152,7 @@ func (e *env) addPod(id string) *harness.Pod {
 // addPodNS makes a pod namespace without running the plugin.
 func (e *env) addPodNS() *harness.NetNS {
 	e.t.Helper()
-	n, err := harness.NewNetNS(uniq("pod"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { n.Delete() })
-	return n
+	return scratchNS(e.t, "pod")
 }
 
 func harnessRuntimeConf(id, netnsPath string) *libcni.RuntimeConf {

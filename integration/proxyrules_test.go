@@ -29,11 +29,7 @@ func TestProxyRulesetsLoad(t *testing.T) {
 	models := []string{string(data), strings.Replace(string(data), "- {addresses: [10.244.2.7], nodeName: node2, conditions: {ready: true}}\n", "", 1)}
 	for _, backend := range []string{"nftables", "iptables"} {
 		t.Run(backend, func(t *testing.T) {
-			ns, err := harness.NewNetNS(uniq("rules"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = ns.Delete() })
+			ns := scratchNS(t, "rules")
 			opts := proxy.RuleOptions{Bridge: "cni0", NodePortAddresses: []string{"172.30.0.0/24", "fd00:30::/64"}}
 			var b proxy.Backend
 			if backend == "nftables" {
@@ -102,11 +98,7 @@ func TestProxyRulesetsLoad(t *testing.T) {
 // hold exactly what a full sync of the same rules writes over them.
 func TestNFTablesEndpointSwaps(t *testing.T) {
 	requireRoot(t)
-	ns, err := harness.NewNetNS(uniq("swap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Delete() })
+	ns := scratchNS(t, "swap")
 	b, err := proxy.NewNFTables(proxy.RuleOptions{Bridge: "cni0"})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -87,7 +88,10 @@ func (w *dirWatch) read() {
 			if mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 {
 				return // the directory is gone: polling takes over
 			}
-			name := string(raw[:clen(raw)])
+			if end := bytes.IndexByte(raw, 0); end >= 0 {
+				raw = raw[:end]
+			}
+			name := string(raw)
 			select {
 			case w.events <- dirEvent{name: name, mask: mask}:
 			case <-w.done:
@@ -95,15 +99,6 @@ func (w *dirWatch) read() {
 			}
 		}
 	}
-}
-
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
 }
 
 // settle is how long a file that is being written must stay quiet before

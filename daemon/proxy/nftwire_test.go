@@ -194,18 +194,22 @@ func TestWireManyElements(t *testing.T) {
 		return &knftables.Element{Map: "endpoints-00", Key: []string{fmt.Sprint(i)},
 			Value: []string{fmt.Sprintf("10.%d.%d.%d . %d", i>>16, (i>>8)&0xff, i&0xff, port)}}
 	}
+	send := func(w *wireBatch) {
+		t.Helper()
+		if err := w.finish(); err != nil {
+			t.Fatal(err)
+		}
+		if err := sock.transact(w); err != nil {
+			t.Fatal(err)
+		}
+	}
 	w := newWireBatch(f)
 	w.Add(&knftables.Table{})
 	w.Add(&knftables.Map{Name: "endpoints-00", TypeOf: "numgen random mod 1 : ip daddr . tcp dport"})
 	for i := 0; i < n; i++ {
 		w.Add(elem(i, 80))
 	}
-	if err := w.finish(); err != nil {
-		t.Fatal(err)
-	}
-	if err := sock.transact(w); err != nil {
-		t.Fatal(err)
-	}
+	send(w)
 	// Every endpoint replaced: n deletions and n additions.
 	w = newWireBatch(f)
 	for i := 0; i < n; i++ {
@@ -214,12 +218,7 @@ func TestWireManyElements(t *testing.T) {
 	for i := 0; i < n; i++ {
 		w.Add(elem(i, 8080))
 	}
-	if err := w.finish(); err != nil {
-		t.Fatal(err)
-	}
-	if err := sock.transact(w); err != nil {
-		t.Fatal(err)
-	}
+	send(w)
 	out := ns.nft(t, "", "list", "map", "ip", Table, "endpoints-00")
 	if got := strings.Count(out, " . 8080"); got != n || strings.Contains(out, " . 80,") {
 		t.Errorf("the map holds %d elements on port 8080 (want %d) and old ones: %v", got, n, strings.Contains(out, " . 80,"))
