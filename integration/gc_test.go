@@ -187,3 +187,75 @@ func TestStatusUnwritableStore(t *testing.T) {
 		t.Fatalf("STATUS = %s (err %v), want code 50 naming the data dir", out, err)
 	}
 }
+
+// TestGCWithoutValidAttachments: a GC request that does not list the
+// live attachments collects nothing (it would otherwise take every live
+// pod's address and veth) and says why.
+func TestGCWithoutValidAttachments(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	a, b := e.addPod("live-a"), e.addPod("live-b")
+	before := e.records()
+	out, _, err := e.runPlugin(map[string]string{"CNI_COMMAND": "GC"}, e.pluginStdin(nil))
+	var res types.Error
+	if err == nil || json.Unmarshal(out, &res) != nil || res.Code != uint(types.ErrInvalidNetworkConfig) || !strings.Contains(res.Msg, "valid-attachments") {
+		t.Fatalf("GC without the list = %s (err %v), want error 7 naming cni.dev/valid-attachments", out, err)
+	}
+	if diff := cmp.Diff(before, e.records()); diff != "" {
+		t.Errorf("reservations changed (-before +after):\n%s", diff)
+	}
+	if got := len(e.hostVeths()); got != 2 {
+		t.Errorf("%d host veths after the refused GC, want 2", got)
+	}
+	if err := a.NS.Ping(ctx(t), b.IPs[0], 1); err != nil {
+		t.Errorf("the live pods stopped talking: %v", err)
+	}
+	// An empty list is a runtime with no live pod: everything goes.
+	e.gc([]types.GCAttachment{})
+	if got := e.records(); len(got) != 0 {
+		t.Errorf("reservations after GC with an empty list: %v", got)
+	}
+}
+
+// TestGCSkipsNamesThatAreNotRecords: a directory and a FIFO named like
+// addresses in the data dir neither fail nor block GC.
+func TestGCSkipsNamesThatAreNotRecords(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	keep := e.addPod("keep")
+	e.addPod("gone")
+	dir := filepath.Join(e.dataDir, netName)
+	if err := os.Mkdir(filepath.Join(dir, "10.250.250.250"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "10.250.250.251"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := e.pluginCmd(map[string]string{"CNI_COMMAND": "GC"},
+		e.pluginStdin(map[string]any{"cni.dev/valid-attachments": []types.GCAttachment{{ContainerID: "keep", IfName: "eth0"}}}))
+	var stdout, errBuf strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &errBuf
+	if err := e.node.NS.Do(cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("GC: %v: %s %s", err, stdout.String(), errBuf.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("GC blocked on a FIFO in the data dir")
+	}
+	stderr := errBuf.String()
+	for _, name := range []string{"10.250.250.250", "10.250.250.251"} {
+		if !strings.Contains(stderr, name) {
+			t.Errorf("GC did not report %s: %s", name, stderr)
+		}
+	}
+	want := slices.Sorted(slices.Values([]string{keep.IPs[0], "10.250.250.250", "10.250.250.251"}))
+	if diff := cmp.Diff(want, e.records()); diff != "" {
+		t.Errorf("data dir after GC: the kept pod's record and the two odd names, untouched (-want +got):\n%s", diff)
+	}
+}

@@ -191,8 +191,9 @@ func (d *Disk) Scan(key Key) (taken []netip.Addr, mine []Record, err error) {
 }
 
 // List reads every record. A record that cannot be parsed is returned
-// with Corrupt set rather than failing the listing: one bad file must not
-// stop every pod on the node from getting an address.
+// with Corrupt set, and a name that is not a regular file with NotFile,
+// rather than failing the listing: one bad file must not stop every pod
+// on the node from getting an address.
 func (d *Disk) List() ([]Record, error) {
 	taken, _, err := d.names()
 	if err != nil {
@@ -213,7 +214,10 @@ func (d *Disk) List() ([]Record, error) {
 }
 
 func (d *Disk) read(ip netip.Addr) (Record, error) {
-	f, err := os.Open(d.path(ip))
+	f, err := openRecord(d.path(ip))
+	if errors.Is(err, errNotFile) {
+		return Record{IP: ip, NotFile: true}, nil
+	}
 	if err != nil {
 		return Record{}, err
 	}
@@ -285,9 +289,36 @@ func (d *Disk) Reserve(rec Record) (io.Closer, error) {
 	return tmp, nil
 }
 
+// errNotFile marks a name that holds something other than a regular file.
+var errNotFile = errors.New("not a regular file")
+
+// openRecord opens a record for reading without following a symbolic
+// link or blocking on a FIFO (an open of a FIFO waits for a writer, and
+// GC would wait with the store lock held), and refuses what is not a
+// regular file: only Reserve writes records, always as regular files.
+func openRecord(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s: %w", path, errNotFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is a %s: %w", path, st.Mode().Type(), errNotFile)
+	}
+	return f, nil
+}
+
 // Hold locks an existing record for the caller's ADD.
 func (d *Disk) Hold(ip netip.Addr) (io.Closer, error) {
-	f, err := os.Open(d.path(ip))
+	f, err := openRecord(d.path(ip))
 	if err != nil {
 		return nil, storeErr(fmt.Errorf("hold %s: %w", ip, err))
 	}
@@ -307,6 +338,9 @@ func (d *Disk) Hold(ip netip.Addr) (io.Closer, error) {
 // error. The record goes first: an index entry without a record is
 // ignored, a record without an index entry is still a reservation.
 func (d *Disk) Release(rec Record) error {
+	if rec.NotFile {
+		return storeErr(fmt.Errorf("release %s: %s is not a record (%w); remove it by hand", rec.IP, d.path(rec.IP), errNotFile))
+	}
 	if err := os.Remove(d.path(rec.IP)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return storeErr(fmt.Errorf("release %s: %w", rec.IP, err))
 	}

@@ -227,6 +227,10 @@ type GCReport struct {
 	// uses the address).
 	Busy    []Record
 	Corrupt []Record
+	// NotFile are names of the data dir that look like an address but are
+	// not regular files (a directory, a FIFO, ...): left alone, and their
+	// addresses treated as taken, until an operator removes them.
+	NotFile []Record
 }
 
 // Collect releases every record whose key is not in valid and whose ADD
@@ -246,6 +250,8 @@ func (p *Pool) Collect(valid map[Key]bool, sweep func(keep, drop map[string]bool
 		var errs []error
 		for _, r := range all {
 			switch {
+			case r.NotFile:
+				rep.NotFile = append(rep.NotFile, r)
 			case r.Corrupt && (r.Busy || p.bootTime.IsZero() || !r.Written.Before(p.bootTime)):
 				rep.Corrupt = append(rep.Corrupt, r)
 			case valid[r.Key]:

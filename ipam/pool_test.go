@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -359,5 +360,61 @@ func TestDiskLockTimeout(t *testing.T) {
 	defer waiter.Close()
 	if err := waiter.Lock(); !errors.Is(err, ipam.ErrLockTimeout) {
 		t.Fatalf("err = %v, want ErrLockTimeout", err)
+	}
+}
+
+// TestDiskNamesThatAreNotFiles: a directory, a FIFO or a symbolic link
+// named like an address is not a record. GC reports it, never blocks on
+// it (a FIFO's open waits for a writer, with the store lock held), never
+// removes it, and every other record is collected as usual.
+func TestDiskNamesThatAreNotFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	p := ipam.New(network(t, `[{"subnet":"10.0.0.0/28"}]`, ``), openDisk(t, dir))
+	alloc(t, p, key(0)) // 10.0.0.2
+	odd := map[string]func(string) error{
+		"10.0.0.3": func(path string) error { return os.Mkdir(path, 0o700) },
+		"10.0.0.4": func(path string) error { return syscall.Mkfifo(path, 0o600) },
+		"10.0.0.5": func(path string) error { return os.Symlink("/dev/zero", path) },
+	}
+	for name, mk := range odd {
+		if err := mk(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	var rep ipam.GCReport
+	var err error
+	go func() {
+		defer close(done)
+		rep, err = p.Collect(map[ipam.Key]bool{}, nil)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GC blocked on a name that is not a regular file")
+	}
+	if err != nil {
+		t.Fatalf("GC failed on names that are not records: %v", err)
+	}
+	var notFile []string
+	for _, r := range rep.NotFile {
+		notFile = append(notFile, r.IP.String())
+	}
+	if diff := cmp.Diff([]string{"10.0.0.3", "10.0.0.4", "10.0.0.5"}, slices.Sorted(slices.Values(notFile))); diff != "" {
+		t.Errorf("reported as not files (-want +got):\n%s", diff)
+	}
+	if len(rep.Released) != 1 || rep.Released[0].IP.String() != "10.0.0.2" {
+		t.Errorf("released %v, want 10.0.0.2 only", rep.Released)
+	}
+	for name := range odd {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s was removed: %v", name, err)
+		}
+	}
+	// Their addresses stay taken: the next pods get others.
+	for i := range 4 {
+		if got := alloc(t, p, key(10+i))[0]; odd[got] != nil {
+			t.Errorf("pod %d got %s, which a name that is not a record holds", i, got)
+		}
 	}
 }

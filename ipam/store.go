@@ -24,6 +24,11 @@ type Record struct {
 	// Corrupt is set by List when the record cannot be read; its address
 	// is treated as taken and its owner as unknown.
 	Corrupt bool `json:"-"`
+	// NotFile is set by List when the name holds something other than a
+	// regular file (a directory, a FIFO, a socket, a symbolic link): not
+	// a record skein wrote. Its address is treated as taken, and it is
+	// never opened for reading nor removed.
+	NotFile bool `json:"-"`
 	// Written is when the record was last written (zero if unknown).
 	Written time.Time `json:"-"`
 }

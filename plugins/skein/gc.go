@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,13 +19,34 @@ import (
 
 // cmdGC releases every reservation, and removes every host veth of this
 // network, whose attachment is not in cni.dev/valid-attachments. An
-// attachment whose ADD still runs is left alone: its record is held.
+// attachment whose ADD still runs is left alone: its record is held. A
+// request without the list collects nothing and fails.
 func cmdGC(args *skel.CmdArgs) error {
 	n, err := conf.Load(args.StdinData)
 	if err != nil {
 		return cniError(err)
 	}
+	// The runtime must say which attachments live: the spec requires the
+	// list, and libcni always sends it (null or [] when no pod runs). A
+	// request without it knows of none, and collecting on it would take
+	// every live pod's address and veth: the safe reading is to collect
+	// nothing.
+	if !hasKey(args.StdinData, validAttachmentsKey) {
+		return cniError(&conf.Error{Field: validAttachmentsKey, Msg: "missing from the GC request: without the list of live attachments nothing can be collected safely; nothing was collected"})
+	}
 	return cniError(collect(n))
+}
+
+const validAttachmentsKey = "cni.dev/valid-attachments"
+
+// hasKey tells whether the JSON object holds key, whatever its value.
+func hasKey(data []byte, key string) bool {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(data, &keys) != nil {
+		return false
+	}
+	_, ok := keys[key]
+	return ok
 }
 
 func collect(n *conf.Network) error {
@@ -80,6 +102,9 @@ func collect(n *conf.Network) error {
 	}
 	if len(removed) > 0 {
 		fmt.Fprintf(os.Stderr, "skein: GC removed %s\n", strings.Join(removed, " "))
+	}
+	for _, r := range rep.NotFile {
+		fmt.Fprintf(os.Stderr, "skein: GC left alone %s/%s: not a regular file, so not a record skein wrote; its address stays taken until it is removed by hand\n", n.DataDir, r.IP)
 	}
 	for _, r := range rep.Corrupt {
 		fmt.Fprintf(os.Stderr, "skein: GC kept unreadable record %s/%s: remove it once no pod uses %s\n", n.DataDir, r.IP, r.IP)
