@@ -2,19 +2,14 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -411,103 +406,4 @@ func (st *State) take(it *item, seen map[string]bool) error {
 		st.EndpointSlices = append(st.EndpointSlices, it.es)
 	}
 	return nil
-}
-
-// FileSource reads the cluster from a file, following its directory
-// through inotify (the directory, so that a file replaced by rename is
-// seen) and, as a fallback, reading it every Interval. A file renamed
-// into place, or closed after writing, is read at once; a file still
-// being written, once it has been quiet for 10 ms. A file that does not
-// parse is logged and the last good snapshot stays.
-type FileSource struct {
-	Path     string
-	Interval time.Duration // default 2s
-	Log      *slog.Logger
-}
-
-// Run implements Source.
-func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
-	interval := s.Interval
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	var events <-chan dirEvent
-	if w, err := watchDir(filepath.Dir(s.Path)); err != nil {
-		s.Log.Warn("cannot watch the cluster file's directory; polling", "every", interval, "err", err)
-	} else {
-		defer func() { _ = w.Close() }() // an inotify descriptor that will not close leaks nothing we could reclaim
-		events = w.events
-	}
-	name := filepath.Base(s.Path)
-	// The last good file's hash: a file read again unchanged (the
-	// periodic read, an event for another file) is not parsed again.
-	seed := maphash.MakeSeed()
-	var last uint64
-	var lastErr string
-	var parser Parser
-	// The file is read into the same buffer each time (a large file would
-	// otherwise leave its size in garbage at every change): nothing the
-	// parser returns refers to it.
-	var buf []byte
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		data, err := readLimited(s.Path, buf)
-		buf = data
-		if err == nil {
-			if sum := maphash.Bytes(seed, data); sum != last {
-				st, perr := parser.Parse(data)
-				if perr != nil {
-					err = perr
-				} else {
-					last, lastErr = sum, ""
-					select {
-					case updates <- st:
-					case <-ctx.Done():
-						return nil
-					}
-				}
-			}
-		}
-		if err != nil && err.Error() != lastErr {
-			lastErr = err.Error()
-			s.Log.Error("cluster file not read; keeping the last good snapshot", "path", s.Path, "err", err)
-		}
-		ok, err := waitForChange(ctx, tick.C, events, name, settle)
-		if err != nil {
-			return nil
-		}
-		if !ok {
-			s.Log.Warn("the cluster file's directory is no longer watched; polling", "every", interval)
-			events = nil
-		}
-	}
-}
-
-func readLimited(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() < MaxFileSize {
-		buf = slices.Grow(buf[:0], int(fi.Size())+1) // +1: to see the end without growing
-	}
-	data := buf[:0]
-	for {
-		n, err := f.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if len(data) > MaxFileSize {
-			return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
-		}
-		if errors.Is(err, io.EOF) {
-			return data, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(data) == cap(data) {
-			data = slices.Grow(data, len(data)+1)
-		}
-	}
 }

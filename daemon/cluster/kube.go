@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -38,6 +40,9 @@ type KubeSource struct {
 	// RetryMax is the longest wait between two attempts to reach the
 	// API server after a failure (default 1 s).
 	RetryMax time.Duration
+	// Health, when set, learns of every list or watch that failed, and
+	// of every one that reached the API server.
+	Health *Health
 }
 
 // NewClient builds a client from a kubeconfig file, or from the
@@ -146,18 +151,43 @@ func (s *KubeSource) gap() time.Duration {
 
 // reflect keeps st in step with one kind of object until ctx ends.
 func (s *KubeSource) reflect(ctx context.Context, name string, obj runtime.Object, st *store,
-	list cache.ListWithContextFunc, watch cache.WatchFuncWithContext) {
+	list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) {
 	retry := s.RetryMax
 	if retry <= 0 {
 		retry = time.Second
 	}
-	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watch}, s.Client)
+	// Every call reports to Health: a reflector has no public hook for
+	// its errors.
+	listed := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		obj, err := list(ctx, o)
+		s.report(name, err)
+		return obj, err
+	}
+	watched := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		s.report(name, err)
+		return w, err
+	}
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: listed, WatchFuncWithContext: watched}, s.Client)
 	r := cache.NewReflectorWithOptions(lw, obj, st, cache.ReflectorOptions{
 		Name:         "skeind " + name,
 		ResyncPeriod: s.Resync,
 		Backoff:      &wait.Backoff{Duration: retry / 4, Factor: 2, Jitter: 0.2, Steps: 3, Cap: retry},
 	})
 	go r.RunWithContext(ctx)
+}
+
+// ReasonAPI is the reason of a failed list or watch, as a metric label.
+const ReasonAPI = "api"
+
+func (s *KubeSource) report(kind string, err error) {
+	if err == nil {
+		s.Health.Good()
+		return
+	}
+	if !errors.Is(err, context.Canceled) {
+		s.Health.Bad(ReasonAPI, fmt.Errorf("%s: %w", kind, err))
+	}
 }
 
 func valuesOf[T any](st *store) []T {

@@ -26,6 +26,7 @@ type Metrics struct {
 	SyncErrors   *prometheus.CounterVec
 	Peers        prometheus.Gauge
 	Skipped      *prometheus.GaugeVec
+	SourceErrors *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on a registry of their own.
@@ -46,7 +47,10 @@ func NewMetrics() *Metrics {
 			Name: "skein_overlay_nodes_skipped", Help: "Nodes left out of the overlay, by reason.",
 		}, []string{"reason"}),
 	}
-	m.Registry.MustRegister(m.SyncDuration, m.SyncErrors, m.Peers, m.Skipped,
+	m.SourceErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "skein_source_errors_total", Help: "Failed reads of the cluster (the file or the API server), by reason.",
+	}, []string{"reason"})
+	m.Registry.MustRegister(m.SyncDuration, m.SyncErrors, m.Peers, m.Skipped, m.SourceErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -54,8 +58,20 @@ func NewMetrics() *Metrics {
 // Readiness is what keeps the daemon from being ready: per part (a
 // controller), why it is not, or nothing once it is.
 type Readiness struct {
-	mu  sync.Mutex
-	why map[string]string
+	mu     sync.Mutex
+	why    map[string]string
+	checks map[string]func() string
+}
+
+// Check makes part's readiness what check returns at each request ("":
+// ready), for a condition that grows with time rather than with a sync.
+func (r *Readiness) Check(part string, check func() string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checks == nil {
+		r.checks = map[string]func() string{}
+	}
+	r.checks[part] = check
 }
 
 // Set records why part is not ready; "" marks it ready.
@@ -79,6 +95,11 @@ func (r *Readiness) Err() error {
 	var parts []string
 	for part, why := range r.why {
 		parts = append(parts, part+": "+why)
+	}
+	for part, check := range r.checks {
+		if why := check(); why != "" {
+			parts = append(parts, part+": "+why)
+		}
 	}
 	if len(parts) == 0 {
 		return nil

@@ -186,6 +186,18 @@ func Peers(st *cluster.State, self Self) ([]Peer, []Skipped) {
 	return peers, skipped
 }
 
+// CheckOwnPodCIDRs applies to this node's own pod CIDRs the checks a
+// peer's pass: none may overlap the host's networks, nor be an address
+// range no pod can have (loopback, link-local, multicast, unspecified).
+func CheckOwnPodCIDRs(cidrs []netip.Prefix, hostNets []netip.Prefix) (reason, detail string) {
+	for _, p := range cidrs {
+		if a := p.Addr(); a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() {
+			return ReasonInvalidPodCIDR, fmt.Sprintf("podCIDR %s is not a pod network", p)
+		}
+	}
+	return checkCIDRs(cidrs, &claims{}, hostNets)
+}
+
 func checkCIDRs(cidrs []netip.Prefix, claimed *claims, hostNets []netip.Prefix) (reason, detail string) {
 	for _, p := range cidrs {
 		if q, owner, ok := claimed.overlapping(p); ok {

@@ -57,11 +57,16 @@ type Conntrack interface {
 
 // Options tune the controller.
 type Options struct {
-	NodeName  string
-	FullEvery time.Duration // a full sync at least this often (default 1m)
-	Log       *slog.Logger
-	Metrics   *Metrics
-	Conntrack Conntrack // nil: none cleared
+	NodeName string
+	// NodeIP is this node's underlay address when a flag sets it (else
+	// the Node object's addresses say it); OverlayPort the VXLAN port.
+	// Neither may be taken by a Service.
+	NodeIP      netip.Addr
+	OverlayPort uint16
+	FullEvery   time.Duration // a full sync at least this often (default 1m)
+	Log         *slog.Logger
+	Metrics     *Metrics
+	Conntrack   Conntrack // nil: none cleared
 }
 
 // Controller turns snapshots into the backend's rules.
@@ -111,7 +116,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 		c.waiting("this node has no usable podCIDR yet")
 		return nil
 	}
-	cfg := Config{NodeName: c.o.NodeName}
+	cfg := Config{NodeName: c.o.NodeName, Reserved: ReservedOf(st, c.o.NodeIP), OverlayPort: c.o.OverlayPort}
 	for _, p := range cidrs {
 		if f := family(p.Addr()); !slices.Contains(cfg.Families, f) {
 			cfg.Families = append(cfg.Families, f)
@@ -200,33 +205,50 @@ func (c *Controller) observeLatency(times map[string]string, done time.Time, rep
 }
 
 // clearConntrack deletes the UDP entries that would keep clients talking
-// into a black hole: those of a Service that just got its first endpoint
-// (entries made while it had none) and those NATed to an endpoint that
-// went away.
+// into a black hole, or keep traffic DNATed that no rule sends there any
+// more: those of a Service that just got its first endpoint (entries made
+// while it had none), those NATed to an endpoint that went away, and
+// those NATed through an address or NodePort that is no longer the
+// Service's (the Service deleted, an externalIP dropped, or an address
+// found reserved: UDP entries live as long as traffic keeps coming, so a
+// Service that once captured a node's VXLAN flow would hold it for good).
 func (c *Controller) clearConntrack(prev, cur *Model) error {
 	type key struct {
 		name   string
 		family int
 	}
-	before := map[key]*ServicePort{}
-	for _, sp := range prev.Ports {
-		if sp.Protocol == "udp" {
-			before[key{sp.Name(), sp.Family}] = sp
+	index := func(m *Model) map[key]*ServicePort {
+		out := map[key]*ServicePort{}
+		for _, sp := range m.Ports {
+			if sp.Protocol == "udp" {
+				out[key{sp.Name(), sp.Family}] = sp
+			}
+		}
+		return out
+	}
+	before, now := index(prev), index(cur)
+	var errs []error
+	del := func(sp *ServicePort, dst netip.Addr, port uint16, backend netip.Addr) {
+		errs = append(errs, c.o.Conntrack.Delete(sp.Family, dst, port, backend))
+	}
+	// What went: every old destination the port no longer has, for each
+	// endpoint it NATed to.
+	for k, old := range before {
+		sp := now[k]
+		for _, d := range udpDests(old) {
+			if sp != nil && slices.Contains(udpDests(sp), d) {
+				continue
+			}
+			for _, e := range old.Endpoints {
+				del(old, d.addr, d.port, e.Addr)
+			}
 		}
 	}
-	var errs []error
-	for _, sp := range cur.Ports {
-		if sp.Protocol != "udp" {
-			continue
-		}
-		old := before[key{sp.Name(), sp.Family}]
-		dsts := append([]netip.Addr{sp.ClusterIP}, sp.External...)
+	for k, sp := range now {
+		old := before[k]
 		if len(sp.ClusterEndpoints()) > 0 && (old == nil || len(old.ClusterEndpoints()) == 0) {
-			for _, d := range dsts {
-				errs = append(errs, c.o.Conntrack.Delete(sp.Family, d, sp.Port, netip.Addr{}))
-			}
-			if sp.NodePort != 0 {
-				errs = append(errs, c.o.Conntrack.Delete(sp.Family, netip.Addr{}, sp.NodePort, netip.Addr{}))
+			for _, d := range udpDests(sp) {
+				del(sp, d.addr, d.port, netip.Addr{})
 			}
 		}
 		if old == nil {
@@ -236,15 +258,30 @@ func (c *Controller) clearConntrack(prev, cur *Model) error {
 			if slices.ContainsFunc(sp.ClusterEndpoints(), func(n Endpoint) bool { return n.AddrPort() == e.AddrPort() }) {
 				continue
 			}
-			for _, d := range dsts {
-				errs = append(errs, c.o.Conntrack.Delete(sp.Family, d, sp.Port, e.Addr))
-			}
-			if sp.NodePort != 0 {
-				errs = append(errs, c.o.Conntrack.Delete(sp.Family, netip.Addr{}, sp.NodePort, e.Addr))
+			for _, d := range udpDests(sp) {
+				del(sp, d.addr, d.port, e.Addr)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// udpDest is where a port's clients send: an address and port, or any
+// local address (invalid addr) at the NodePort.
+type udpDest struct {
+	addr netip.Addr
+	port uint16
+}
+
+func udpDests(sp *ServicePort) []udpDest {
+	out := []udpDest{{sp.ClusterIP, sp.Port}}
+	for _, a := range sp.External {
+		out = append(out, udpDest{a, sp.Port})
+	}
+	if sp.NodePort != 0 {
+		out = append(out, udpDest{netip.Addr{}, sp.NodePort})
+	}
+	return out
 }
 
 // Metrics are the proxy's Prometheus metrics.

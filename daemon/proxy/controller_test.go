@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,11 +103,15 @@ func TestControllerConntrack(t *testing.T) {
 		{noDNS, nil},
 		{same, []string{"v4 10.96.0.53:53 via invalid IP", "v6 fd00:96::53:53 via invalid IP"}},
 		{oneLeft, []string{"v4 10.96.0.53:53 via 10.244.2.9"}},
+		// The Service deleted: what was NATed to its endpoints goes.
+		{func(s string) string { return oneLeft(strings.Replace(s, "name: dns,", "name: dns-gone,", 1)) },
+			[]string{"v4 10.96.0.53:53 via 10.244.1.9", "v6 fd00:96::53:53 via fd00:10:244:2::9"}},
 	} {
 		ct.deleted = nil
 		if err := c.Sync(ctx, state(t, step.edit)); err != nil {
 			t.Fatal(err)
 		}
+		slices.Sort(ct.deleted)
 		if diff := cmp.Diff(step.want, ct.deleted); diff != "" {
 			t.Errorf("conntrack deletions (-want +got):\n%s", diff)
 		}

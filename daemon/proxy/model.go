@@ -26,6 +26,13 @@ type Config struct {
 	NodeName string
 	// Families the node serves: those of its pod CIDRs (4, 6).
 	Families []int
+	// Reserved are the nodes' addresses and pod networks: a Service
+	// address (clusterIP, externalIP, load-balancer IP) inside one would
+	// capture traffic between nodes (skein's own VXLAN among it) or to
+	// pods, so such an address is left out (CVE-2020-8554's class).
+	Reserved []netip.Prefix
+	// OverlayPort is the VXLAN UDP port: no UDP NodePort may take it.
+	OverlayPort uint16
 }
 
 // ServicePort is one port of one Service in one family: the unit every
@@ -151,6 +158,7 @@ func Build(st *cluster.State, cfg Config) Model { return (&Memo{}).Build(st, cfg
 // The zero value is ready; it is not safe for concurrent use.
 type Memo struct {
 	cfg      string
+	reserved []netip.Prefix
 	services map[*corev1.Service]*memoEntry
 	// The last build's Services in the snapshot's order, by key, and the
 	// order that sorts them: a snapshot in the same order sorts the same.
@@ -201,9 +209,21 @@ type memoEntry struct {
 
 // Build implements the package's Build.
 func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
+	// A change of the reserved addresses (a node joins or leaves) is
+	// computed again only for the Services it may concern: every port
+	// computed anew is rewritten in the kernel.
+	reservedCfg := cfg.Reserved
+	cfg.Reserved = nil
 	if key := fmt.Sprint(cfg); key != mm.cfg || mm.services == nil {
 		mm.cfg, mm.services, mm.spare = key, map[*corev1.Service]*memoEntry{}, nil
+	} else if !slices.Equal(reservedCfg, mm.reserved) {
+		for svc := range mm.services {
+			if touches(svc, mm.reserved) || touches(svc, reservedCfg) {
+				delete(mm.services, svc)
+			}
+		}
 	}
+	mm.reserved, cfg.Reserved = reservedCfg, reservedCfg
 	m := Model{TriggerTimes: map[string]string{}}
 	// Each Service's slices. Most Services have one, kept without a slice
 	// of its own (thousands of allocations at every change otherwise);
@@ -315,11 +335,15 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 	seenFamily := map[int]bool{}
 	for _, s := range ips {
 		ip, err := netip.ParseAddr(s)
-		if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+		if err != nil || !usableAddr(ip) {
 			bad("invalid-cluster-ip", "clusterIP %q is not a usable IP address", s)
 			continue
 		}
 		ip = ip.Unmap()
+		if p, ok := reserved(ip, cfg); ok {
+			bad("reserved-address", "clusterIP %s is inside %s, a node's address or pod network", ip, p)
+			continue
+		}
 		fam := family(ip)
 		if seenFamily[fam] {
 			bad("invalid-cluster-ip", "two IPv%d clusterIPs", fam)
@@ -330,7 +354,7 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 			bad("family-not-on-node", "clusterIP %s is IPv%d and this node has no IPv%d pod network", ip, fam, fam)
 			continue
 		}
-		external := externalAddrs(svc, fam, bad)
+		external := externalAddrs(svc, fam, cfg, bad)
 		named := map[string]bool{} // name and protocol: what a port's rules are named by
 		for _, p := range svc.Spec.Ports {
 			sp, why := servicePort(svc, p, ip, fam)
@@ -346,6 +370,11 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 			if p.NodePort != 0 {
 				if p.NodePort < 1 || p.NodePort > 65535 {
 					bad("invalid-port", "port %q: nodePort %d is out of range", p.Name, p.NodePort)
+				} else if sp.Protocol == "udp" && cfg.OverlayPort != 0 && p.NodePort == int32(cfg.OverlayPort) {
+					// VXLAN from the other nodes arrives on this port of
+					// the node's own address: a NodePort there would
+					// take the overlay.
+					bad("overlay-port", "port %q: UDP nodePort %d is the overlay's VXLAN port", p.Name, p.NodePort)
 				} else if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 					sp.NodePort = uint16(p.NodePort)
 				}
@@ -377,19 +406,24 @@ func servicePort(svc *corev1.Service, p corev1.ServicePort, ip netip.Addr, fam i
 	}, ""
 }
 
-func externalAddrs(svc *corev1.Service, fam int, bad func(reason, format string, args ...any)) []netip.Addr {
+func externalAddrs(svc *corev1.Service, fam int, cfg Config, bad func(reason, format string, args ...any)) []netip.Addr {
 	var out []netip.Addr
 	add := func(s, what string) {
 		ip, err := netip.ParseAddr(s)
-		if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+		if err != nil || !usableAddr(ip) {
 			if fam == 4 { // report once, not per family
 				bad("invalid-external-ip", "%s %q is not a usable IP address", what, s)
 			}
 			return
 		}
-		if ip = ip.Unmap(); family(ip) == fam && !slices.Contains(out, ip) {
-			out = append(out, ip)
+		if ip = ip.Unmap(); family(ip) != fam || slices.Contains(out, ip) {
+			return
 		}
+		if p, ok := reserved(ip, cfg); ok {
+			bad("reserved-address", "%s %s is inside %s, a node's address or pod network", what, ip, p)
+			return
+		}
+		out = append(out, ip)
 	}
 	for _, s := range svc.Spec.ExternalIPs {
 		add(s, "externalIP")
@@ -453,7 +487,7 @@ func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam i
 			local := ptrOr(e.NodeName, "") == nodeName
 			for _, s := range e.Addresses {
 				ip, err := netip.ParseAddr(s)
-				if err != nil || ip.Zone() != "" || family(ip.Unmap()) != fam || ip.IsUnspecified() || ip.IsMulticast() {
+				if err != nil || family(ip.Unmap()) != fam || !usableAddr(ip) {
 					*problems = append(*problems, Problem{obj, "invalid-endpoint-address", fmt.Sprintf("%q is not a usable IPv%d address", s, fam)})
 					continue
 				}

@@ -30,6 +30,7 @@ type flags struct {
 	masquerade    bool
 	proxy         string
 	nodePortAddrs []string
+	staleAfter    time.Duration
 }
 
 // parseFlags reads skeind's settings from args and, for every flag args
@@ -60,6 +61,7 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	fs.DurationVar(&f.resync, "resync", time.Minute, "full resync period")
 	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
 	fs.StringVar(&f.proxy, "proxy", "", "Service proxy backend: nftables, iptables or none (default nftables, iptables where nft is missing)")
+	fs.DurationVar(&f.staleAfter, "source-stale-after", 5*time.Minute, "/readyz fails once the cluster source has failed for this long (the dataplane keeps the last good snapshot)")
 	nodePorts := fs.String("nodeport-addresses", "", "comma-separated CIDRs of the node addresses NodePorts answer on (default every local address)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -90,6 +92,9 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	}
 	if f.vni < 1 || f.vni > 1<<24-1 {
 		return nil, nil, fmt.Errorf("--vni %d is out of range 1-16777215", f.vni)
+	}
+	if f.staleAfter <= 0 {
+		return nil, nil, fmt.Errorf("--source-stale-after %s must be positive", f.staleAfter)
 	}
 	if f.port < 1 || f.port > 65535 {
 		return nil, nil, fmt.Errorf("--vxlan-port %d is out of range", f.port)

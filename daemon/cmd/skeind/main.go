@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skein-net/skein/conf"
 	"github.com/skein-net/skein/daemon/cluster"
@@ -153,13 +154,14 @@ func run(log *slog.Logger, args []string) error {
 		pr = runner.New(d.syncProxy, runner.Options{MinInterval: f.minInterval, Resync: f.resync})
 	}
 	updates := make(chan *cluster.State)
-	var src cluster.Source = &cluster.FileSource{Path: f.clusterFile, Log: log}
+	srcHealth := d.sourceHealth()
+	var src cluster.Source = &cluster.FileSource{Path: f.clusterFile, Log: log, Health: srcHealth}
 	if f.clusterFile == "" {
 		client, err := cluster.NewClient(f.kubeconfig)
 		if err != nil {
 			return err
 		}
-		src = &cluster.KubeSource{Client: client, Log: log, Services: d.proxy != nil}
+		src = &cluster.KubeSource{Client: client, Log: log, Services: d.proxy != nil, Health: srcHealth}
 	}
 	go func() {
 		if err := src.Run(ctx, updates); err != nil {
@@ -202,6 +204,36 @@ func run(log *slog.Logger, args []string) error {
 	}
 }
 
+// sourceHealth is the cluster source's health, reported in
+// skein_source_errors_total, skein_source_snapshot_age_seconds (0 while
+// the source reads the cluster, else how long since it last did) and
+// /readyz once the source has failed for --source-stale-after.
+func (d *daemon) sourceHealth() *cluster.Health {
+	h := &cluster.Health{OnError: func(reason string) { d.metrics.SourceErrors.WithLabelValues(reason).Inc() }}
+	d.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "skein_source_snapshot_age_seconds",
+		Help: "0 while the cluster source reads the cluster; while it fails, the time since it last read it.",
+	}, func() float64 {
+		st := h.Status()
+		if st.FailingSince.IsZero() || st.LastGood.IsZero() {
+			return 0
+		}
+		return time.Since(st.LastGood).Seconds()
+	}))
+	d.ready.Check("source", func() string {
+		st := h.Status()
+		if st.FailingSince.IsZero() {
+			return ""
+		}
+		if failing := time.Since(st.FailingSince); failing >= d.f.staleAfter {
+			return fmt.Sprintf("the cluster source has failed for %s (last error: %s); the dataplane keeps the last good snapshot",
+				failing.Round(time.Second), st.LastError)
+		}
+		return ""
+	})
+	return h
+}
+
 // sync is one full reconcile from the latest snapshot. It does nothing
 // before the first complete snapshot.
 func (d *daemon) sync(ctx context.Context) error {
@@ -237,6 +269,15 @@ func (d *daemon) sync(ctx context.Context) error {
 	if err != nil {
 		d.fail("underlay", err)
 		return err
+	}
+	// The node's own pod CIDRs pass the checks every peer's do: one
+	// covering the host's networks (0.0.0.0/0) would become the
+	// conflist's subnet, an accept-everything forward rule and the end
+	// of masquerading. The last good state stays until it is mended.
+	if reason, detail := overlay.CheckOwnPodCIDRs(cidrs, id.HostNets); reason != "" {
+		d.metrics.SyncErrors.WithLabelValues("overlay", reason).Inc()
+		d.waiting(fmt.Sprintf("this node's podCIDR is refused: %s", detail))
+		return nil
 	}
 	mtu := id.MTU - overlay.Overhead(id.Underlay)
 	list, err := conf.RenderConflist(conf.ConflistOptions{
@@ -312,8 +353,12 @@ func (d *daemon) newProxy(ctx context.Context) error {
 	}
 	d.log.Info("service proxy", "backend", b.Name())
 	d.ready.Set("proxy", "the service rules are not written yet")
+	var nodeIP netip.Addr
+	if d.f.nodeIP != "" {
+		nodeIP = netip.MustParseAddr(d.f.nodeIP) // parseFlags checked it
+	}
 	d.proxy = proxy.New(b, proxy.Options{
-		NodeName: d.f.nodeName, FullEvery: d.f.resync, Log: d.log,
+		NodeName: d.f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(d.f.port), FullEvery: d.f.resync, Log: d.log,
 		Metrics: proxy.NewMetrics(d.metrics.Registry), Conntrack: proxy.KernelConntrack{},
 	})
 	return nil
