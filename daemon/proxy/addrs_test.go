@@ -83,7 +83,7 @@ endpoints: [{addresses: [%s], nodeName: node1}]
 		{"clusterIP of a node", svc(`{clusterIP: 172.30.0.11, ports: [{port: 8472, protocol: UDP}]}`), "reserved-address", nil, nil, 0, nil},
 		{"clusterIP inside a pod network", svc(`{clusterIP: 10.244.2.7, ports: [{port: 80}]}`), "reserved-address", nil, nil, 0, nil},
 		{"load-balancer IP of a node",
-			svc(`{type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80, nodePort: 30080}]}`+"\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.12}]}}"),
+			svc(`{type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80, nodePort: 30080}]}` + "\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.12}]}}"),
 			"reserved-address", []string{"10.96.0.1:80"}, nil, 30080, nil},
 		{"loopback clusterIP", svc(`{clusterIP: 127.0.0.2, ports: [{port: 80}]}`), "invalid-cluster-ip", nil, nil, 0, nil},
 		{"link-local externalIP", svc(`{clusterIP: 10.96.0.1, externalIPs: [169.254.169.254], ports: [{port: 80}]}`), "invalid-external-ip", []string{"10.96.0.1:80"}, nil, 0, nil},

@@ -79,6 +79,14 @@ type Controller struct {
 	triggers map[string]string // EndpointSlice -> trigger time already reported
 	lastWhy  string
 	lastPrb  string
+	// refused are the Services the kernel refused, by "namespace/name",
+	// with the generation of their ports then: left out until they change.
+	refused map[string]refusal
+}
+
+type refusal struct {
+	gen uint64
+	err string
 }
 
 // New returns the controller of backend b.
@@ -124,6 +132,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	}
 	c.lastWhy = ""
 	m := c.memo.Build(st, cfg)
+	m = c.withoutRefused(m)
 	c.report(m.Problems)
 	full := c.last == nil || time.Since(c.lastFull) >= c.o.FullEvery
 	mode := "partial"
@@ -133,8 +142,14 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	start := time.Now()
 	size, err := c.b.Sync(ctx, &m, full)
 	if err != nil {
+		prev := c.last
 		c.last = nil // the next sync is a full one
-		return fmt.Errorf("%s: %w", c.b.Name(), err)
+		good, n, ierr := c.isolate(ctx, m, prev)
+		if ierr != nil {
+			return fmt.Errorf("%s: %w", c.b.Name(), err)
+		}
+		m, size = good, n
+		c.report(m.Problems)
 	}
 	done := time.Now()
 	c.o.Metrics.Duration.WithLabelValues(mode).Observe(done.Sub(start).Seconds())
@@ -151,6 +166,128 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	}
 	c.last = &m
 	return nil
+}
+
+// serviceKey is the Service a port belongs to.
+func serviceKey(sp *ServicePort) string { return sp.Namespace + "/" + sp.Service }
+
+// withoutRefused leaves out the Services the kernel refused, as long as
+// they have not changed since, and reports them.
+func (c *Controller) withoutRefused(m Model) Model {
+	if len(c.refused) == 0 {
+		return m
+	}
+	seen := map[string]bool{}
+	ports := make([]*ServicePort, 0, len(m.Ports))
+	for _, sp := range m.Ports {
+		k := serviceKey(sp)
+		r, ok := c.refused[k]
+		seen[k] = true
+		if !ok || r.gen != sp.gen {
+			delete(c.refused, k) // changed: tried again
+			ports = append(ports, sp)
+			continue
+		}
+	}
+	for k, r := range c.refused {
+		if !seen[k] {
+			delete(c.refused, k) // gone
+			continue
+		}
+		m.Problems = append(m.Problems, Problem{Object: "Service " + k, Reason: "kernel-refused", Detail: r.err})
+	}
+	m.Ports = ports
+	return m
+}
+
+// isolate finds the Services whose rules the kernel refuses after a sync
+// of m failed, so that one object cannot hold every other back. The
+// suspects are the Services changed since prev, the last model applied
+// (all of them when there is none); the rest are applied first, then
+// the suspects in halves, a half that fails split again down to single
+// Services, which are left out and remembered. Each try is a real
+// transaction, so while this runs a suspect may be missing from the
+// kernel for a few syncs: only a refused transaction gets here, and
+// without it nothing would be programmed at all. It returns the model
+// applied last and its size, or an error when even the Services that
+// did not change are refused (then no object is to blame).
+func (c *Controller) isolate(ctx context.Context, m Model, prev *Model) (Model, int, error) {
+	had := map[string]uint64{}
+	if prev != nil {
+		for _, sp := range prev.Ports {
+			had[sp.ID()] = sp.gen
+		}
+	}
+	changed := map[string]bool{}
+	var suspects []string
+	for _, sp := range m.Ports {
+		k := serviceKey(sp)
+		if g, ok := had[sp.ID()]; (prev == nil || !ok || g != sp.gen) && !changed[k] {
+			changed[k] = true
+			suspects = append(suspects, k)
+		}
+	}
+	include := map[string]bool{}
+	for _, sp := range m.Ports {
+		k := serviceKey(sp)
+		include[k] = !changed[k]
+	}
+	try := func() (Model, int, error) {
+		t := m
+		t.Ports = make([]*ServicePort, 0, len(m.Ports))
+		for _, sp := range m.Ports {
+			if include[serviceKey(sp)] {
+				t.Ports = append(t.Ports, sp)
+			}
+		}
+		n, err := c.b.Sync(ctx, &t, false)
+		return t, n, err
+	}
+	last, size, err := try()
+	if err != nil {
+		return Model{}, 0, err
+	}
+	last.Problems = slices.Clone(m.Problems)
+	var walk func(group []string)
+	walk = func(group []string) {
+		for _, k := range group {
+			include[k] = true
+		}
+		t, n, err := try()
+		if err == nil {
+			t.Problems = last.Problems
+			last, size = t, n
+			return
+		}
+		for _, k := range group {
+			include[k] = false
+		}
+		if len(group) == 1 {
+			gen := uint64(0)
+			for _, sp := range m.Ports {
+				if serviceKey(sp) == group[0] {
+					gen = sp.gen
+					break
+				}
+			}
+			if c.refused == nil {
+				c.refused = map[string]refusal{}
+			}
+			c.refused[group[0]] = refusal{gen: gen, err: err.Error()}
+			last.Problems = append(last.Problems, Problem{Object: "Service " + group[0], Reason: "kernel-refused", Detail: err.Error()})
+			c.o.Log.Error("the kernel refused a Service's rules; it is left out until it changes", "service", group[0], "err", err)
+			return
+		}
+		walk(group[:len(group)/2])
+		walk(group[len(group)/2:])
+	}
+	walk(suspects)
+	// The last try may have failed: write what did land once more, so that
+	// the backend's memory and the kernel agree.
+	if _, err := c.b.Sync(ctx, &last, true); err != nil {
+		return Model{}, 0, err
+	}
+	return last, size, nil
 }
 
 // Cleanup removes the backend's rules.

@@ -76,7 +76,9 @@ func TestControllerFullAfterFailure(t *testing.T) {
 	if err := c.Sync(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"full=true ports=9", "full=false ports=9", "full=false ports=9", "full=true ports=9"}
+	// The refused sync is tried once more without the Services changed
+	// since the last good one (none): no object is to blame.
+	want := []string{"full=true ports=9", "full=false ports=9", "full=false ports=9", "full=false ports=9", "full=true ports=9"}
 	if diff := cmp.Diff(want, b.syncs); diff != "" {
 		t.Errorf("syncs (-want +got):\n%s", diff)
 	}
@@ -115,5 +117,72 @@ func TestControllerConntrack(t *testing.T) {
 		if diff := cmp.Diff(step.want, ct.deleted); diff != "" {
 			t.Errorf("conntrack deletions (-want +got):\n%s", diff)
 		}
+	}
+}
+
+// refusingBackend refuses every model that holds a port of one Service,
+// as a kernel refuses a rule it cannot take.
+type refusingBackend struct {
+	fakeBackend
+	refuse  string // "namespace/name"
+	applied *Model
+}
+
+func (r *refusingBackend) Sync(ctx context.Context, m *Model, full bool) (int, error) {
+	r.syncs = append(r.syncs, fmt.Sprintf("full=%v ports=%d", full, len(m.Ports)))
+	for _, sp := range m.Ports {
+		if serviceKey(sp) == r.refuse {
+			return 0, errors.New("the kernel says no")
+		}
+	}
+	r.applied = m
+	return len(m.Ports), nil
+}
+
+// TestControllerIsolatesRefusedService: one Service whose rules the
+// kernel refuses is left out, reported and remembered; every other
+// Service is programmed; it is tried again once it changes.
+func TestControllerIsolatesRefusedService(t *testing.T) {
+	b := &refusingBackend{refuse: "shop/api"}
+	c := New(b, Options{NodeName: "node1", Log: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	programmed := func() []string {
+		var out []string
+		for _, sp := range b.applied.Ports {
+			if k := serviceKey(sp); !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	st := state(t, same)
+	if err := c.Sync(ctx, st); err != nil {
+		t.Fatalf("a sync with one refused Service failed as a whole: %v", err)
+	}
+	if c.Ready() != "" {
+		t.Errorf("not ready after the refused Service was isolated: %s", c.Ready())
+	}
+	want := []string{"kube-system/dns", "shop/bad-port", "shop/empty", "shop/local-only", "shop/shop-front", "shop/web"}
+	if diff := cmp.Diff(want, programmed()); diff != "" {
+		t.Errorf("Services programmed (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(fmt.Sprint(c.lastPrb), "shop/api|kernel-refused") {
+		t.Errorf("the refused Service is not reported: %s", c.lastPrb)
+	}
+	// Unchanged: left out at once, without trying it again.
+	b.syncs = nil
+	if err := c.Sync(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.syncs) != 1 {
+		t.Errorf("syncs of an unchanged snapshot: %v, want one", b.syncs)
+	}
+	// Changed and now acceptable: tried again, and programmed.
+	b.refuse = ""
+	if err := c.Sync(ctx, state(t, func(s string) string { return strings.Replace(s, "clusterIP: 10.96.0.30", "clusterIP: 10.96.0.31", 1) })); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(programmed(), "shop/api") {
+		t.Errorf("the changed Service is still left out: %v", programmed())
 	}
 }

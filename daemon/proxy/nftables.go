@@ -434,7 +434,7 @@ func (a *keyAlloc) take(n int) slotRange {
 
 func (f nftFamily) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
 	r := c.r
-	label := fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp))
+	label := chainLabel(fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp)))
 	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
 	key := func(ip string, port uint16) string { return fmt.Sprintf("%s . %s . %d", ip, sp.Protocol, port) }
 	cluster := sp.ClusterEndpoints()
@@ -544,6 +544,27 @@ func cascade(stmts []string) []string {
 		}
 	}
 	return rules
+}
+
+// maxLabel bounds the readable part of a chain name (the kernel takes
+// names of up to 255 bytes).
+const maxLabel = 96
+
+// chainLabel makes the readable part of a chain name from object names,
+// which a cluster file does not validate ("a b", 250 characters): only
+// the characters nft takes in a bare name, and at most maxLabel of them.
+// The port's ID before it keeps every name unique.
+func chainLabel(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > maxLabel {
+		b = b[:maxLabel]
+	}
+	return string(b)
 }
 
 func portLabel(sp *ServicePort) string {
@@ -662,7 +683,10 @@ func (f nftFamily) transaction(tx nftWriter, prev, cur *nftRules, existingChains
 		return !had || !slices.Equal(old, rules)
 	})
 	for _, name := range rewrite {
-		if _, had := prev.chains[name]; !had {
+		// A full sync adds every chain, existing or not: what it was
+		// told exists is a belief, and adding an existing chain changes
+		// nothing, where flushing a missing one fails the transaction.
+		if _, had := prev.chains[name]; !had || full {
 			tx.Add(&knftables.Chain{Name: name})
 		}
 	}

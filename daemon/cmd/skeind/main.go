@@ -372,6 +372,7 @@ func (d *daemon) syncProxy(ctx context.Context) error {
 	}
 	if err := d.proxy.Sync(ctx, st); err != nil {
 		d.metrics.SyncErrors.WithLabelValues("proxy", "rules").Inc()
+		d.ready.Set("proxy", "the last sync of the service rules failed: "+err.Error())
 		d.log.Error("service proxy sync failed; the previous rules stay, will retry", "err", err)
 		return err
 	}
