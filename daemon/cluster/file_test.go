@@ -83,15 +83,7 @@ func TestFileSource(t *testing.T) {
 	// A long fallback poll: changes must be seen through inotify.
 	src := &FileSource{Path: path, Interval: time.Hour, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	go src.Run(ctx, updates)
-	next := func() *State {
-		select {
-		case st := <-updates:
-			return st
-		case <-time.After(5 * time.Second):
-			t.Fatal("no snapshot")
-			return nil
-		}
-	}
+	next := func() *State { return nextSnapshot(t, updates) }
 	if st := next(); len(st.Nodes) != 2 {
 		t.Fatalf("first snapshot has %d nodes", len(st.Nodes))
 	}
