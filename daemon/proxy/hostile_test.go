@@ -50,7 +50,7 @@ func TestHostileNames(t *testing.T) {
 				long := strings.Repeat("x", 250)
 				m := load(t, func(s string) string {
 					s = strings.Replace(s, "name: web,", "name: a b,", 1)
-					s = strings.Replace(s, "kubernetes.io/service-name: web}", "kubernetes.io/service-name: a b}", -1)
+					s = strings.ReplaceAll(s, "kubernetes.io/service-name: web}", "kubernetes.io/service-name: a b}")
 					return strings.Replace(s, "name: api,", "name: "+long+",", 1)
 				})
 				names := map[string]bool{}

@@ -546,6 +546,9 @@ func cascade(stmts []string) []string {
 	return rules
 }
 
+// nameChars are the characters nft takes in a bare name.
+const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-_."
+
 // maxLabel bounds the readable part of a chain name (the kernel takes
 // names of up to 255 bytes).
 const maxLabel = 96
@@ -557,7 +560,7 @@ const maxLabel = 96
 func chainLabel(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.') {
+		if !strings.ContainsRune(nameChars, rune(c)) {
 			b[i] = '_'
 		}
 	}
