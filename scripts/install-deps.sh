@@ -11,6 +11,10 @@ declare -A want=(
   [conntrack]=conntrack
   [ping]=iputils-ping
   [iperf3]=iperf3
+  [openssl]=openssl # the test control plane's certificates
+  [curl]=curl
+  [flock]=util-linux
+  [setsid]=util-linux
 )
 
 missing=()
