@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Builds the control plane the tests and benchmarks run, from the Go
+# module proxy alone: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy and kubectl, static, stamped with
+# their release version.
+#
+# Kubernetes' own go.mod replaces its k8s.io/* staging modules with
+# directories of its repository, and a dependency's replace directives
+# are ignored, so `go install k8s.io/kubernetes/cmd/...@v1.x` cannot
+# work. scripts/k8s/module/ is a module of its own that requires
+# k8s.io/kubernetes and points each staging module at its published
+# v0.<minor>.<patch> tag; its go.mod and go.sum are checked in, so every
+# machine builds the same graph. REGEN=1 writes them anew from the
+# release's go.mod (for a new version: set K8S_VERSION and ETCD_VERSION
+# below, run with REGEN=1, commit the result).
+#
+# Everything goes under $SKEIN_K8S_HOME (default /var/tmp/skein-k8s,
+# kept across runs on one machine): bin/ (the binaries and a stamp each),
+# gomodcache/ and gocache/ (private Go caches, about 5 GB). A binary
+# whose stamp (versions, module graph, Go version, flags) still matches
+# is not built again: the first run takes about 20 minutes on 2 cores
+# (measured: see README), later ones seconds. Delete the directory to reclaim the space.
+#   scripts/k8s/build.sh          build what the tests use, where missing or stale
+#   WHAT="kubelet kube-scheduler" scripts/k8s/build.sh   build those (the module has
+#                                 every binary above; the default leaves out the two
+#                                 that only real nodes need)
+#   FORCE=1 scripts/k8s/build.sh  build again even when the stamp matches
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+K8S_VERSION=v1.37.1
+STAGING_VERSION=v0.${K8S_VERSION#v1.}
+ETCD_VERSION=v3.7.0 # the version Kubernetes v1.37 itself pins
+home=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}
+module=$here/module
+bin=$home/bin
+
+export GOMODCACHE=$home/gomodcache GOCACHE=$home/gocache
+export GOFLAGS="-buildvcs=false -modcacherw" GOTOOLCHAIN=local CGO_ENABLED=0
+mkdir -p "$bin"
+
+# One build at a time per $SKEIN_K8S_HOME: CI jobs on one machine share it.
+exec 9>"$home/.build.lock"
+flock -n 9 || { echo "k8s build: waiting for another build in $home" >&2; flock 9; }
+say() { echo "k8s build [$(date -u +%T)]: $*" >&2; }
+
+tools=(
+  k8s.io/kubernetes/cmd/kube-apiserver
+  k8s.io/kubernetes/cmd/kube-controller-manager
+  k8s.io/kubernetes/cmd/kube-scheduler
+  k8s.io/kubernetes/cmd/kubelet
+  k8s.io/kubernetes/cmd/kube-proxy
+  k8s.io/kubernetes/cmd/kubectl
+  go.etcd.io/etcd/server/v3
+)
+
+cd "$module"
+if [ "${REGEN:-0}" = 1 ] || ! [ -f go.mod ]; then
+  say "writing the module for Kubernetes $K8S_VERSION, etcd $ETCD_VERSION"
+  upstream=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [ -f "$upstream" ] || { echo "k8s build: cannot download k8s.io/kubernetes@$K8S_VERSION" >&2; exit 1; }
+  {
+    printf 'module skein.test/k8sbuild\n\ngo %s\n\n' "$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$upstream")"
+    grep '^godebug' "$upstream" || true
+    printf 'require (\n\tk8s.io/kubernetes %s\n\tgo.etcd.io/etcd/server/v3 %s\n)\n\ntool (\n' "$K8S_VERSION" "$ETCD_VERSION"
+    printf '\t%s\n' "${tools[@]}"
+    printf ')\n\nreplace (\n'
+    sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\t\1 => \1 '"$STAGING_VERSION"'#p' "$upstream"
+    printf ')\n'
+  } > go.mod
+  rm -f go.sum
+  go mod tidy
+fi
+go mod download
+
+# The release's commit time as build date, so that two builds of one
+# version with one toolchain are the same bytes.
+date=$(go list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
+minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+ldflags="-s -w"
+for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+done
+tags=selinux,notest,grpcnotrace # the tags of upstream's release builds
+graph=$(cat go.mod go.sum | sha256sum | cut -c1-16)
+
+build() { # name package ldflags
+  local stamp
+  stamp="$2 k8s=$K8S_VERSION etcd=$ETCD_VERSION graph=$graph $(go env GOVERSION) tags=$tags ldflags=$(echo "$3" | sha256sum | cut -c1-16)"
+  if [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.stamp" 2>/dev/null)" = "$stamp" ] && [ "${FORCE:-0}" != 1 ]; then
+    return
+  fi
+  say "building $1"
+  local t0=$SECONDS
+  # Beside the target, then renamed: a running binary is never written in place.
+  nice go build -trimpath -tags "$tags" -ldflags "$3" -o "$bin/.$1.new" "$2"
+  mv -f "$bin/.$1.new" "$bin/$1"
+  echo "$stamp" > "$bin/.$1.stamp"
+  say "$1 built in $((SECONDS - t0)) s"
+}
+for name in ${WHAT:-etcd kube-apiserver kube-controller-manager kube-proxy kubectl}; do
+  case $name in
+    etcd) build etcd go.etcd.io/etcd/server/v3 "-s -w" ;;
+    *) build "$name" "k8s.io/kubernetes/cmd/$name" "$ldflags" ;;
+  esac
+done
+say "binaries in $bin"
