@@ -1,6 +1,8 @@
 // Package cluster owns skeind's view of the cluster: the State snapshot
-// every controller reconciles from, and the sources that produce it. The
-// static file source reads Kubernetes-format objects from a YAML or JSON
-// file and re-reads it when it changes; a Kubernetes informer source is to
-// come. A source sends a snapshot only when it is complete.
+// every controller reconciles from, the Facts derived from its Nodes
+// once per snapshot (each node's pod CIDRs, the addresses no Service may
+// take), and the sources that produce it: the Kubernetes API (a
+// reflector per kind) and a static file of Kubernetes-format objects,
+// re-read when it changes. A source sends a snapshot only when it is
+// complete, and reports its health.
 package cluster

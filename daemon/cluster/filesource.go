@@ -162,7 +162,7 @@ func (s *FileSource) read(ctx context.Context, updates chan<- *State, buf *[]byt
 	}
 	*last = sum
 	select {
-	case updates <- st:
+	case updates <- st.Seal():
 	case <-ctx.Done():
 	}
 	return nil

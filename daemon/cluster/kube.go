@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// KubeSource reads the cluster from the Kubernetes API with a shared
-// informer. It only gets, lists and watches.
+// KubeSource reads the cluster from the Kubernetes API, with a reflector
+// per kind (see Run). It only gets, lists and watches.
 type KubeSource struct {
 	Client kubernetes.Interface
 	Log    *slog.Logger
@@ -119,7 +119,7 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 			st.EndpointSlices = pointersOf[discoveryv1.EndpointSlice](slices)
 		}
 		select {
-		case updates <- st:
+		case updates <- st.Seal():
 		case <-ctx.Done():
 			return nil
 		}

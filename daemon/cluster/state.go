@@ -16,6 +16,24 @@ type State struct {
 	Nodes          []corev1.Node
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
+	facts          *Facts
+}
+
+// Seal computes the snapshot's Facts once. A source calls it before it
+// sends the snapshot; from then on the State is only read, by every
+// controller at once.
+func (s *State) Seal() *State {
+	s.facts = newFacts(s)
+	return s
+}
+
+// Facts returns what the snapshot's Nodes say to every controller:
+// computed by Seal, or now for a State that was not sealed (a test's).
+func (s *State) Facts() *Facts {
+	if s.facts != nil {
+		return s.facts
+	}
+	return newFacts(s)
 }
 
 // Node returns the node of that name.

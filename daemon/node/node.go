@@ -11,7 +11,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/skein-net/skein/daemon/cluster"
-	"github.com/skein-net/skein/daemon/overlay"
 )
 
 // Options say where the underlay address comes from.
@@ -47,7 +46,7 @@ func Resolve(st *cluster.State, o Options, skip ...string) (Identity, error) {
 		if !ok {
 			return id, fmt.Errorf("node %q is not in the cluster", o.Name)
 		}
-		a, err := overlay.UnderlayOf(me, 0)
+		a, err := cluster.UnderlayOf(me, 0)
 		if err != nil {
 			return id, fmt.Errorf("node %q: %w; set --node-ip or --iface", o.Name, err)
 		}

@@ -61,7 +61,7 @@ func (c *Controller) Sync(_ context.Context, st *cluster.State) (Result, error) 
 	if !ok {
 		return Result{}, fmt.Errorf("node %q is not in the cluster", c.cfg.NodeName)
 	}
-	cidrs, err := PodCIDRs(me)
+	cidrs, err := st.Facts().PodCIDRs(me.Name)
 	if err != nil {
 		return Result{}, fmt.Errorf("this node: %w", err)
 	}

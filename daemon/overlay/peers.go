@@ -17,8 +17,6 @@ import (
 const (
 	// AnnotationVTEPMAC overrides the VTEP MAC derived from the underlay.
 	AnnotationVTEPMAC = "skein.dev/vtep-mac"
-	// AnnotationUnderlayIP overrides the InternalIP as the underlay address.
-	AnnotationUnderlayIP = "skein.dev/underlay-ip"
 )
 
 // Reasons a node is skipped, as they appear in logs and metrics.
@@ -83,50 +81,6 @@ func isZero(mac net.HardwareAddr) bool {
 	return true
 }
 
-// PodCIDRs returns a node's pod CIDRs (spec.podCIDRs, else spec.podCIDR).
-func PodCIDRs(n *corev1.Node) ([]netip.Prefix, error) {
-	list := n.Spec.PodCIDRs
-	if len(list) == 0 && n.Spec.PodCIDR != "" {
-		list = []string{n.Spec.PodCIDR}
-	}
-	var out []netip.Prefix
-	fams := map[bool]bool{}
-	for _, s := range list {
-		p, err := netip.ParsePrefix(s)
-		if err != nil || p.Masked() != p || p.Addr().Zone() != "" || p.Addr().Is4In6() {
-			return nil, fmt.Errorf("podCIDR %q is not a network in CIDR form", s)
-		}
-		if fams[p.Addr().Is4()] {
-			return nil, fmt.Errorf("two podCIDRs of one family: %v", list)
-		}
-		fams[p.Addr().Is4()] = true
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// UnderlayOf returns a node's underlay address of the given family (4 or
-// 6): its annotation, else its first InternalIP of that family.
-func UnderlayOf(n *corev1.Node, family int) (netip.Addr, error) {
-	if s, ok := n.Annotations[AnnotationUnderlayIP]; ok {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("annotation %s %q is not an IP address", AnnotationUnderlayIP, s)
-		}
-		return a.Unmap(), nil
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP {
-			continue
-		}
-		ip, err := netip.ParseAddr(a.Address)
-		if err == nil && (family == 0 || (family == 4) == ip.Unmap().Is4()) {
-			return ip.Unmap(), nil
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("no InternalIP of IPv%d in status.addresses", family)
-}
-
 // Peers computes the peers of self from the snapshot, skipping (and
 // saying why) every node that is broken or hostile: an invalid pod CIDR,
 // one that overlaps ours, another node's or the host's own networks, or
@@ -157,7 +111,7 @@ func Peers(st *cluster.State, self Self) ([]Peer, []Skipped) {
 		claimed.add(p, self.Name)
 	}
 	for _, n := range nodes {
-		cidrs, err := PodCIDRs(n)
+		cidrs, err := st.Facts().PodCIDRs(n.Name)
 		if err != nil {
 			skipped = append(skipped, Skipped{n.Name, ReasonInvalidPodCIDR, err.Error()})
 			continue
@@ -169,7 +123,7 @@ func Peers(st *cluster.State, self Self) ([]Peer, []Skipped) {
 			skipped = append(skipped, Skipped{n.Name, reason, detail})
 			continue
 		}
-		underlay, err := UnderlayOf(n, family)
+		underlay, err := cluster.UnderlayOf(n, family)
 		if err != nil {
 			skipped = append(skipped, Skipped{n.Name, ReasonNoUnderlay, err.Error()})
 			continue

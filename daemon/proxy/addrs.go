@@ -5,11 +5,7 @@ import (
 	"slices"
 	"sort"
 
-	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/skein-net/skein/daemon/cluster"
-	"github.com/skein-net/skein/daemon/overlay"
 )
 
 // usableAddr applies the API server's rules for Service and endpoint
@@ -55,45 +51,16 @@ func touches(svc *corev1.Service, r []netip.Prefix) bool {
 	return false
 }
 
-// ReservedOf returns what no Service address may be inside: every
-// node's addresses (status.addresses, the underlay annotation) and
-// extra (this node's own underlay, which may come from a flag), and
-// every node's pod CIDRs, sorted and merged. A pod CIDR that holds a
-// node's address is broken or hostile (0.0.0.0/0 on a Node would
-// otherwise reserve every address); the overlay skips such a node, and
-// it reserves nothing here.
-func ReservedOf(st *cluster.State, extra ...netip.Addr) []netip.Prefix {
-	var nodes netipx.IPSetBuilder
-	for _, a := range extra {
-		if a.IsValid() {
-			nodes.Add(a.Unmap())
-		}
+// withAddr returns the sorted, disjoint prefixes r with a too (a flag's
+// address, which no Node object need list), in its place.
+func withAddr(r []netip.Prefix, a netip.Addr) []netip.Prefix {
+	if !a.IsValid() {
+		return r
 	}
-	for i := range st.Nodes {
-		n := &st.Nodes[i]
-		for _, a := range n.Status.Addresses {
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				nodes.Add(ip.Unmap())
-			}
-		}
-		if ip, err := netip.ParseAddr(n.Annotations[overlay.AnnotationUnderlayIP]); err == nil {
-			nodes.Add(ip.Unmap())
-		}
+	a = a.Unmap()
+	if _, ok := reserved(a, Config{Reserved: r}); ok {
+		return r
 	}
-	nodeIPs, _ := nodes.IPSet() // only additions: it cannot fail
-	var all netipx.IPSetBuilder
-	all.AddSet(nodeIPs)
-	for i := range st.Nodes {
-		cidrs, err := overlay.PodCIDRs(&st.Nodes[i])
-		if err != nil {
-			continue
-		}
-		for _, p := range cidrs {
-			if !nodeIPs.OverlapsPrefix(p) {
-				all.AddPrefix(p)
-			}
-		}
-	}
-	set, _ := all.IPSet()
-	return set.Prefixes()
+	i := sort.Search(len(r), func(i int) bool { return a.Less(r[i].Addr()) })
+	return slices.Insert(slices.Clone(r), i, netip.PrefixFrom(a, a.BitLen()))
 }

@@ -32,13 +32,15 @@ spec: {podCIDRs: [0.0.0.0/0]}
 status: {addresses: [{type: InternalIP, address: 172.30.0.13}]}
 `
 
-func TestReservedOf(t *testing.T) {
+// TestWithAddr: this node's --node-ip joins the nodes' reserved
+// addresses in its place.
+func TestWithAddr(t *testing.T) {
 	st, err := cluster.ParseFile([]byte(hostileNodes))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, p := range ReservedOf(st, netip.MustParseAddr("192.0.2.1")) {
+	for _, p := range withAddr(st.Facts().Reserved, netip.MustParseAddr("192.0.2.1")) {
 		got = append(got, p.String())
 	}
 	want := []string{"10.244.1.0/24", "10.244.2.0/24", "172.30.0.11/32", "172.30.0.12/31", "172.31.0.12/32", "192.0.2.1/32", "198.51.100.12/32"}
@@ -102,7 +104,7 @@ endpoints: [{addresses: [%s], nodeName: node1}]
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := Build(st, Config{NodeName: "node1", Families: []int{4}, Reserved: ReservedOf(st), OverlayPort: 8472})
+			m := Build(st, Config{NodeName: "node1", Families: []int{4}, Reserved: st.Facts().Reserved, OverlayPort: 8472})
 			var reasons []string
 			for _, p := range m.Problems {
 				reasons = append(reasons, p.Reason)
@@ -158,7 +160,7 @@ spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}
 		t.Fatal(err)
 	}
 	var mm Memo
-	cfg := Config{NodeName: "node1", Families: []int{4}, Reserved: ReservedOf(st)}
+	cfg := Config{NodeName: "node1", Families: []int{4}, Reserved: st.Facts().Reserved}
 	m1 := mm.Build(st, cfg)
 	// A node with 172.30.0.99 joins: only a's port is computed again.
 	joined := *st
@@ -166,7 +168,7 @@ spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}
 	joined.Nodes[3].Name = "node99"
 	joined.Nodes[3].Status.Addresses = append(joined.Nodes[3].Status.Addresses[:0:0], st.Nodes[0].Status.Addresses[0])
 	joined.Nodes[3].Status.Addresses[0].Address = "172.30.0.99"
-	cfg.Reserved = ReservedOf(&joined)
+	cfg.Reserved = joined.Facts().Reserved
 	m2 := mm.Build(&joined, cfg)
 	if len(m2.Ports[0].External) != 0 {
 		t.Errorf("a keeps externalIP %v of a node", m2.Ports[0].External)
@@ -174,7 +176,7 @@ spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}
 	if m2.Ports[1].gen != m1.Ports[1].gen {
 		t.Error("b was computed again though the node does not concern it")
 	}
-	cfg.Reserved = ReservedOf(st)
+	cfg.Reserved = st.Facts().Reserved
 	if m3 := mm.Build(st, cfg); len(m3.Ports[0].External) != 1 {
 		t.Errorf("a did not get its externalIP back when the node left: %v", m3.Ports[0].External)
 	}

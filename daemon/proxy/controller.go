@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skein-net/skein/daemon/cluster"
-	"github.com/skein-net/skein/daemon/overlay"
 )
 
 // Backend writes the model into the kernel.
@@ -119,12 +118,12 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 		c.waiting(fmt.Sprintf("node %q is not in the cluster yet", c.o.NodeName))
 		return nil
 	}
-	cidrs, err := overlay.PodCIDRs(me)
+	cidrs, err := st.Facts().PodCIDRs(me.Name)
 	if err != nil || len(cidrs) == 0 {
 		c.waiting("this node has no usable podCIDR yet")
 		return nil
 	}
-	cfg := Config{NodeName: c.o.NodeName, Reserved: ReservedOf(st, c.o.NodeIP), OverlayPort: c.o.OverlayPort}
+	cfg := Config{NodeName: c.o.NodeName, Reserved: withAddr(st.Facts().Reserved, c.o.NodeIP), OverlayPort: c.o.OverlayPort}
 	for _, p := range cidrs {
 		if f := family(p.Addr()); !slices.Contains(cfg.Families, f) {
 			cfg.Families = append(cfg.Families, f)

@@ -248,7 +248,7 @@ func (d *daemon) sync(ctx context.Context) error {
 		d.waiting(fmt.Sprintf("node %q is not in the cluster yet", d.f.nodeName))
 		return nil
 	}
-	cidrs, err := overlay.PodCIDRs(me)
+	cidrs, err := st.Facts().PodCIDRs(me.Name)
 	if err != nil {
 		d.waiting(fmt.Sprintf("this node's podCIDR is unusable: %v", err))
 		return nil
