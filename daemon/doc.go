@@ -6,6 +6,7 @@
 //   - node: this node's underlay identity
 //   - overlay: the VXLAN device and the per-peer entries
 //   - masq: masquerade and forwarding rules
+//   - hooks: skein's jumps from the built-in iptables chains, in one order
 //   - proxy: the Service proxy (nftables or iptables), in place of kube-proxy
 //   - cniconf: the node's conflist on disk
 //   - runner: one coalescing, rate-limited, retrying sync loop

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skein-net/skein/daemon/hooks"
 	"github.com/skein-net/skein/daemon/masq"
 	"github.com/skein-net/skein/integration/harness"
 )
@@ -17,7 +18,7 @@ import (
 func masqNode(t *testing.T, role string) (*harness.NetNS, *masq.Controller) {
 	t.Helper()
 	requireRoot(t)
-	m, err := masq.New(slog.New(slog.DiscardHandler))
+	m, err := masq.New(slog.New(slog.DiscardHandler), &hooks.Owner{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,14 +24,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
 	"go4.org/netipx"
 	"sigs.k8s.io/knftables"
+
+	"github.com/skein-net/skein/daemon/hooks"
 )
 
 // Names of what the package owns.
@@ -98,17 +98,20 @@ func IPTablesRestore(w Want, family int) []byte {
 
 // Controller applies the rules.
 type Controller struct {
-	nft knftables.Interface
-	log *slog.Logger
+	nft   knftables.Interface
+	hooks *hooks.Owner
+	log   *slog.Logger
 }
 
 // New returns the controller; it fails when nftables cannot be used.
-func New(log *slog.Logger) (*Controller, error) {
+// Its jump in FORWARD goes through owner, which every controller with a
+// jump there shares.
+func New(log *slog.Logger, owner *hooks.Owner) (*Controller, error) {
 	nft, err := knftables.New(knftables.InetFamily, Table)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &Controller{nft: nft, log: log}, nil
+	return &Controller{nft: nft, hooks: owner, log: log}, nil
 }
 
 // Sync writes the nftables table and the iptables forward chains.
@@ -120,14 +123,13 @@ func (c *Controller) Sync(ctx context.Context, w Want) error {
 	for _, f := range []struct {
 		n       int
 		restore string
-		proto   iptables.Protocol
-	}{{4, "iptables-restore", iptables.ProtocolIPv4}, {6, "ip6tables-restore", iptables.ProtocolIPv6}} {
-		errs = append(errs, c.syncIPTables(ctx, w, f.n, f.restore, f.proto))
+	}{{4, "iptables-restore"}, {6, "ip6tables-restore"}} {
+		errs = append(errs, c.syncIPTables(ctx, w, f.n, f.restore))
 	}
 	return errors.Join(errs...)
 }
 
-func (c *Controller) syncIPTables(ctx context.Context, w Want, family int, restore string, proto iptables.Protocol) error {
+func (c *Controller) syncIPTables(ctx context.Context, w Want, family int, restore string) error {
 	if _, err := exec.LookPath(restore); err != nil {
 		c.log.Warn("no "+restore+"; pod forwarding is not opened in iptables", "family", family)
 		return nil
@@ -137,69 +139,16 @@ func (c *Controller) syncIPTables(ctx context.Context, w Want, family int, resto
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %v: %s", restore, err, strings.TrimSpace(string(out)))
 	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+	ipt, err := hooks.New(family)
 	if err != nil {
-		return fmt.Errorf("iptables: %w", err)
+		return err
 	}
-	return ensureJump(ipt)
+	return c.hooks.Ensure(ipt, forwardJump)
 }
 
-// ForwardJumps is held while a controller of skeind reads FORWARD and
-// places its jump there (this package's, and the Service proxy's): each
-// decides where its jump goes from what it reads, so two doing it at
-// once could each place theirs on top of a FORWARD the other was about
-// to change.
-var ForwardJumps sync.Mutex
-
-// ensureJump puts the jump to SKEIN-FORWARD first in FORWARD, but below
-// skein's other jumps there (the Service proxy's SKEIN-SERVICES): the
-// proxy must refuse a new connection to a Service without endpoints
-// before this chain accepts the pod's traffic. Each inserts its jump at
-// the top, so without this the order would be whichever synced last.
-func ensureJump(ipt *iptables.IPTables) error {
-	ForwardJumps.Lock()
-	defer ForwardJumps.Unlock()
-	rules, err := ipt.List("filter", "FORWARD")
-	if err != nil {
-		return fmt.Errorf("list FORWARD: %w", err)
-	}
-	var ours []int // rule positions, from 1
-	others, pos := 0, 0
-	for _, r := range rules {
-		f := strings.Fields(r)
-		if len(f) == 0 || f[0] != "-A" {
-			continue
-		}
-		pos++
-		i := slices.Index(f, "-j")
-		if i < 0 || i+1 >= len(f) {
-			continue
-		}
-		switch target := f[i+1]; {
-		case target == ForwardChain:
-			ours = append(ours, pos)
-		case strings.HasPrefix(target, "SKEIN-"):
-			others = pos
-		}
-	}
-	if len(ours) == 1 && ours[0] > others {
-		return nil
-	}
-	// Out of place, or more than one: all go, one comes back.
-	at := others + 1
-	for _, p := range ours {
-		if err := ipt.Delete("filter", "FORWARD", "-j", ForwardChain); err != nil {
-			return fmt.Errorf("move the FORWARD jump: %w", err)
-		}
-		if p < others {
-			at--
-		}
-	}
-	if err := ipt.Insert("filter", "FORWARD", at, "-j", ForwardChain); err != nil {
-		return fmt.Errorf("add the FORWARD jump: %w", err)
-	}
-	return nil
-}
+// forwardJump is the masquerade controller's jump in FORWARD; the hooks
+// Owner places it below the Service proxy's.
+var forwardJump = hooks.Jump{Table: "filter", Chain: "FORWARD", Rule: []string{"-j", ForwardChain}}
 
 // Cleanup removes the table, the jumps and the chains. What is already
 // gone is no error.
@@ -210,19 +159,30 @@ func (c *Controller) Cleanup(ctx context.Context) error {
 	if err := c.nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete nftables table %s: %w", Table, err))
 	}
-	for _, proto := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
-		ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+	for _, fam := range []int{4, 6} {
+		h, err := hooks.New(fam)
 		if err != nil {
 			continue // no iptables of that family: nothing of ours there
 		}
-		if err := ipt.DeleteIfExists("filter", "FORWARD", "-j", ForwardChain); err != nil {
+		if err := c.hooks.Remove(h, forwardJump); err != nil {
 			errs = append(errs, err)
+		}
+		ipt, err := iptables.New(iptables.IPFamily(protoOf(fam)), iptables.Timeout(5))
+		if err != nil {
+			continue
 		}
 		if ok, _ := ipt.ChainExists("filter", ForwardChain); ok {
 			errs = append(errs, ipt.ClearAndDeleteChain("filter", ForwardChain))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func protoOf(fam int) iptables.Protocol {
+	if fam == 6 {
+		return iptables.ProtocolIPv6
+	}
+	return iptables.ProtocolIPv4
 }
 
 func fam(a netip.Addr) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/hooks"
 )
 
 // Backend writes the model into the kernel.
@@ -33,6 +34,9 @@ type RuleOptions struct {
 	// NodePortAddresses narrows NodePorts to these addresses' prefixes
 	// (empty: every local address).
 	NodePortAddresses []string
+	// Hooks places the iptables backend's jumps from the built-in chains
+	// in their order among every controller's (nil: one of its own).
+	Hooks *hooks.Owner
 }
 
 // nodePorts returns the NodePort prefixes of family fam.

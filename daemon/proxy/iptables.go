@@ -13,7 +13,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
-	"github.com/skein-net/skein/daemon/masq"
+	"github.com/skein-net/skein/daemon/hooks"
 )
 
 // The iptables layout, per family, in skein's own chains; the built-in
@@ -432,26 +432,26 @@ func restoreText(prev, cur iptRules, existing map[string][]string) []byte {
 }
 
 // hooks are the jumps from the built-in chains.
-var hooks = []struct{ table, chain, target string }{
-	{"nat", "PREROUTING", iptServices},
-	{"nat", "OUTPUT", iptServices},
-	{"nat", "POSTROUTING", iptPostrouting},
-	{"filter", "INPUT", iptServices},
-	{"filter", "FORWARD", iptServices},
-	{"filter", "OUTPUT", iptServices},
+// hookJumps are the proxy's jumps from the built-in chains; the filter
+// ones only for new connections.
+var hookJumps = []hooks.Jump{
+	{Table: "nat", Chain: "PREROUTING", Rule: []string{"-j", iptServices}},
+	{Table: "nat", Chain: "OUTPUT", Rule: []string{"-j", iptServices}},
+	{Table: "nat", Chain: "POSTROUTING", Rule: []string{"-j", iptPostrouting}},
+	{Table: "filter", Chain: "INPUT", Rule: newOnly(iptServices)},
+	{Table: "filter", Chain: "FORWARD", Rule: newOnly(iptServices)},
+	{Table: "filter", Chain: "OUTPUT", Rule: newOnly(iptServices)},
 }
 
-func hookRule(table, target string) []string {
-	if table == "filter" {
-		return []string{"-m", "conntrack", "--ctstate", "NEW", "-j", target}
-	}
-	return []string{"-j", target}
+func newOnly(target string) []string {
+	return []string{"-m", "conntrack", "--ctstate", "NEW", "-j", target}
 }
 
 // IPTables is the iptables backend (either iptables flavour; rules go in
 // through iptables-restore, one transaction per family per sync).
 type IPTables struct {
 	opts  RuleOptions
+	hooks *hooks.Owner
 	cache map[int]*iptCache
 	// synced tells, per family, that the kernel holds what the cache
 	// does: the last sync landed.
@@ -463,7 +463,11 @@ func NewIPTables(o RuleOptions) (*IPTables, error) {
 	if _, err := exec.LookPath("iptables-restore"); err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return &IPTables{opts: o, cache: map[int]*iptCache{}, synced: map[int]bool{}}, nil
+	owner := o.Hooks
+	if owner == nil {
+		owner = &hooks.Owner{}
+	}
+	return &IPTables{opts: o, hooks: owner, cache: map[int]*iptCache{}, synced: map[int]bool{}}, nil
 }
 
 // Name implements Backend.
@@ -528,7 +532,7 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 			}
 		}
 		if needHooks {
-			if err := ensureHooks(fam); err != nil {
+			if err := b.ensureHooks(fam); err != nil {
 				return rules, err
 			}
 		}
@@ -577,25 +581,14 @@ func ownChains(ctx context.Context, fam int) (map[string][]string, error) {
 	return out, nil
 }
 
-func ensureHooks(fam int) error {
-	ipt, err := iptables.New(iptables.IPFamily(proto(fam)), iptables.Timeout(5))
+func (b *IPTables) ensureHooks(fam int) error {
+	ipt, err := hooks.New(fam)
 	if err != nil {
-		return fmt.Errorf("iptables: %w", err)
+		return err
 	}
-	// Not while the masquerade controller places its FORWARD jump, which
-	// goes below this one (see masq.ForwardJumps).
-	masq.ForwardJumps.Lock()
-	defer masq.ForwardJumps.Unlock()
-	for _, h := range hooks {
-		rule := hookRule(h.table, h.target)
-		ok, err := ipt.Exists(h.table, h.chain, rule...)
-		if err != nil {
-			return fmt.Errorf("check the %s %s jump: %w", h.table, h.chain, err)
-		}
-		if !ok {
-			if err := ipt.Insert(h.table, h.chain, 1, rule...); err != nil {
-				return fmt.Errorf("add the %s %s jump: %w", h.table, h.chain, err)
-			}
+	for _, h := range hookJumps {
+		if err := b.hooks.Ensure(ipt, h); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -619,18 +612,13 @@ func (b *IPTables) Cleanup(ctx context.Context) error {
 		if len(existing["filter"])+len(existing["nat"]) == 0 {
 			continue // no chain of ours, so no jump to one either
 		}
-		ipt, err := iptables.New(iptables.IPFamily(proto(fam)), iptables.Timeout(5))
+		ipt, err := hooks.New(fam)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("iptables: %w", err))
+			errs = append(errs, err)
 			continue
 		}
-		for _, h := range hooks {
-			// A jump to a chain that does not exist cannot exist either,
-			// and iptables reports checking for one as an error.
-			if ok, err := ipt.ChainExists(h.table, h.target); err != nil || !ok {
-				continue
-			}
-			if err := ipt.DeleteIfExists(h.table, h.chain, hookRule(h.table, h.target)...); err != nil {
+		for _, h := range hookJumps {
+			if err := b.hooks.Remove(ipt, h); err != nil {
 				errs = append(errs, err)
 			}
 		}

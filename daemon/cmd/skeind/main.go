@@ -29,6 +29,7 @@ import (
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/cniconf"
 	"github.com/skein-net/skein/daemon/health"
+	"github.com/skein-net/skein/daemon/hooks"
 	"github.com/skein-net/skein/daemon/masq"
 	"github.com/skein-net/skein/daemon/node"
 	"github.com/skein-net/skein/daemon/overlay"
@@ -74,13 +75,14 @@ func cleanup(log *slog.Logger, args []string) error {
 		return err
 	}
 	ctx := context.Background()
+	owner := &hooks.Owner{}
 	errs := []error{overlay.Kernel{Log: log}.DeleteDevice(), cniconf.Remove(*conflist)}
-	if m, err := masq.New(log); err != nil {
+	if m, err := masq.New(log, owner); err != nil {
 		errs = append(errs, err)
 	} else {
 		errs = append(errs, m.Cleanup(ctx))
 	}
-	errs = append(errs, cleanupProxy(ctx, "", log))
+	errs = append(errs, cleanupProxy(ctx, "", owner, log))
 	err := errors.Join(errs...)
 	if err == nil {
 		log.Info("removed the overlay device, the rules and the conflist", "device", overlay.DeviceName,
@@ -93,7 +95,7 @@ func cleanup(log *slog.Logger, args []string) error {
 // cleanupProxy removes the rules of every proxy backend except keep's:
 // what another backend (or an earlier run with another --proxy) left.
 // A backend whose tools are missing has nothing installed.
-func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
+func cleanupProxy(ctx context.Context, keep string, owner *hooks.Owner, log *slog.Logger) error {
 	var errs []error
 	if keep != "nftables" {
 		if b, err := proxy.NewNFTables(proxy.RuleOptions{}); err == nil {
@@ -101,7 +103,7 @@ func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
 		}
 	}
 	if keep != "iptables" {
-		if b, err := proxy.NewIPTables(proxy.RuleOptions{}); err == nil {
+		if b, err := proxy.NewIPTables(proxy.RuleOptions{Hooks: owner}); err == nil {
 			errs = append(errs, b.Cleanup(ctx))
 		}
 	}
@@ -118,6 +120,7 @@ type daemon struct {
 	f       *flags
 	log     *slog.Logger
 	masq    *masq.Controller
+	hooks   *hooks.Owner
 	proxy   *proxy.Controller
 	latest  atomic.Pointer[cluster.State]
 	ready   *health.Readiness
@@ -136,11 +139,12 @@ func run(log *slog.Logger, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	m, err := masq.New(log)
+	owner := &hooks.Owner{} // every controller's jumps from the built-in chains
+	m, err := masq.New(log, owner)
 	if err != nil {
 		return fmt.Errorf("%w (skeind needs the nft command: install nftables)", err)
 	}
-	d := &daemon{f: f, log: log, masq: m, ready: &health.Readiness{}, metrics: health.NewMetrics()}
+	d := &daemon{f: f, log: log, masq: m, hooks: owner, ready: &health.Readiness{}, metrics: health.NewMetrics()}
 	d.ready.Set("overlay", "no complete snapshot of the cluster yet")
 	if err := d.newProxy(ctx); err != nil {
 		return err
@@ -326,13 +330,13 @@ func (d *daemon) newProxy(ctx context.Context) error {
 	backend := d.f.proxy
 	if backend == "none" {
 		d.log.Info("no service proxy (--proxy=none)")
-		return cleanupProxy(ctx, "", d.log)
+		return cleanupProxy(ctx, "", d.hooks, d.log)
 	}
 	bridge := d.f.bridge
 	if bridge == "" {
 		bridge = conf.DefaultBridge
 	}
-	o := proxy.RuleOptions{Bridge: bridge, NodePortAddresses: d.f.nodePortAddrs}
+	o := proxy.RuleOptions{Bridge: bridge, NodePortAddresses: d.f.nodePortAddrs, Hooks: d.hooks}
 	var b proxy.Backend
 	var err error
 	if backend == "" || backend == "nftables" {
@@ -348,7 +352,7 @@ func (d *daemon) newProxy(ctx context.Context) error {
 	}
 	// The chosen backend's own rules stay: a restart must not interrupt
 	// Services. Another backend's go.
-	if err := cleanupProxy(ctx, b.Name(), d.log); err != nil {
+	if err := cleanupProxy(ctx, b.Name(), d.hooks, d.log); err != nil {
 		return err
 	}
 	d.log.Info("service proxy", "backend", b.Name())
