@@ -1,15 +1,23 @@
-// Package daemon holds skeind, the node daemon, one package per
-// responsibility with the same lifecycle (New, then an idempotent Sync
-// from the full cluster snapshot, and Cleanup):
+// Package daemon holds skeind, the node daemon. Each controller is a
+// package with the same shape: New(cfg, deps) once, Sync(ctx, snapshot),
+// an idempotent full reconcile from the complete cluster snapshot, and
+// Cleanup(ctx), which removes everything it owns; Ready says why it has
+// nothing programmed yet.
 //
-//   - cluster: the snapshot and its sources (the Kubernetes API, a file)
-//   - node: this node's underlay identity
+// Controllers (none imports another):
+//   - conflist: the node's CNI conflist on disk
 //   - overlay: the VXLAN device and the per-peer entries
 //   - masq: masquerade and forwarding rules
-//   - hooks: skein's jumps from the built-in iptables chains, in one order
 //   - proxy: the Service proxy (nftables or iptables), in place of kube-proxy
-//   - cniconf: the node's conflist on disk
+//
+// What they share:
+//   - cluster: the snapshot, the facts derived from it once, its sources
+//   - node: this node as the controllers see it (underlay, MTU, pod CIDRs)
+//   - hooks: skein's jumps from the built-in iptables chains, in one order
 //   - runner: one coalescing, rate-limited, retrying sync loop
 //   - health: /healthz, /readyz and /metrics
-//   - cmd/skeind: the binary that wires them
+//
+// Beside them: install (the CNI plugin binaries, for the DaemonSet's init
+// container) and cmd/skeind, the binary that wires a list of controllers,
+// one runner each.
 package daemon

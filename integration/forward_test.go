@@ -18,7 +18,7 @@ import (
 func masqNode(t *testing.T, role string) (*harness.NetNS, *masq.Controller) {
 	t.Helper()
 	requireRoot(t)
-	m, err := masq.New(slog.New(slog.DiscardHandler), &hooks.Owner{})
+	m, err := masq.New(masq.Config{}, masq.Deps{Log: slog.New(slog.DiscardHandler), Hooks: &hooks.Owner{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestForwardJumpOrder(t *testing.T) {
 		if _, err := ns.Exec(ctx, "sh", "-c", tc.setup); err != nil {
 			t.Fatal(err)
 		}
-		if err := ns.Do(func() error { return m.Sync(ctx, want) }); err != nil {
+		if err := ns.Do(func() error { return m.Apply(ctx, want) }); err != nil {
 			t.Fatalf("%s: sync: %v", tc.name, err)
 		}
 		got := order()
@@ -84,7 +84,7 @@ func TestMasqRules(t *testing.T) {
 		want.PodNets = append(want.PodNets, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(248 + i/256), byte(i % 256), 0}), 24))
 	}
 	for _, sync := range []string{"over the earlier table", "again"} {
-		if err := ns.Do(func() error { return m.Sync(ctx, want) }); err != nil {
+		if err := ns.Do(func() error { return m.Apply(ctx, want) }); err != nil {
 			t.Fatalf("%s: %v", sync, err)
 		}
 		table, err := ns.Exec(ctx, "nft", "list", "table", "inet", "skein")

@@ -17,6 +17,11 @@ const AnnotationUnderlayIP = "skein.dev/underlay-ip"
 // them at every sync.
 type Facts struct {
 	podCIDRs map[string]podCIDRs
+	// NodeIPs are every node's addresses, sorted.
+	NodeIPs []netip.Addr
+	// PodNets are the nodes' pod networks, merged: every node's pod
+	// CIDRs but those that hold a node's address.
+	PodNets []netip.Prefix
 	// Reserved are the nodes' addresses and pod networks, sorted and
 	// disjoint: no Service address may be inside one.
 	Reserved []netip.Prefix
@@ -40,7 +45,7 @@ func newFacts(st *State) *Facts {
 		cidrs, err := PodCIDRs(&st.Nodes[i])
 		f.podCIDRs[st.Nodes[i].Name] = podCIDRs{cidrs, err}
 	}
-	f.Reserved = reservedOf(st)
+	f.addresses(st)
 	return f
 }
 
@@ -88,13 +93,12 @@ func UnderlayOf(n *corev1.Node, family int) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("no InternalIP of IPv%d in status.addresses", family)
 }
 
-// reservedOf returns what no Service address may be inside: every
-// node's addresses (status.addresses, the underlay annotation) and every
-// node's pod CIDRs, sorted and merged. A pod CIDR that holds a
-// node's address is broken or hostile (0.0.0.0/0 on a Node would
-// otherwise reserve every address); the overlay skips such a node, and
-// it reserves nothing here.
-func reservedOf(st *State) []netip.Prefix {
+// addresses computes the nodes' addresses (status.addresses and the
+// underlay annotation), their pod networks (each node's pod CIDRs that
+// hold no node's address: 0.0.0.0/0 on a Node would otherwise make every
+// address a pod's), and the two merged: what no Service address may be
+// inside.
+func (f *Facts) addresses(st *State) {
 	var nodes netipx.IPSetBuilder
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
@@ -108,19 +112,26 @@ func reservedOf(st *State) []netip.Prefix {
 		}
 	}
 	nodeIPs, _ := nodes.IPSet() // only additions: it cannot fail
-	var all netipx.IPSetBuilder
-	all.AddSet(nodeIPs)
-	for i := range st.Nodes {
-		cidrs, err := PodCIDRs(&st.Nodes[i])
-		if err != nil {
-			continue
-		}
-		for _, p := range cidrs {
-			if !nodeIPs.OverlapsPrefix(p) {
-				all.AddPrefix(p)
+	var pods netipx.IPSetBuilder
+	for _, p := range f.podCIDRs {
+		for _, c := range p.cidrs {
+			if !nodeIPs.OverlapsPrefix(c) {
+				pods.AddPrefix(c)
 			}
 		}
 	}
+	podSet, _ := pods.IPSet()
+	var all netipx.IPSetBuilder
+	all.AddSet(nodeIPs)
+	all.AddSet(podSet)
 	set, _ := all.IPSet()
-	return set.Prefixes()
+	f.PodNets, f.Reserved = podSet.Prefixes(), set.Prefixes()
+	for _, r := range nodeIPs.Ranges() {
+		for a := r.From(); ; a = a.Next() {
+			f.NodeIPs = append(f.NodeIPs, a)
+			if a == r.To() {
+				break
+			}
+		}
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 
@@ -31,6 +32,7 @@ import (
 	"go4.org/netipx"
 	"sigs.k8s.io/knftables"
 
+	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/hooks"
 )
 
@@ -96,26 +98,76 @@ func IPTablesRestore(w Want, family int) []byte {
 	return b.Bytes()
 }
 
+// Config says what to build.
+type Config struct {
+	// Masquerade: pod traffic to outside the cluster leaves with the
+	// node's address. Off, only forwarding is opened.
+	Masquerade bool
+	// NodeIP is this node's underlay address when a flag sets it (no
+	// Node object need list it).
+	NodeIP netip.Addr
+}
+
+// Deps are what the controller works through.
+type Deps struct {
+	Log *slog.Logger
+	// Hooks places the jump to SKEIN-FORWARD among every controller's
+	// jumps from FORWARD.
+	Hooks *hooks.Owner
+}
+
 // Controller applies the rules.
 type Controller struct {
+	cfg   Config
 	nft   knftables.Interface
 	hooks *hooks.Owner
 	log   *slog.Logger
+	ready bool
 }
 
 // New returns the controller; it fails when nftables cannot be used.
-// Its jump in FORWARD goes through owner, which every controller with a
-// jump there shares.
-func New(log *slog.Logger, owner *hooks.Owner) (*Controller, error) {
+func New(cfg Config, deps Deps) (*Controller, error) {
 	nft, err := knftables.New(knftables.InetFamily, Table)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &Controller{nft: nft, hooks: owner, log: log}, nil
+	if deps.Hooks == nil {
+		deps.Hooks = &hooks.Owner{}
+	}
+	return &Controller{cfg: cfg, nft: nft, hooks: deps.Hooks, log: deps.Log}, nil
 }
 
-// Sync writes the nftables table and the iptables forward chains.
-func (c *Controller) Sync(ctx context.Context, w Want) error {
+// Ready says why the rules are not written yet, or "" once they are.
+func (c *Controller) Ready() string {
+	if c.ready {
+		return ""
+	}
+	return "the masquerade and forwarding rules are not written yet"
+}
+
+// WantOf is what the rules hold for a snapshot: the pod networks and the
+// node addresses of the cluster (Facts), so that traffic between pods
+// and nodes is never masqueraded.
+func WantOf(st *cluster.State, cfg Config) Want {
+	f := st.Facts()
+	w := Want{Masquerade: cfg.Masquerade, PodNets: f.PodNets, NodeIPs: f.NodeIPs}
+	if cfg.NodeIP.IsValid() && !slices.Contains(w.NodeIPs, cfg.NodeIP.Unmap()) {
+		w.NodeIPs = append(slices.Clone(w.NodeIPs), cfg.NodeIP.Unmap())
+	}
+	return w
+}
+
+// Sync writes the rules the snapshot asks for.
+func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
+	if err := c.Apply(ctx, WantOf(st, c.cfg)); err != nil {
+		return err
+	}
+	c.ready = true
+	return nil
+}
+
+// Apply writes the nftables table and the iptables forward chains.
+func (c *Controller) Apply(ctx context.Context, w Want) error {
 	if err := c.nft.Run(ctx, Transaction(c.nft, w)); err != nil {
 		return fmt.Errorf("nftables table %s: %w", Table, err)
 	}

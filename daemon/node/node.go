@@ -18,6 +18,77 @@ type Options struct {
 	Name   string
 	NodeIP netip.Addr // wins when set
 	Iface  string     // else the first global address of this interface
+	// Skip names skein's own links (the bridge, the VXLAN device), whose
+	// addresses are not the host's networks.
+	Skip []string
+}
+
+// Reasons this node's own pod CIDRs are refused, as metric labels (the
+// same a peer's are skipped for).
+const (
+	ReasonInvalidPodCIDR    = "invalid_podcidr"
+	ReasonCoversHostNetwork = "podcidr_covers_host_network"
+)
+
+// Overhead is what VXLAN encapsulation adds to a frame over the underlay:
+// pods get the underlay's MTU less this.
+func Overhead(underlay netip.Addr) int {
+	if underlay.Is4() {
+		return 50
+	}
+	return 70
+}
+
+// Local is this node as the controllers that program it see it.
+type Local struct {
+	Identity
+	PodCIDRs []netip.Prefix
+}
+
+// Find returns this node from the snapshot: its pod CIDRs, checked as
+// every peer checks them, and its underlay. why says why there is
+// nothing to program yet (the node or its pod CIDRs missing or refused:
+// a state to wait out, not an error); err is a failure to read the host.
+func Find(st *cluster.State, o Options) (l Local, why, reason string, err error) {
+	me, ok := st.Node(o.Name)
+	if !ok {
+		return l, fmt.Sprintf("node %q is not in the cluster yet", o.Name), "", nil
+	}
+	cidrs, err := st.Facts().PodCIDRs(me.Name)
+	if err != nil {
+		return l, fmt.Sprintf("this node's podCIDR is unusable: %v", err), ReasonInvalidPodCIDR, nil
+	}
+	if len(cidrs) == 0 {
+		return l, "this node has no podCIDR yet (the controller manager assigns it with --allocate-node-cidrs)", "", nil
+	}
+	id, err := Resolve(st, o)
+	if err != nil {
+		return l, "", "", err
+	}
+	// One covering the host's networks (0.0.0.0/0) would become the
+	// conflist's subnet, an accept-everything forward rule and the end
+	// of masquerading.
+	if reason, detail := CheckOwnPodCIDRs(cidrs, id.HostNets); reason != "" {
+		return l, "this node's podCIDR is refused: " + detail, reason, nil
+	}
+	return Local{Identity: id, PodCIDRs: cidrs}, "", "", nil
+}
+
+// CheckOwnPodCIDRs applies to this node's own pod CIDRs the checks a
+// peer's pass: none may overlap the host's networks, nor be an address
+// range no pod can have (loopback, link-local, multicast, unspecified).
+func CheckOwnPodCIDRs(cidrs []netip.Prefix, hostNets []netip.Prefix) (reason, detail string) {
+	for _, p := range cidrs {
+		if a := p.Addr(); a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() {
+			return ReasonInvalidPodCIDR, fmt.Sprintf("podCIDR %s is not a pod network", p)
+		}
+		for _, h := range hostNets {
+			if p.Overlaps(h) {
+				return ReasonCoversHostNetwork, fmt.Sprintf("podCIDR %s overlaps the host's network %s", p, h)
+			}
+		}
+	}
+	return "", ""
 }
 
 // Identity is this node's underlay.
@@ -28,9 +99,9 @@ type Identity struct {
 }
 
 // Resolve finds the underlay address, and reads its interface's MTU and
-// the host's networks. Links named in skip (skein's own) do not count as
-// host networks.
-func Resolve(st *cluster.State, o Options, skip ...string) (Identity, error) {
+// the host's networks. Links named in o.Skip (skein's own) do not count
+// as host networks.
+func Resolve(st *cluster.State, o Options) (Identity, error) {
 	var id Identity
 	switch {
 	case o.NodeIP.IsValid():
@@ -57,7 +128,7 @@ func Resolve(st *cluster.State, o Options, skip ...string) (Identity, error) {
 		return id, fmt.Errorf("list links: %w", err)
 	}
 	skipped := map[string]bool{}
-	for _, s := range skip {
+	for _, s := range o.Skip {
 		skipped[s] = true
 	}
 	for _, l := range links {

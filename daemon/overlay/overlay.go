@@ -2,98 +2,127 @@ package overlay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/node"
 )
 
 // Config is what the overlay needs to know of this node.
 type Config struct {
-	NodeName string
-	VNI      int
-	Port     int
-	Underlay netip.Addr
-	// UnderlayMTU is the MTU of the interface holding Underlay; the
-	// device gets it less the encapsulation (50 bytes over IPv4, 70 over
-	// IPv6).
-	UnderlayMTU int
-	HostNets    []netip.Prefix
+	VNI  int
+	Port int
+	// Node says how this node finds itself and its underlay.
+	Node node.Options
 }
 
-// Overhead is what VXLAN encapsulation adds to a frame over the underlay.
-func Overhead(underlay netip.Addr) int {
-	if underlay.Is4() {
-		return 50
-	}
-	return 70
+// Deps are what the controller reports to.
+type Deps struct {
+	Log *slog.Logger
+	// Peers and Skipped, when set, count the nodes programmed and those
+	// left out by reason.
+	Peers   prometheus.Gauge
+	Skipped *prometheus.GaugeVec
 }
-
-// Result is what a sync did.
-type Result struct {
-	Peers   []Peer
-	Skipped []Skipped
-	Ops     []Op
-}
-
-// ErrNoPodCIDR means this node has no pod CIDR yet; nothing is programmed.
-var ErrNoPodCIDR = errors.New("this node has no pod CIDR yet")
 
 // Controller programs the overlay.
 type Controller struct {
-	cfg    Config
-	kernel Kernel
-	log    *slog.Logger
+	cfg     Config
+	deps    Deps
+	kernel  Kernel
+	why     string
+	reason  string // why this node's own objects are refused, a metric label
+	skipped string // the last skipped set logged
 }
 
+// Refused returns why this node's own pod CIDRs are refused, as a metric
+// label, or "".
+func (c *Controller) Refused() string { return c.reason }
+
 // New returns the overlay controller of this node.
-func New(cfg Config, log *slog.Logger) *Controller {
-	return &Controller{cfg: cfg, kernel: Kernel{Log: log}, log: log}
+func New(cfg Config, deps Deps) *Controller {
+	return &Controller{cfg: cfg, deps: deps, kernel: Kernel{Log: deps.Log}, why: "no snapshot of the cluster yet"}
 }
+
+// Ready says why the overlay is not programmed yet, or "" once it is.
+func (c *Controller) Ready() string { return c.why }
 
 // Sync makes the kernel match the snapshot: the device, then each peer's
 // entries, from what the kernel holds now (so leftovers of an earlier run
-// are reconciled, not duplicated).
-func (c *Controller) Sync(_ context.Context, st *cluster.State) (Result, error) {
-	me, ok := st.Node(c.cfg.NodeName)
-	if !ok {
-		return Result{}, fmt.Errorf("node %q is not in the cluster", c.cfg.NodeName)
-	}
-	cidrs, err := st.Facts().PodCIDRs(me.Name)
+// are reconciled, not duplicated). Until this node and its pod CIDRs are
+// in the snapshot, and pass their checks, it programs nothing and says
+// why in Ready: the last good state stays.
+func (c *Controller) Sync(_ context.Context, st *cluster.State) error {
+	local, why, reason, err := node.Find(st, c.cfg.Node)
 	if err != nil {
-		return Result{}, fmt.Errorf("this node: %w", err)
+		return err
 	}
-	if len(cidrs) == 0 {
-		return Result{}, ErrNoPodCIDR
+	c.reason = reason
+	if why != "" {
+		c.why = why
+		return nil
 	}
-	self := Self{Name: c.cfg.NodeName, Underlay: c.cfg.Underlay, PodCIDRs: cidrs, HostNets: c.cfg.HostNets}
+	me, _ := st.Node(c.cfg.Node.Name)
+	self := Self{Name: me.Name, Underlay: local.Underlay, PodCIDRs: local.PodCIDRs, HostNets: local.HostNets}
 	peers, skipped := Peers(st, self)
+	c.report(peers, skipped)
 	dev := Device{
-		VNI: c.cfg.VNI, Port: c.cfg.Port, Local: c.cfg.Underlay,
-		MTU: c.cfg.UnderlayMTU - Overhead(c.cfg.Underlay), MAC: MACOf(me, c.cfg.Underlay),
+		VNI: c.cfg.VNI, Port: c.cfg.Port, Local: local.Underlay,
+		MTU: local.MTU - node.Overhead(local.Underlay), MAC: MACOf(me, local.Underlay),
 	}
-	for _, p := range cidrs {
+	for _, p := range local.PodCIDRs {
 		dev.Addrs = append(dev.Addrs, netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
 	}
 	link, err := c.kernel.EnsureDevice(dev)
 	if err != nil {
-		return Result{Peers: peers, Skipped: skipped}, err
+		return err
 	}
 	have, err := c.kernel.Read(link)
 	if err != nil {
-		return Result{Peers: peers, Skipped: skipped}, err
+		return err
 	}
 	ops := Diff(Want(peers), have)
 	for _, o := range ops {
-		c.log.Debug("overlay", "op", o) // printed only when debug logging is on
+		c.deps.Log.Debug("overlay", "op", o) // printed only when debug logging is on
 	}
 	if len(ops) > 0 {
-		c.log.Info("overlay changed", "operations", len(ops), "peers", len(peers))
+		c.deps.Log.Info("overlay changed", "operations", len(ops), "peers", len(peers))
 	}
-	return Result{Peers: peers, Skipped: skipped, Ops: ops}, c.kernel.Apply(link, ops)
+	if err := c.kernel.Apply(link, ops); err != nil {
+		return err
+	}
+	c.why = ""
+	return nil
+}
+
+// report counts the peers and the nodes left out, and logs the latter
+// when they change.
+func (c *Controller) report(peers []Peer, skipped []Skipped) {
+	if c.deps.Peers != nil {
+		c.deps.Peers.Set(float64(len(peers)))
+	}
+	if c.deps.Skipped != nil {
+		c.deps.Skipped.Reset()
+		for _, s := range skipped {
+			c.deps.Skipped.WithLabelValues(s.Reason).Inc()
+		}
+	}
+	var b strings.Builder
+	for _, s := range skipped {
+		fmt.Fprintf(&b, "%s:%s;", s.Node, s.Reason)
+	}
+	if b.String() != c.skipped {
+		for _, s := range skipped {
+			c.deps.Log.Warn("node left out of the overlay", "node", s.Node, "reason", s.Reason, "detail", s.Detail)
+		}
+		c.skipped = b.String()
+	}
 }
 
 // Cleanup removes the device and everything on it.
-func (c *Controller) Cleanup() error { return c.kernel.DeleteDevice() }
+func (c *Controller) Cleanup(context.Context) error { return c.kernel.DeleteDevice() }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/skein-net/skein/conf"
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/node"
 )
 
 // Annotations a Node may carry.
@@ -21,9 +22,9 @@ const (
 
 // Reasons a node is skipped, as they appear in logs and metrics.
 const (
-	ReasonInvalidPodCIDR     = "invalid_podcidr"
+	ReasonInvalidPodCIDR     = node.ReasonInvalidPodCIDR
 	ReasonOverlappingPodCIDR = "overlapping_podcidr"
-	ReasonCoversHostNetwork  = "podcidr_covers_host_network"
+	ReasonCoversHostNetwork  = node.ReasonCoversHostNetwork
 	ReasonNoUnderlay         = "no_underlay_address"
 	ReasonBadUnderlay        = "bad_underlay_address"
 )
@@ -138,18 +139,6 @@ func Peers(st *cluster.State, self Self) ([]Peer, []Skipped) {
 		peers = append(peers, Peer{Node: n.Name, Underlay: underlay, MAC: MACOf(n, underlay), PodCIDRs: cidrs})
 	}
 	return peers, skipped
-}
-
-// CheckOwnPodCIDRs applies to this node's own pod CIDRs the checks a
-// peer's pass: none may overlap the host's networks, nor be an address
-// range no pod can have (loopback, link-local, multicast, unspecified).
-func CheckOwnPodCIDRs(cidrs []netip.Prefix, hostNets []netip.Prefix) (reason, detail string) {
-	for _, p := range cidrs {
-		if a := p.Addr(); a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() {
-			return ReasonInvalidPodCIDR, fmt.Sprintf("podCIDR %s is not a pod network", p)
-		}
-	}
-	return checkCIDRs(cidrs, &claims{}, hostNets)
 }
 
 func checkCIDRs(cidrs []netip.Prefix, claimed *claims, hostNets []netip.Prefix) (reason, detail string) {

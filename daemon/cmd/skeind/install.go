@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/skein-net/skein/daemon/cniinstall"
+	"github.com/skein-net/skein/daemon/install"
 )
 
 // installCNI copies the CNI plugins shipped beside skeind into the
@@ -30,7 +30,7 @@ func installCNI(log *slog.Logger, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("install-cni takes no arguments, got %q", fs.Args())
 	}
-	o := cniinstall.Options{From: *from, To: *to}
+	o := install.Options{From: *from, To: *to}
 	for _, n := range strings.Split(*names, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			o.Names = append(o.Names, n)
@@ -39,7 +39,7 @@ func installCNI(log *slog.Logger, args []string) error {
 	if len(o.Names) == 0 {
 		return errors.New("--plugins names no plugin")
 	}
-	res, err := cniinstall.Install(o)
+	res, err := install.Install(o)
 	if len(res.Installed) > 0 || err == nil {
 		log.Info("CNI plugins", "dir", *to, "installed", res.Installed, "unchanged", res.Unchanged)
 	}

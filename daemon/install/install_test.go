@@ -1,4 +1,4 @@
-package cniinstall
+package install
 
 import (
 	"os"

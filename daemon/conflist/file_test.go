@@ -1,4 +1,4 @@
-package cniconf
+package conflist
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package cniinstall
+package install
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
-	"github.com/skein-net/skein/daemon/cniconf"
+	"github.com/skein-net/skein/daemon/conflist"
 )
 
 // Options say what to install where.
@@ -85,7 +85,7 @@ func copyAtomic(src, dst string) error {
 	if err := out.CloseAtomicallyReplace(); err != nil {
 		return err
 	}
-	return cniconf.SyncDir(dir)
+	return conflist.SyncDir(dir)
 }
 
 // sameContent reports whether dst exists, is executable and holds what

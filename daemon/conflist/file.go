@@ -1,7 +1,7 @@
-// Package cniconf owns the node's CNI configuration file: it writes the
+// Package conflist owns the node's CNI configuration file: it writes the
 // conflist skeind renders, atomically and only when it changes, since
 // containerd watches the directory and reloads on every change.
-package cniconf
+package conflist
 
 import (
 	"bytes"
