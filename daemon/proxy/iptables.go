@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/coreos/go-iptables/iptables"
-
 	"github.com/skein-net/skein/daemon/hooks"
 )
 
@@ -478,13 +476,6 @@ func tool(fam int, name string) string {
 		return "ip6" + strings.TrimPrefix(name, "ip")
 	}
 	return name
-}
-
-func proto(fam int) iptables.Protocol {
-	if fam == 6 {
-		return iptables.ProtocolIPv6
-	}
-	return iptables.ProtocolIPv4
 }
 
 // Sync implements Backend.
