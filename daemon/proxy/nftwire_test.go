@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -222,5 +225,51 @@ func TestWireManyElements(t *testing.T) {
 	out := ns.nft(t, "", "list", "map", "ip", Table, "endpoints-00")
 	if got := strings.Count(out, " . 8080"); got != n || strings.Contains(out, " . 80,") {
 		t.Errorf("the map holds %d elements on port 8080 (want %d) and old ones: %v", got, n, strings.Contains(out, " . 80,"))
+	}
+}
+
+// TestEncode: an element in the kernel's bytes; a bad one is refused by
+// name before anything is sent.
+func TestEncode(t *testing.T) {
+	key := binary.NativeEndian.AppendUint32(nil, 7)
+	for _, tc := range []struct {
+		fam      int
+		e        nftElement
+		key, val []byte
+	}{
+		{4, nftElement{set: "endpoints-0a", key: "7", value: "10.1.2.3 . 8080"}, key, []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}},
+		{6, nftElement{set: "endpoints-0a", key: "7", value: "fd00::1 . 53"}, key,
+			append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)},
+		{4, nftElement{set: setHairpin, key: "10.1.2.3 . 10.1.2.3"}, []byte{10, 1, 2, 3, 10, 1, 2, 3}, nil},
+		{4, nftElement{set: mapServiceIPs, key: "10.1.2.3 . udp . 53"}, []byte{10, 1, 2, 3, 17, 0, 0, 0, 0, 53, 0, 0}, nil},
+		{6, nftElement{set: mapNodePorts, key: "sctp . 30000"}, []byte{132, 0, 0, 0, 0x75, 0x30, 0, 0}, nil},
+	} {
+		w := newWireBatch(newNFTFamily(tc.fam, opts))
+		spec, err := w.spec(tc.e.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotKey, err := spec.key(tc.e.key)
+		var gotVal []byte
+		if err == nil && tc.e.value != "" {
+			gotVal, err = spec.data(tc.e.value)
+		}
+		if err != nil || !bytes.Equal(gotKey, tc.key) || !bytes.Equal(gotVal, tc.val) {
+			t.Errorf("%+v: key %v val %v (%v), want %v %v", tc.e, gotKey, gotVal, err, tc.key, tc.val)
+		}
+	}
+	for _, e := range []nftElement{
+		{set: "endpoints-0a", key: "x", value: "10.1.2.3 . 80"},
+		{set: "endpoints-0a", key: "1", value: "fd00::1 . 80"}, // IPv6 in an IPv4 table
+		{set: "endpoints-0a", key: "1", value: "10.1.2.3 . 70000"},
+		{set: setHairpin, key: "10.1.2.3 . garbage"},
+		{set: "no-such-set", key: "10.1.2.3"},
+		{set: mapServiceIPs, key: "10.1.2.3 . tcp . 80", value: "goto"},
+	} {
+		w := newWireBatch(newNFTFamily(4, opts))
+		err := w.element("add", e.set, e.key, e.value)
+		if err == nil || !strings.Contains(err.Error(), e.set) {
+			t.Errorf("%+v: %v", e, err)
+		}
 	}
 }

@@ -1,14 +1,20 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
 
 	"github.com/skein-net/skein/daemon/cluster"
@@ -222,4 +228,186 @@ func newFakeTx(fam int) *knftables.Transaction {
 		kf = knftables.IPv6Family
 	}
 	return knftables.NewFake(kf, Table).NewTransaction()
+}
+
+// TestPartialMatchesWhole drives 30 Services through 80 random changes —
+// endpoints (local and remote, ready or not) come and go, Services come
+// and go, take session affinity, a NodePort, an external address that
+// others share — and checks after each partial sync that knftables' fake
+// holds exactly what a full sync of the same rules writes, that the
+// rules count is right, and that the verdict maps and the hairpin set are
+// what a render from nothing gives (where Services share a key, the same
+// one wins).
+func TestPartialMatchesWhole(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 30
+	svcs := make([]*corev1.Service, n)
+	eslices := make([]*discoveryv1.EndpointSlice, n)
+	port, pname, proto := int32(8080), "http", corev1.ProtocolTCP
+	render := func(i, step int) {
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc%d", i), Namespace: "ns"},
+			Spec: corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.96.0.%d", i+1),
+				Ports: []corev1.ServicePort{{Name: pname, Port: 80, Protocol: proto}}}}
+		if rng.IntN(3) == 0 {
+			s.Spec.Type = corev1.ServiceTypeNodePort
+			s.Spec.Ports[0].NodePort = int32(30000 + rng.IntN(4)) // shared, now and then
+		}
+		if rng.IntN(3) == 0 {
+			s.Spec.ExternalIPs = []string{"192.0.2.1"} // shared by every Service that has it
+		}
+		if rng.IntN(4) == 0 {
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		}
+		if rng.IntN(4) == 0 {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
+		svcs[i] = s
+		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: s.Name + "-1", Namespace: "ns",
+			Labels: map[string]string{discoveryv1.LabelServiceName: s.Name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}}}
+		for j := range rng.IntN(5) {
+			node, ready := fmt.Sprintf("node%d", 1+rng.IntN(2)), rng.IntN(4) != 0
+			// Addresses repeat across Services: a local pod behind two.
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.64.%d.%d", 1+j%2, rng.IntN(8))},
+				NodeName: &node, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+		}
+		eslices[i] = es
+	}
+	for i := range n {
+		render(i, 0)
+	}
+	state := func() *cluster.State {
+		st := &cluster.State{Nodes: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+			Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24"}}}}}
+		for i := range n {
+			if svcs[i] != nil {
+				st.Services = append(st.Services, svcs[i])
+				st.EndpointSlices = append(st.EndpointSlices, eslices[i])
+			}
+		}
+		return st
+	}
+	cfg := Config{NodeName: "node1", Families: []int{4}}
+	var memo Memo
+	f := newNFTFamily(4, opts)
+	partial := knftables.NewFake(knftables.IPv4Family, Table)
+	var cache *nftCache
+	fi := newIPTFamily(4, opts)
+	var icache *iptCache
+	kernel := iptRules{} // what iptables-restore would have made of the texts
+	for step := range 80 {
+		for range 1 + rng.IntN(4) {
+			i := rng.IntN(n)
+			if rng.IntN(5) == 0 && svcs[i] != nil {
+				svcs[i] = nil
+			} else {
+				render(i, step)
+			}
+		}
+		m := memo.Build(state(), cfg)
+		var ich iptChange
+		ich, icache = fi.desired(&m, icache, true)
+		if step == 0 {
+			applyRestore(t, kernel, restoreText(nil, fi.whole(icache), nil))
+		} else {
+			applyRestore(t, kernel, restoreText(ich.before, ich.after, nil))
+		}
+		icount := icache.count
+		if whole := fi.whole(icache); !reflect.DeepEqual(kernel, whole) || icount != whole.count() {
+			t.Fatalf("step %d: after partial syncs iptables holds (%d rules counted)\n%v\nbut a full sync writes (%d)\n%v", step, icount, kernel, whole.count(), whole)
+		}
+		_, ifresh := fi.desired(&m, nil, false)
+		if got, want := fi.whole(icache), fi.whole(ifresh); !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: iptables rules from the cache\n%v\nfrom nothing\n%v", step, got, want)
+		}
+		cache = syncFake(t, step, partial, f, &m, cache)
+		count := cache.count
+		whole := f.whole(cache)
+		if count != whole.count() {
+			t.Errorf("step %d: the partial syncs count %d rules, the table has %d", step, count, whole.count())
+		}
+		full := knftables.NewFake(knftables.IPv4Family, Table)
+		tx := full.NewTransaction()
+		f.transaction(tx, nil, whole, nil, nil)
+		if err := full.Run(ctx, tx); err != nil {
+			t.Fatalf("step %d: the full sync fails: %v", step, err)
+		}
+		if got, want := sortedLines(partial.Dump()), sortedLines(full.Dump()); got != want {
+			t.Fatalf("step %d: after partial syncs the table is\n%s\nbut a full sync writes\n%s", step, got, want)
+		}
+		_, fresh := f.desired(&m, nil, false)
+		scratch := f.whole(fresh)
+		for _, mp := range verdictMaps {
+			if !maps.Equal(whole.maps[mp], scratch.maps[mp]) {
+				t.Fatalf("step %d: %s is %v, from nothing %v", step, mp, whole.maps[mp], scratch.maps[mp])
+			}
+		}
+		// Each endpoints map holds its ports' endpoints, no more.
+		groups := map[string]map[string]string{}
+		for _, c := range cache.chunks {
+			if c.group != "" {
+				if groups[c.group] == nil {
+					groups[c.group] = map[string]string{}
+				}
+				maps.Copy(groups[c.group], c.r.maps[c.group])
+			}
+		}
+		for name, elems := range whole.maps {
+			if strings.HasPrefix(name, mapEndpoints) && !maps.Equal(elems, groups[name]) {
+				t.Fatalf("step %d: %s holds %v, its ports' endpoints are %v", step, name, elems, groups[name])
+			}
+		}
+		for name := range groups {
+			if _, ok := whole.maps[name]; !ok {
+				t.Fatalf("step %d: no map %s", step, name)
+			}
+		}
+		if !slices.Equal(whole.sets[setHairpin], scratch.sets[setHairpin]) {
+			t.Fatalf("step %d: hairpin is %v, from nothing %v", step, whole.sets[setHairpin], scratch.sets[setHairpin])
+		}
+	}
+}
+
+// sortedLines is a fake's dump in an order that does not depend on the
+// order elements were added in.
+func sortedLines(s string) string {
+	lines := strings.Split(s, "\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// applyRestore plays iptables-restore --noflush text onto kernel: a chain
+// declared is emptied (made if new), -A appends, -X deletes.
+func applyRestore(t *testing.T, kernel iptRules, text []byte) {
+	t.Helper()
+	var table string
+	for _, l := range strings.Split(string(text), "\n") {
+		switch {
+		case l == "" || l == "COMMIT":
+		case strings.HasPrefix(l, "*"):
+			table = l[1:]
+			if kernel[table] == nil {
+				kernel[table] = map[string][]string{}
+			}
+		case strings.HasPrefix(l, ":"):
+			name, _, _ := strings.Cut(l[1:], " ")
+			kernel[table][name] = nil
+		case strings.HasPrefix(l, "-A "):
+			name, rule, _ := strings.Cut(l[3:], " ")
+			if _, ok := kernel[table][name]; !ok {
+				t.Fatalf("-A to %s, which does not exist", name)
+			}
+			kernel[table][name] = append(kernel[table][name], rule)
+		case strings.HasPrefix(l, "-X "):
+			name := l[3:]
+			if len(kernel[table][name]) > 0 {
+				t.Fatalf("-X %s, which is not empty", name)
+			}
+			delete(kernel[table], name)
+		default:
+			t.Fatalf("restore line %q", l)
+		}
+	}
 }

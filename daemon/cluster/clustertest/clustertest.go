@@ -1,0 +1,58 @@
+// Package clustertest makes cluster snapshots for tests and benchmarks.
+package clustertest
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skein-net/skein/daemon/cluster"
+)
+
+// Big is a cluster of one node, node1, and n Services with eps
+// endpoints each, all on other nodes: the shape the benchmarks load.
+func Big(n, eps int) *cluster.State {
+	st := &cluster.State{Nodes: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+		Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24"}}}}}
+	port, name, proto := int32(8080), "http", corev1.ProtocolTCP
+	for i := 0; i < n; i++ {
+		svc := fmt.Sprintf("svc%d", i)
+		st.Services = append(st.Services, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: "bench"},
+			Spec: corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.96.%d.%d", i/256, i%256),
+				Ports: []corev1.ServicePort{{Name: name, Port: 80, Protocol: proto}}}})
+		es := discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-1", Namespace: "bench",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}}}
+		for j := 0; j < eps; j++ {
+			node := fmt.Sprintf("node%d", 2+j)
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)}, NodeName: &node})
+		}
+		st.EndpointSlices = append(st.EndpointSlices, &es)
+	}
+	return st
+}
+
+// ListJSON is the snapshot as a cluster file: one JSON List.
+func ListJSON(st *cluster.State) ([]byte, error) {
+	var items []any
+	for i := range st.Nodes {
+		n := st.Nodes[i]
+		n.Kind = "Node"
+		items = append(items, n)
+	}
+	for _, s := range st.Services {
+		c := *s
+		c.Kind = "Service"
+		items = append(items, c)
+	}
+	for _, e := range st.EndpointSlices {
+		c := *e
+		c.Kind = "EndpointSlice"
+		items = append(items, c)
+	}
+	return json.Marshal(map[string]any{"kind": "List", "items": items})
+}
