@@ -108,8 +108,9 @@ func (r *Readiness) Err() error {
 	return errors.New(strings.Join(parts, "; "))
 }
 
-// Serve listens on addr until ctx ends.
-func Serve(ctx context.Context, addr string, ready *Readiness, m *Metrics) error {
+// Handler serves /healthz (the process answers), /readyz (200, or 503
+// with every reason it is not ready) and /metrics.
+func Handler(ready *Readiness, m *Metrics) http.Handler {
 	mux := http.NewServeMux()
 	// A reply that cannot be written means the client left; nothing to do.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
@@ -121,11 +122,16 @@ func Serve(ctx context.Context, addr string, ready *Readiness, m *Metrics) error
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve listens on addr until ctx ends.
+func Serve(ctx context.Context, addr string, ready *Readiness, m *Metrics) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: Handler(ready, m), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/knftables"
+
+	"github.com/skein-net/skein/internal/nstest"
 )
 
 // listing is what the kernel holds in the family's table, as nft prints
@@ -52,7 +54,7 @@ func sortElements(s string) string {
 // some addresses, and not), then a partial sync, then a full sync over
 // a table holding what is no longer wanted.
 func TestWireMatchesNFT(t *testing.T) {
-	needRoot(t)
+	nstest.NeedRoot(t)
 	m, changed := load(t, nil), load(t, removeEndpoint)
 	for _, fam := range []int{4, 6} {
 		for _, np := range [][]string{nil, {"192.0.2.0/24", "10.0.0.0/8", "2001:db8::/64", "fd00::/8"}} {
@@ -152,7 +154,7 @@ func TestWireRejects(t *testing.T) {
 			t.Errorf("%s %+v encoded", tc.verb, tc.obj)
 		}
 	}
-	needRoot(t)
+	nstest.NeedRoot(t)
 	ns := newScratchNS(t, "wire-rejects")
 	sock := ns.socket(t)
 	w := newWireBatch(f)
@@ -188,7 +190,7 @@ func TestWireRejects(t *testing.T) {
 // once are more elements than one netlink attribute or the default socket
 // buffer holds; they still go as one transaction.
 func TestWireManyElements(t *testing.T) {
-	needRoot(t)
+	nstest.NeedRoot(t)
 	f := newNFTFamily(4, opts)
 	ns := newScratchNS(t, "wire-many")
 	sock := ns.socket(t)
