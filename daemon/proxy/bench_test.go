@@ -17,7 +17,7 @@ func BenchmarkPartialSync(b *testing.B) {
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
 	prev := memo.Build(st, cfg)
-	nf, ip := newNFTFamily(4, opts), newIPTFamily(4, opts)
+	nf, ip := newNFTRenderer(4, opts), newIPTRenderer(4, opts)
 	_, nc := nf.desired(&prev, nil, false)
 	_, ic := ip.desired(&prev, nil, false)
 	// change replaces one slice by an edited copy, as a source does.

@@ -76,14 +76,16 @@ func (r iptRules) count() int {
 	return n
 }
 
-type iptFamily struct {
+// iptRenderer renders the rules of one IP family (fam: 4 or 6) for
+// iptables-restore or ip6tables-restore.
+type iptRenderer struct {
 	fam       int
 	bridge    string
 	nodePorts []string // prefixes NodePorts answer on; empty: local addresses
 }
 
-func newIPTFamily(fam int, o RuleOptions) iptFamily {
-	return iptFamily{fam: fam, bridge: o.Bridge, nodePorts: o.nodePorts(fam)}
+func newIPTRenderer(fam int, o RuleOptions) iptRenderer {
+	return iptRenderer{fam: fam, bridge: o.Bridge, nodePorts: o.nodePorts(fam)}
 }
 
 type dstEntry struct {
@@ -124,7 +126,7 @@ type iptChange struct {
 // call, whose cache it takes over (the caller keeps only the returned
 // one), and returns what changed; unless partial, only what went (the
 // caller writes the whole).
-func (f iptFamily) desired(m *Model, cache *iptCache, partial bool) (iptChange, *iptCache) {
+func (f iptRenderer) desired(m *Model, cache *iptCache, partial bool) (iptChange, *iptCache) {
 	if cache == nil {
 		cache = &iptCache{chunks: map[string]*iptChunk{}}
 	}
@@ -195,7 +197,7 @@ func sameShared(a, b *iptChunk) bool {
 
 // shared renders the chains the ports share, from every port's chunk in
 // the model's order.
-func (f iptFamily) shared(m *Model, chunks map[string]*iptChunk) iptRules {
+func (f iptRenderer) shared(m *Model, chunks map[string]*iptChunk) iptRules {
 	r := iptRules{"nat": {iptServices: nil, iptNodePorts: nil}, "filter": {iptServices: nil, iptNodePorts: nil}}
 	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", MasqueradeMark))
 	r.add("nat", iptPostrouting,
@@ -233,7 +235,7 @@ func (f iptFamily) shared(m *Model, chunks map[string]*iptChunk) iptRules {
 }
 
 // whole is every chain of the family, as the cache holds them.
-func (f iptFamily) whole(cache *iptCache) iptRules {
+func (f iptRenderer) whole(cache *iptCache) iptRules {
 	r := iptRules{}
 	for _, c := range cache.chunks {
 		r.merge(c.r, false)
@@ -247,7 +249,7 @@ func (f iptFamily) whole(cache *iptCache) iptRules {
 // directly while few, else one jump per sub-prefix (4 more bits) holding
 // several, into a chain of its own. A prefix all entries share costs no
 // chain: the split moves down to where they differ.
-func (f iptFamily) tree(r iptRules, chain string, prefix netip.Prefix, bits int, entries []dstEntry) {
+func (f iptRenderer) tree(r iptRules, chain string, prefix netip.Prefix, bits int, entries []dstEntry) {
 	for len(entries) > leafSize && prefix.Bits() < bits {
 		next := min(prefix.Bits()+4, bits)
 		var groups [][]dstEntry
@@ -283,7 +285,7 @@ func (f iptFamily) tree(r iptRules, chain string, prefix netip.Prefix, bits int,
 	}
 }
 
-func (f iptFamily) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []dstEntry {
+func (f iptRenderer) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []dstEntry {
 	id := sp.ID()
 	svc, ext, svl := "SKEIN-SVC-"+id, "SKEIN-EXT-"+id, "SKEIN-SVL-"+id
 	match := func(ip netip.Addr, port uint16) string {
@@ -352,7 +354,7 @@ func reject(protocol string) string {
 // dispatch returns chain's rules that pick one of eps at random (the
 // n-th of the remaining rules matching with probability 1/n) and, with
 // session affinity, first send a known client to its endpoint.
-func (f iptFamily) dispatch(r iptRules, sp *ServicePort, chain string, eps []Endpoint) []string {
+func (f iptRenderer) dispatch(r iptRules, sp *ServicePort, chain string, eps []Endpoint) []string {
 	var rules []string
 	target := func(e Endpoint) string {
 		if sp.AffinitySeconds == 0 && !e.Local {
@@ -488,7 +490,7 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 			}
 			return rules, fmt.Errorf("no %s: %w", tool(fam, "iptables-restore"), err)
 		}
-		f := newIPTFamily(fam, b.opts)
+		f := newIPTRenderer(fam, b.opts)
 		var ch iptChange
 		partial := !full && b.synced[fam]
 		ch, b.cache[fam] = f.desired(m, b.cache[fam], partial)

@@ -78,15 +78,17 @@ func (r *nftRules) count() int {
 	return n
 }
 
-type nftFamily struct {
+// nftRenderer renders the rules of one IP family (fam: 4 or 6, as
+// everywhere in skein) into that family's table, ip skein or ip6 skein.
+type nftRenderer struct {
 	fam            int
 	ip, addrType   string
 	bridge         string
 	nodePortPrefix []string // of this family
 }
 
-func newNFTFamily(fam int, o RuleOptions) nftFamily {
-	f := nftFamily{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.nodePorts(fam)}
+func newNFTRenderer(fam int, o RuleOptions) nftRenderer {
+	f := nftRenderer{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.nodePorts(fam)}
 	if fam == 6 {
 		f.ip, f.addrType = "ip6", "ipv6_addr"
 	}
@@ -158,7 +160,7 @@ var verdictMaps = []string{mapServiceIPs, mapNodePorts, mapNoEPServices, mapNoEP
 // its group's endpoints map from those the other ports leave free,
 // preferring the runs it had: an endpoint replaced by another then
 // changes map elements only, and the port's chain stays as it is.
-func (f nftFamily) desired(m *Model, cache *nftCache, partial bool) (nftChange, *nftCache) {
+func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange, *nftCache) {
 	if cache == nil {
 		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{}, members: map[string]map[string]*nftChunk{},
 			claims: map[string][]string{}, hairpin: map[string]int{}}
@@ -365,7 +367,7 @@ func (cache *nftCache) claim(c *nftChunk, d int) {
 }
 
 // whole is every rule of the family, as the cache holds them.
-func (f nftFamily) whole(cache *nftCache) *nftRules {
+func (f nftRenderer) whole(cache *nftCache) *nftRules {
 	r := newNFTRules(len(cache.chunks))
 	r.sets[setNodePortIPs] = f.nodePortPrefix
 	for _, c := range cache.chunks {
@@ -432,7 +434,7 @@ func (a *keyAlloc) take(n int) slotRange {
 	return a.free.take(n)
 }
 
-func (f nftFamily) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
+func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
 	r := c.r
 	label := chainLabel(fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp)))
 	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
@@ -497,7 +499,7 @@ func (f nftFamily) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
 // set by scanning the table's: loading tens of thousands is quadratic.)
 // Affinity needs a chain per endpoint to record the client in; there the
 // pick is a cascade, the i-th of the n rules left matching with odds 1/n.
-func (f nftFamily) dispatch(c *nftChunk, free *keyAlloc, sp *ServicePort, eps []Endpoint) []string {
+func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *ServicePort, eps []Endpoint) []string {
 	r := c.r
 	var rules []string
 	target := func(e Endpoint) string {
@@ -579,7 +581,7 @@ func portLabel(sp *ServicePort) string {
 
 // skeleton adds the table's fixed objects: base chains, maps and sets
 // declared, the fixed chains written whole.
-func (f nftFamily) skeleton(tx nftWriter) {
+func (f nftRenderer) skeleton(tx nftWriter) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: service proxy")})
 	for _, c := range []struct {
 		name string
@@ -649,7 +651,7 @@ type nftWriter interface {
 // (existing chains, dynamic sets and endpoints maps) deleted. Partial:
 // what differs from prev, where prev and cur are the parts of the table a
 // change touches, as the kernel has them and as they are to be.
-func (f nftFamily) transaction(tx nftWriter, prev, cur *nftRules, existingChains, existingSets []string) {
+func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChains, existingSets []string) {
 	full := prev == nil
 	if full {
 		f.skeleton(tx)
@@ -805,7 +807,7 @@ func (b *NFTables) transact(w *wireBatch) error {
 // apply sends the batch, which render filled; when it holds what the
 // encoder does not know, render writes the same operations as text for
 // nft instead.
-func (b *NFTables) apply(ctx context.Context, f nftFamily, w *wireBatch, render func(nftWriter)) error {
+func (b *NFTables) apply(ctx context.Context, f nftRenderer, w *wireBatch, render func(nftWriter)) error {
 	err := w.finish()
 	if errors.Is(err, errNotEncodable) {
 		tx := b.nft[f.fam].NewTransaction()
@@ -822,7 +824,7 @@ func (b *NFTables) apply(ctx context.Context, f nftFamily, w *wireBatch, render 
 // family's table, none when it does not exist. Over netlink: nft would
 // read every element of every set of the family first (half a second
 // at ten thousand Services).
-func existing(f nftFamily) (chains, sets []string, err error) {
+func existing(f nftRenderer) (chains, sets []string, err error) {
 	conn, err := nftables.New()
 	if err != nil {
 		return nil, nil, err
@@ -874,7 +876,7 @@ func (b *NFTables) Name() string { return "nftables" }
 func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 	rules := 0
 	for _, fam := range []int{4, 6} {
-		f := newNFTFamily(fam, b.opts)
+		f := newNFTRenderer(fam, b.opts)
 		var ch nftChange
 		partial := !full && b.synced[fam]
 		ch, b.cache[fam] = f.desired(m, b.cache[fam], partial)

@@ -44,7 +44,7 @@ func TestEndpointKeys(t *testing.T) {
 	st := clustertest.Big(40, 4)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
-	f := newNFTFamily(4, opts)
+	f := newNFTRenderer(4, opts)
 	fake := knftables.NewFake(knftables.IPv4Family, Table)
 	var cache *nftCache
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -141,7 +141,7 @@ func pickRule(fake *knftables.Fake, sp *ServicePort) string {
 
 // syncFake writes m into fake as the backend would: whole the first time
 // (cache nil), then only what changed. It returns the cache to pass next.
-func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftFamily, m *Model, cache *nftCache) *nftCache {
+func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftRenderer, m *Model, cache *nftCache) *nftCache {
 	t.Helper()
 	first := cache == nil
 	ch, cache := f.desired(m, cache, !first)

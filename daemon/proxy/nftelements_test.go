@@ -18,7 +18,7 @@ func TestElementsOnly(t *testing.T) {
 	st := clustertest.Big(5, 3)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
-	f := newNFTFamily(4, opts)
+	f := newNFTRenderer(4, opts)
 	m := memo.Build(st, cfg)
 	_, cache := f.desired(&m, nil, false)
 	local := "node1"

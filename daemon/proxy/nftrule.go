@@ -14,7 +14,7 @@ import (
 // compileRule encodes one rule of skein's as the kernel's expressions,
 // in the registers and order nft uses for the same text, so that the
 // kernel holds, and nft prints, the same rule either way.
-func (f nftFamily) compileRule(rule string) ([][]byte, error) {
+func (f nftRenderer) compileRule(rule string) ([][]byte, error) {
 	c := ruleCompiler{f: f, t: strings.Fields(rule)}
 	for len(c.t) > 0 {
 		if err := c.statement(); err != nil {
@@ -34,7 +34,7 @@ func (f nftFamily) compileRule(rule string) ([][]byte, error) {
 }
 
 type ruleCompiler struct {
-	f     nftFamily
+	f     nftRenderer
 	t     []string // the tokens left
 	exprs []expr.Any
 }

@@ -59,7 +59,7 @@ func testApplyFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.sock.close() // nil unless something went over netlink
-	f := newNFTFamily(4, opts)
+	f := newNFTRenderer(4, opts)
 	render := func(tx nftWriter) {
 		tx.Add(&knftables.Table{})
 		tx.Add(&knftables.Chain{Name: "c"})

@@ -28,7 +28,7 @@ import (
 // wireBatch is one kernel transaction being built: netlink messages in
 // one buffer, between a batch begin and end.
 type wireBatch struct {
-	f     nftFamily
+	f     nftRenderer
 	buf   []byte
 	msgs  []int    // each message's offset in buf
 	lines []string // what each message carries, for errors
@@ -61,7 +61,7 @@ const (
 	maxElemList = 32 << 10
 )
 
-func newWireBatch(f nftFamily) *wireBatch {
+func newWireBatch(f nftRenderer) *wireBatch {
 	w := &wireBatch{f: f, sets: map[string]setSpec{}, rules: map[string][][]byte{}}
 	w.begin(unix.NFNL_MSG_BATCH_BEGIN, 0, "batch")
 	binary.BigEndian.PutUint16(w.buf[len(w.buf)-2:], unix.NFNL_SUBSYS_NFTABLES)
@@ -70,7 +70,7 @@ func newWireBatch(f nftFamily) *wireBatch {
 }
 
 // nfproto is the family's number in netlink (nft's "ip" or "ip6").
-func (f nftFamily) nfproto() byte {
+func (f nftRenderer) nfproto() byte {
 	if f.fam == 6 {
 		return unix.NFPROTO_IPV6
 	}
@@ -578,7 +578,7 @@ func concat(parts []string) (id, size uint32, types []datatype, err error) {
 // setSpecOf is a set's declaration: "type K [: verdict]" with flags and
 // a timeout, or the endpoints maps' "typeof numgen random mod 1 : ip
 // daddr . tcp dport".
-func (f nftFamily) setSpecOf(isMap bool, typ, typeOf string, flags []knftables.SetFlag, timeout *time.Duration) (setSpec, error) {
+func (f nftRenderer) setSpecOf(isMap bool, typ, typeOf string, flags []knftables.SetFlag, timeout *time.Duration) (setSpec, error) {
 	var s setSpec
 	if isMap {
 		s.flags |= unix.NFT_SET_MAP
@@ -688,7 +688,7 @@ func typeUdata(types []datatype, isMap bool) []byte {
 }
 
 // endpointsUdata is "typeof numgen random mod 1 : ip daddr . tcp dport".
-func (f nftFamily) endpointsUdata() []byte {
+func (f nftRenderer) endpointsUdata() []byte {
 	payload := func(desc, field uint32) []byte {
 		return typeof(exprPayload, udataU32(udataU32(nil, 0, desc), 1, field))
 	}

@@ -60,7 +60,7 @@ func TestWireMatchesNFT(t *testing.T) {
 		for _, np := range [][]string{nil, {"192.0.2.0/24", "10.0.0.0/8", "2001:db8::/64", "fd00::/8"}} {
 			t.Run(fmt.Sprintf("ipv%d/nodeports=%d", fam, len(np)), func(t *testing.T) {
 				o := RuleOptions{Bridge: "cni0", NodePortAddresses: np}
-				f := newNFTFamily(fam, o)
+				f := newNFTRenderer(fam, o)
 				viaNFT := newScratchNS(t, fmt.Sprintf("wire-n%d%d", fam, len(np)))
 				viaWire := newScratchNS(t, fmt.Sprintf("wire-w%d%d", fam, len(np)))
 				sock := viaWire.socket(t)
@@ -123,7 +123,7 @@ func dropShop(s string) string {
 // guess; a transaction the kernel refuses changes nothing and names the
 // command it refused.
 func TestWireRejects(t *testing.T) {
-	f := newNFTFamily(4, opts)
+	f := newNFTRenderer(4, opts)
 	prio := knftables.DNATPriority
 	for _, tc := range []struct {
 		verb string
@@ -191,7 +191,7 @@ func TestWireRejects(t *testing.T) {
 // buffer holds; they still go as one transaction.
 func TestWireManyElements(t *testing.T) {
 	nstest.NeedRoot(t)
-	f := newNFTFamily(4, opts)
+	f := newNFTRenderer(4, opts)
 	ns := newScratchNS(t, "wire-many")
 	sock := ns.socket(t)
 	const n = 20000
@@ -246,7 +246,7 @@ func TestEncode(t *testing.T) {
 		{4, nftElement{set: mapServiceIPs, key: "10.1.2.3 . udp . 53"}, []byte{10, 1, 2, 3, 17, 0, 0, 0, 0, 53, 0, 0}, nil},
 		{6, nftElement{set: mapNodePorts, key: "sctp . 30000"}, []byte{132, 0, 0, 0, 0x75, 0x30, 0, 0}, nil},
 	} {
-		w := newWireBatch(newNFTFamily(tc.fam, opts))
+		w := newWireBatch(newNFTRenderer(tc.fam, opts))
 		spec, err := w.spec(tc.e.set)
 		if err != nil {
 			t.Fatal(err)
@@ -268,7 +268,7 @@ func TestEncode(t *testing.T) {
 		{set: "no-such-set", key: "10.1.2.3"},
 		{set: mapServiceIPs, key: "10.1.2.3 . tcp . 80", value: "goto"},
 	} {
-		w := newWireBatch(newNFTFamily(4, opts))
+		w := newWireBatch(newNFTRenderer(4, opts))
 		err := w.element("add", e.set, e.key, e.value)
 		if err == nil || !strings.Contains(err.Error(), e.set) {
 			t.Errorf("%+v: %v", e, err)

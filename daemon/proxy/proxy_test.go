@@ -44,7 +44,7 @@ func load(t *testing.T, edit func(string) string) *Model {
 var opts = RuleOptions{Bridge: "cni0"}
 
 func nftText(fam int, prev, cur *Model) string {
-	f := newNFTFamily(fam, opts)
+	f := newNFTRenderer(fam, opts)
 	tx := newFakeTx(fam)
 	if prev == nil {
 		_, cache := f.desired(cur, nil, false)
@@ -58,7 +58,7 @@ func nftText(fam int, prev, cur *Model) string {
 }
 
 func iptText(fam int, prev, cur *Model) string {
-	f := newIPTFamily(fam, opts)
+	f := newIPTRenderer(fam, opts)
 	if prev == nil {
 		_, cache := f.desired(cur, nil, false)
 		return string(restoreText(nil, f.whole(cache), nil))
@@ -291,10 +291,10 @@ func TestPartialMatchesWhole(t *testing.T) {
 	}
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
-	f := newNFTFamily(4, opts)
+	f := newNFTRenderer(4, opts)
 	partial := knftables.NewFake(knftables.IPv4Family, Table)
 	var cache *nftCache
-	fi := newIPTFamily(4, opts)
+	fi := newIPTRenderer(4, opts)
 	var icache *iptCache
 	kernel := iptRules{} // what iptables-restore would have made of the texts
 	for step := range 80 {
