@@ -40,7 +40,7 @@ type RuleOptions struct {
 }
 
 // nodePorts returns the NodePort prefixes of family fam.
-func (o RuleOptions) nodePorts(fam int) []string {
+func (o RuleOptions) NodePorts(fam int) []string {
 	var out []string
 	for _, p := range o.NodePortAddresses {
 		if strings.Contains(p, ":") == (fam == 6) {

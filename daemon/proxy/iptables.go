@@ -85,7 +85,7 @@ type iptRenderer struct {
 }
 
 func newIPTRenderer(fam int, o RuleOptions) iptRenderer {
-	return iptRenderer{fam: fam, bridge: o.Bridge, nodePorts: o.nodePorts(fam)}
+	return iptRenderer{fam: fam, bridge: o.Bridge, nodePorts: o.NodePorts(fam)}
 }
 
 type dstEntry struct {
@@ -96,7 +96,7 @@ type dstEntry struct {
 // iptChunk is what one service port renders to, kept while its
 // generation stays.
 type iptChunk struct {
-	portStamp
+	PortStamp
 	r   iptRules
 	dst []dstEntry
 }
@@ -131,18 +131,18 @@ func (f iptRenderer) desired(m *Model, cache *iptCache, partial bool) (iptChange
 		cache = &iptCache{chunks: map[string]*iptChunk{}}
 	}
 	cache.call++
-	fresh, renewed := changedPorts(m, f.fam, cache.chunks, cache.call)
+	fresh, renewed := ChangedPorts(m, f.fam, cache.chunks, cache.call)
 	ch := iptChange{before: iptRules{}, after: iptRules{}}
 	reshare := cache.shared == nil
 	for id, c := range cache.chunks {
-		if c.seen != cache.call && !renewed[id] {
+		if c.Seen != cache.call && !renewed[id] {
 			ch.before.merge(c.r, false)
 			delete(cache.chunks, id)
 			reshare = true
 		}
 	}
 	for _, sp := range fresh {
-		c := &iptChunk{portStamp: portStamp{id: sp.ID(), gen: sp.gen, seen: cache.call}, r: iptRules{}}
+		c := &iptChunk{PortStamp: PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: iptRules{}}
 		c.dst = f.servicePort(c.r, sp, nil)
 		old := cache.chunks[sp.ID()]
 		if old != nil {
@@ -273,7 +273,7 @@ func (f iptRenderer) tree(r iptRules, chain string, prefix netip.Prefix, bits in
 				}
 				continue
 			}
-			sub := "SKEIN-DST-" + hashID(prefixes[i].String())
+			sub := "SKEIN-DST-" + HashID(prefixes[i].String())
 			r.add("nat", chain, fmt.Sprintf("-d %s -j %s", prefixes[i], sub))
 			r["nat"][sub] = nil
 			f.tree(r, sub, prefixes[i], bits, g)

@@ -87,7 +87,7 @@ func (sp *ServicePort) ID() string {
 	if sp.id != "" {
 		return sp.id
 	}
-	return hashID(sp.Namespace + "/" + sp.Service + "/" + sp.PortName + "/" + sp.Protocol + "/" + strconv.Itoa(sp.Family))
+	return HashID(sp.Namespace + "/" + sp.Service + "/" + sp.PortName + "/" + sp.Protocol + "/" + strconv.Itoa(sp.Family))
 }
 
 // gens numbers computed ports.
@@ -95,10 +95,10 @@ var gens atomic.Uint64
 
 // EndpointID is the stable name of one endpoint of the port.
 func (sp *ServicePort) EndpointID(e Endpoint) string {
-	return hashID(sp.ID() + "/" + e.AddrPort().String())
+	return HashID(sp.ID() + "/" + e.AddrPort().String())
 }
 
-func hashID(s string) string {
+func HashID(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return base32.StdEncoding.EncodeToString(sum[:10])
 }
@@ -521,27 +521,32 @@ func ptrOr[T any](p *T, def T) T {
 	return *p
 }
 
-// portStamp is what each backend keeps of a port's rendering to tell
+// PortStamp is what each backend keeps of a port's rendering to tell
 // whether it is still the port's current one.
-type portStamp struct {
-	id   string
-	gen  uint64
-	seen uint64 // the last call of desired that found its port unchanged
+type PortStamp struct {
+	ID   string // the port's
+	Gen  uint64 // the port's generation when it was rendered
+	Seen uint64 // the last call that found its port unchanged
 }
 
-func (p *portStamp) stamp() *portStamp { return p }
+// Stamp lets a chunk that embeds a PortStamp be passed to ChangedPorts.
+func (p *PortStamp) Stamp() *PortStamp { return p }
 
-// changedPorts returns the model's ports of family fam that need
+// Gen changes whenever the port is computed anew: a backend may keep
+// what it rendered for the port while Gen stays.
+func (sp *ServicePort) Gen() uint64 { return sp.gen }
+
+// ChangedPorts returns the model's ports of family fam that need
 // rendering anew (no chunk, or one of another generation), and their IDs;
 // the chunks still current are stamped seen in call. After it, a chunk
 // neither seen in call nor renewed is one whose port went.
-func changedPorts[C interface{ stamp() *portStamp }](m *Model, fam int, chunks map[string]C, call uint64) (fresh []*ServicePort, renewed map[string]bool) {
+func ChangedPorts[C interface{ Stamp() *PortStamp }](m *Model, fam int, chunks map[string]C, call uint64) (fresh []*ServicePort, renewed map[string]bool) {
 	for _, sp := range m.Ports {
 		if sp.Family != fam {
 			continue
 		}
-		if c, ok := chunks[sp.ID()]; ok && c.stamp().gen == sp.gen && sp.gen != 0 {
-			c.stamp().seen = call
+		if c, ok := chunks[sp.ID()]; ok && c.Stamp().Gen == sp.gen && sp.gen != 0 {
+			c.Stamp().Seen = call
 		} else {
 			fresh = append(fresh, sp)
 		}

@@ -88,7 +88,7 @@ type nftRenderer struct {
 }
 
 func newNFTRenderer(fam int, o RuleOptions) nftRenderer {
-	f := nftRenderer{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.nodePorts(fam)}
+	f := nftRenderer{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.NodePorts(fam)}
 	if fam == 6 {
 		f.ip, f.addrType = "ip6", "ipv6_addr"
 	}
@@ -109,7 +109,7 @@ func newNFTRules(n int) *nftRules {
 // nftChunk is what one service port renders to, kept while its
 // generation stays.
 type nftChunk struct {
-	portStamp
+	PortStamp
 	r       *nftRules
 	hairpin []string
 	slots   []slotRange // its keys in its group's endpoints map
@@ -168,7 +168,7 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 	cache.call++
 	type pair struct{ old, cur *nftChunk }
 	var changed []pair
-	fresh, renewed := changedPorts(m, f.fam, cache.chunks, cache.call)
+	fresh, renewed := ChangedPorts(m, f.fam, cache.chunks, cache.call)
 	// The groups that change: those of ports rendered anew, and of ports
 	// whose chunk goes.
 	dirty := map[string]bool{}
@@ -176,7 +176,7 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 		dirty[endpointGroup(sp)] = true
 	}
 	for id, c := range cache.chunks {
-		if c.seen == cache.call {
+		if c.Seen == cache.call {
 			continue
 		}
 		if c.group != "" {
@@ -202,7 +202,7 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 		if free[g] == nil {
 			free[g] = newSlots(taken[g])
 		}
-		c := &nftChunk{portStamp: portStamp{id: sp.ID(), gen: sp.gen, seen: cache.call}, r: newNFTRules(0)}
+		c := &nftChunk{PortStamp: PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: newNFTRules(0)}
 		old := cache.chunks[sp.ID()]
 		var had []slotRange
 		if old != nil {
@@ -219,13 +219,13 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 		}
 		cache.chunks[sp.ID()] = c
 		if old != nil {
-			delete(cache.members[old.group], old.id)
+			delete(cache.members[old.group], old.ID)
 		}
 		if c.group != "" {
 			if cache.members[c.group] == nil {
 				cache.members[c.group] = map[string]*nftChunk{}
 			}
-			cache.members[c.group][c.id] = c
+			cache.members[c.group][c.ID] = c
 		}
 		changed = append(changed, pair{old, c})
 	}
@@ -268,7 +268,7 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 				}
 			}
 			if p.old != nil {
-				olds[p.old.id] = p.old
+				olds[p.old.ID] = p.old
 			}
 		}
 		for _, mk := range touched {
@@ -350,10 +350,10 @@ func (cache *nftCache) claim(c *nftChunk, d int) {
 		for k := range c.r.maps[mp] {
 			mk := mp + " " + k
 			ids := cache.claims[mk]
-			i, found := slices.BinarySearch(ids, c.id)
+			i, found := slices.BinarySearch(ids, c.ID)
 			switch {
 			case d > 0 && !found:
-				ids = slices.Insert(ids, i, c.id)
+				ids = slices.Insert(ids, i, c.ID)
 			case d < 0 && found:
 				ids = slices.Delete(ids, i, i+1)
 			}
