@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/proxy"
+	"github.com/skein-net/skein/daemon/proxy/iptables"
+	"github.com/skein-net/skein/daemon/proxy/proxytest"
 	"github.com/skein-net/skein/integration/harness"
 )
 
@@ -22,20 +23,18 @@ import (
 // one, another full one over it, then cleanup, which leaves nothing.
 func TestProxyRulesetsLoad(t *testing.T) {
 	requireRoot(t)
-	data, err := os.ReadFile("../daemon/proxy/testdata/cluster.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	models := []string{string(data), strings.Replace(string(data), "- {addresses: [10.244.2.7], nodeName: node2, conditions: {ready: true}}\n", "", 1)}
+	data := proxytest.ClusterYAML
+	models := []string{data, strings.Replace(data, "- {addresses: [10.244.2.7], nodeName: node2, conditions: {ready: true}}\n", "", 1)}
 	for _, backend := range []string{"nftables", "iptables"} {
 		t.Run(backend, func(t *testing.T) {
 			ns := scratchNS(t, "rules")
 			opts := proxy.RuleOptions{Bridge: "cni0", NodePortAddresses: []string{"172.30.0.0/24", "fd00:30::/64"}}
 			var b proxy.Backend
+			var err error
 			if backend == "nftables" {
 				b, err = proxy.NewNFTables(opts)
 			} else {
-				b, err = proxy.NewIPTables(opts)
+				b, err = iptables.New(opts)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/proxy/proxytest"
 )
 
 // fakeBackend records how it was asked to sync and fails when told to.
@@ -43,7 +44,7 @@ func (f *fakeConntrack) Delete(fam int, dst netip.Addr, port uint16, backend net
 
 func state(t *testing.T, edit func(string) string) *cluster.State {
 	t.Helper()
-	st, err := cluster.ParseFile([]byte(edit(mustRead(t, "testdata/cluster.yaml"))))
+	st, err := cluster.ParseFile([]byte(edit(proxytest.ClusterYAML)))
 	if err != nil {
 		t.Fatal(err)
 	}

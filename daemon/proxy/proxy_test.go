@@ -4,20 +4,15 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/rand/v2"
-	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/proxy/proxytest"
 	"github.com/skein-net/skein/internal/golden"
 )
 
@@ -25,19 +20,7 @@ var node1 = Config{NodeName: "node1", Families: []int{4, 6}}
 
 func load(t *testing.T, edit func(string) string) *Model {
 	t.Helper()
-	data, err := os.ReadFile("testdata/cluster.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(data)
-	if edit != nil {
-		text = edit(text)
-	}
-	st, err := cluster.ParseFile([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := Build(st, node1)
+	m := Build(proxytest.State(t, edit), node1)
 	return &m
 }
 
@@ -57,38 +40,23 @@ func nftText(fam int, prev, cur *Model) string {
 	return tx.String()
 }
 
-func iptText(fam int, prev, cur *Model) string {
-	f := newIPTRenderer(fam, opts)
-	if prev == nil {
-		_, cache := f.desired(cur, nil, false)
-		return string(restoreText(nil, f.whole(cache), nil))
-	}
-	_, cache := f.desired(prev, nil, false)
-	ch, _ := f.desired(cur, cache, true)
-	return string(restoreText(ch.before, ch.after, nil))
-}
-
 // removeEndpoint is the change of the partial-sync goldens: one endpoint
 // of shop/web leaves its slice.
 func removeEndpoint(s string) string {
 	return strings.Replace(s, "- {addresses: [10.244.2.7], nodeName: node2, conditions: {ready: true}}\n", "", 1)
 }
 
-// TestRulesets renders the same cluster for both backends and both
-// families: full syncs, then the partial sync of one change.
+// TestRulesets renders the golden cluster for both families: full syncs,
+// then the partial sync of one change (the iptables backend has the same
+// test, from the same cluster).
 func TestRulesets(t *testing.T) {
 	m, changed := load(t, nil), load(t, removeEndpoint)
 	for _, fam := range []int{4, 6} {
 		golden.Check(t, "full"+string(rune('0'+fam))+".nft", nftText(fam, nil, m))
-		golden.Check(t, "full"+string(rune('0'+fam))+".iptables", iptText(fam, nil, m))
 	}
 	golden.Check(t, "partial4.nft", nftText(4, m, changed))
-	golden.Check(t, "partial4.iptables", iptText(4, m, changed))
 	// Nothing changed: nothing written.
 	if got := nftText(4, m, m); got != "" {
-		t.Errorf("an unchanged model writes:\n%s", got)
-	}
-	if got := iptText(4, m, m); got != "" {
 		t.Errorf("an unchanged model writes:\n%s", got)
 	}
 }
@@ -175,7 +143,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("a Service with two unnamed TCP ports: %d ports, problems %v", len(tm.Ports), tm.Problems)
 	}
 	// A node without IPv6 leaves IPv6 Services out and says so.
-	st, _ := cluster.ParseFile([]byte(mustRead(t, "testdata/cluster.yaml")))
+	st, _ := cluster.ParseFile([]byte(proxytest.ClusterYAML))
 	v4 := Build(st, Config{NodeName: "node1", Families: []int{4}})
 	if !slices.ContainsFunc(v4.Problems, func(p Problem) bool { return p.Reason == "family-not-on-node" }) {
 		t.Errorf("an IPv4-only node did not report the IPv6 clusterIP: %v", v4.Problems)
@@ -185,24 +153,11 @@ func TestBuild(t *testing.T) {
 	}
 }
 
-func mustRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // FuzzBuild: any cluster file the parser accepts turns into a model and
 // rules for both backends without a panic, and every port it keeps is
 // well formed.
 func FuzzBuild(f *testing.F) {
-	data, err := os.ReadFile("testdata/cluster.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(data)
+	f.Add([]byte(proxytest.ClusterYAML))
 	f.Add([]byte(`{"kind":"Service","metadata":{"name":"s"},"spec":{"clusterIPs":["::ffff:10.0.0.1","10.0.0.1"],"ports":[{"port":-1}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := cluster.ParseFile(data)
@@ -217,7 +172,6 @@ func FuzzBuild(f *testing.F) {
 		}
 		for _, fam := range []int{4, 6} {
 			_ = nftText(fam, nil, &m)
-			_ = iptText(fam, nil, &m)
 		}
 	})
 }
@@ -240,88 +194,15 @@ func newFakeTx(fam int) *knftables.Transaction {
 // one wins).
 func TestPartialMatchesWhole(t *testing.T) {
 	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(3, 4))
-	const n = 30
-	svcs := make([]*corev1.Service, n)
-	eslices := make([]*discoveryv1.EndpointSlice, n)
-	port, pname, proto := int32(8080), "http", corev1.ProtocolTCP
-	render := func(i, step int) {
-		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc%d", i), Namespace: "ns"},
-			Spec: corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.96.0.%d", i+1),
-				Ports: []corev1.ServicePort{{Name: pname, Port: 80, Protocol: proto}}}}
-		if rng.IntN(3) == 0 {
-			s.Spec.Type = corev1.ServiceTypeNodePort
-			s.Spec.Ports[0].NodePort = int32(30000 + rng.IntN(4)) // shared, now and then
-		}
-		if rng.IntN(3) == 0 {
-			s.Spec.ExternalIPs = []string{"192.0.2.1"} // shared by every Service that has it
-		}
-		if rng.IntN(4) == 0 {
-			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
-		}
-		if rng.IntN(4) == 0 {
-			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
-		}
-		svcs[i] = s
-		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: s.Name + "-1", Namespace: "ns",
-			Labels: map[string]string{discoveryv1.LabelServiceName: s.Name}},
-			AddressType: discoveryv1.AddressTypeIPv4,
-			Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}}}
-		for j := range rng.IntN(5) {
-			node, ready := fmt.Sprintf("node%d", 1+rng.IntN(2)), rng.IntN(4) != 0
-			// Addresses repeat across Services: a local pod behind two.
-			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.64.%d.%d", 1+j%2, rng.IntN(8))},
-				NodeName: &node, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
-		}
-		eslices[i] = es
-	}
-	for i := range n {
-		render(i, 0)
-	}
-	state := func() *cluster.State {
-		st := &cluster.State{Nodes: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node1"},
-			Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24"}}}}}
-		for i := range n {
-			if svcs[i] != nil {
-				st.Services = append(st.Services, svcs[i])
-				st.EndpointSlices = append(st.EndpointSlices, eslices[i])
-			}
-		}
-		return st
-	}
+	churn := proxytest.NewChurn(3, 4, 30)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
 	f := newNFTRenderer(4, opts)
 	partial := knftables.NewFake(knftables.IPv4Family, Table)
 	var cache *nftCache
-	fi := newIPTRenderer(4, opts)
-	var icache *iptCache
-	kernel := iptRules{} // what iptables-restore would have made of the texts
 	for step := range 80 {
-		for range 1 + rng.IntN(4) {
-			i := rng.IntN(n)
-			if rng.IntN(5) == 0 && svcs[i] != nil {
-				svcs[i] = nil
-			} else {
-				render(i, step)
-			}
-		}
-		m := memo.Build(state(), cfg)
-		var ich iptChange
-		ich, icache = fi.desired(&m, icache, true)
-		if step == 0 {
-			applyRestore(t, kernel, restoreText(nil, fi.whole(icache), nil))
-		} else {
-			applyRestore(t, kernel, restoreText(ich.before, ich.after, nil))
-		}
-		icount := icache.count
-		if whole := fi.whole(icache); !reflect.DeepEqual(kernel, whole) || icount != whole.count() {
-			t.Fatalf("step %d: after partial syncs iptables holds (%d rules counted)\n%v\nbut a full sync writes (%d)\n%v", step, icount, kernel, whole.count(), whole)
-		}
-		_, ifresh := fi.desired(&m, nil, false)
-		if got, want := fi.whole(icache), fi.whole(ifresh); !reflect.DeepEqual(got, want) {
-			t.Fatalf("step %d: iptables rules from the cache\n%v\nfrom nothing\n%v", step, got, want)
-		}
+		churn.Change()
+		m := memo.Build(churn.State(), cfg)
 		cache = syncFake(t, step, partial, f, &m, cache)
 		count := cache.count
 		whole := f.whole(cache)
@@ -376,38 +257,4 @@ func sortedLines(s string) string {
 	lines := strings.Split(s, "\n")
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
-}
-
-// applyRestore plays iptables-restore --noflush text onto kernel: a chain
-// declared is emptied (made if new), -A appends, -X deletes.
-func applyRestore(t *testing.T, kernel iptRules, text []byte) {
-	t.Helper()
-	var table string
-	for _, l := range strings.Split(string(text), "\n") {
-		switch {
-		case l == "" || l == "COMMIT":
-		case strings.HasPrefix(l, "*"):
-			table = l[1:]
-			if kernel[table] == nil {
-				kernel[table] = map[string][]string{}
-			}
-		case strings.HasPrefix(l, ":"):
-			name, _, _ := strings.Cut(l[1:], " ")
-			kernel[table][name] = nil
-		case strings.HasPrefix(l, "-A "):
-			name, rule, _ := strings.Cut(l[3:], " ")
-			if _, ok := kernel[table][name]; !ok {
-				t.Fatalf("-A to %s, which does not exist", name)
-			}
-			kernel[table][name] = append(kernel[table][name], rule)
-		case strings.HasPrefix(l, "-X "):
-			name := l[3:]
-			if len(kernel[table][name]) > 0 {
-				t.Fatalf("-X %s, which is not empty", name)
-			}
-			delete(kernel[table], name)
-		default:
-			t.Fatalf("restore line %q", l)
-		}
-	}
 }

@@ -56,3 +56,12 @@ func ListJSON(st *cluster.State) ([]byte, error) {
 	}
 	return json.Marshal(map[string]any{"kind": "List", "items": items})
 }
+
+// MoveEndpoint gives the first endpoint of the first slice the i-th new
+// address, replacing the slice by an edited copy as a source does.
+func MoveEndpoint(st *cluster.State, i int) {
+	es := *st.EndpointSlices[0]
+	es.Endpoints = append([]discoveryv1.Endpoint(nil), es.Endpoints...)
+	es.Endpoints[0].Addresses = []string{fmt.Sprintf("10.99.%d.%d", i/256%256, i%256)}
+	st.EndpointSlices[0] = &es
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/skein-net/skein/daemon/node"
 	"github.com/skein-net/skein/daemon/overlay"
 	"github.com/skein-net/skein/daemon/proxy"
+	"github.com/skein-net/skein/daemon/proxy/iptables"
 )
 
 // controller is the one shape of every part of skeind: built once, then
@@ -86,7 +87,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 		}
 	}
 	if f.proxy == "iptables" || (f.proxy == "" && err != nil) {
-		b, err = proxy.NewIPTables(o)
+		b, err = iptables.New(o)
 	}
 	if err != nil {
 		if !run {
@@ -120,7 +121,7 @@ func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
 		}
 	}
 	if keep != "iptables" {
-		if b, err := proxy.NewIPTables(proxy.RuleOptions{}); err == nil {
+		if b, err := iptables.New(proxy.RuleOptions{}); err == nil {
 			errs = append(errs, b.Cleanup(ctx))
 		}
 	}

@@ -1,4 +1,4 @@
-package proxy
+package iptables
 
 import (
 	"bufio"
@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
 
 	"github.com/skein-net/skein/daemon/hooks"
+	"github.com/skein-net/skein/daemon/proxy"
 )
 
 // The iptables layout, per family, in skein's own chains; the built-in
@@ -84,7 +86,7 @@ type iptRenderer struct {
 	nodePorts []string // prefixes NodePorts answer on; empty: local addresses
 }
 
-func newIPTRenderer(fam int, o RuleOptions) iptRenderer {
+func newIPTRenderer(fam int, o proxy.RuleOptions) iptRenderer {
 	return iptRenderer{fam: fam, bridge: o.Bridge, nodePorts: o.NodePorts(fam)}
 }
 
@@ -96,7 +98,7 @@ type dstEntry struct {
 // iptChunk is what one service port renders to, kept while its
 // generation stays.
 type iptChunk struct {
-	PortStamp
+	proxy.PortStamp
 	r   iptRules
 	dst []dstEntry
 }
@@ -126,12 +128,12 @@ type iptChange struct {
 // call, whose cache it takes over (the caller keeps only the returned
 // one), and returns what changed; unless partial, only what went (the
 // caller writes the whole).
-func (f iptRenderer) desired(m *Model, cache *iptCache, partial bool) (iptChange, *iptCache) {
+func (f iptRenderer) desired(m *proxy.Model, cache *iptCache, partial bool) (iptChange, *iptCache) {
 	if cache == nil {
 		cache = &iptCache{chunks: map[string]*iptChunk{}}
 	}
 	cache.call++
-	fresh, renewed := ChangedPorts(m, f.fam, cache.chunks, cache.call)
+	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
 	ch := iptChange{before: iptRules{}, after: iptRules{}}
 	reshare := cache.shared == nil
 	for id, c := range cache.chunks {
@@ -142,7 +144,7 @@ func (f iptRenderer) desired(m *Model, cache *iptCache, partial bool) (iptChange
 		}
 	}
 	for _, sp := range fresh {
-		c := &iptChunk{PortStamp: PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: iptRules{}}
+		c := &iptChunk{PortStamp: proxy.PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: iptRules{}}
 		c.dst = f.servicePort(c.r, sp, nil)
 		old := cache.chunks[sp.ID()]
 		if old != nil {
@@ -197,12 +199,12 @@ func sameShared(a, b *iptChunk) bool {
 
 // shared renders the chains the ports share, from every port's chunk in
 // the model's order.
-func (f iptRenderer) shared(m *Model, chunks map[string]*iptChunk) iptRules {
+func (f iptRenderer) shared(m *proxy.Model, chunks map[string]*iptChunk) iptRules {
 	r := iptRules{"nat": {iptServices: nil, iptNodePorts: nil}, "filter": {iptServices: nil, iptNodePorts: nil}}
-	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", MasqueradeMark))
+	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", proxy.MasqueradeMark))
 	r.add("nat", iptPostrouting,
-		fmt.Sprintf("-m mark ! --mark 0x%x/0x%x -j RETURN", MasqueradeMark, MasqueradeMark),
-		fmt.Sprintf("-j MARK --xor-mark 0x%x", MasqueradeMark),
+		fmt.Sprintf("-m mark ! --mark 0x%x/0x%x -j RETURN", proxy.MasqueradeMark, proxy.MasqueradeMark),
+		fmt.Sprintf("-j MARK --xor-mark 0x%x", proxy.MasqueradeMark),
 		"-j MASQUERADE --random-fully")
 	var dst []dstEntry
 	for _, sp := range m.Ports {
@@ -273,7 +275,7 @@ func (f iptRenderer) tree(r iptRules, chain string, prefix netip.Prefix, bits in
 				}
 				continue
 			}
-			sub := "SKEIN-DST-" + HashID(prefixes[i].String())
+			sub := "SKEIN-DST-" + proxy.HashID(prefixes[i].String())
 			r.add("nat", chain, fmt.Sprintf("-d %s -j %s", prefixes[i], sub))
 			r["nat"][sub] = nil
 			f.tree(r, sub, prefixes[i], bits, g)
@@ -285,7 +287,7 @@ func (f iptRenderer) tree(r iptRules, chain string, prefix netip.Prefix, bits in
 	}
 }
 
-func (f iptRenderer) servicePort(r iptRules, sp *ServicePort, dst []dstEntry) []dstEntry {
+func (f iptRenderer) servicePort(r iptRules, sp *proxy.ServicePort, dst []dstEntry) []dstEntry {
 	id := sp.ID()
 	svc, ext, svl := "SKEIN-SVC-"+id, "SKEIN-EXT-"+id, "SKEIN-SVL-"+id
 	match := func(ip netip.Addr, port uint16) string {
@@ -354,9 +356,9 @@ func reject(protocol string) string {
 // dispatch returns chain's rules that pick one of eps at random (the
 // n-th of the remaining rules matching with probability 1/n) and, with
 // session affinity, first send a known client to its endpoint.
-func (f iptRenderer) dispatch(r iptRules, sp *ServicePort, chain string, eps []Endpoint) []string {
+func (f iptRenderer) dispatch(r iptRules, sp *proxy.ServicePort, chain string, eps []proxy.Endpoint) []string {
 	var rules []string
-	target := func(e Endpoint) string {
+	target := func(e proxy.Endpoint) string {
 		if sp.AffinitySeconds == 0 && !e.Local {
 			return fmt.Sprintf("-p %s -j DNAT --to-destination %s", sp.Protocol, e.AddrPort())
 		}
@@ -406,11 +408,20 @@ func restoreText(prev, cur iptRules, existing map[string][]string) []byte {
 				have[c] = []string{"(unknown)"}
 			}
 		}
-		write := keysWhere(want, func(c string, rules []string) bool {
-			old, ok := have[c]
-			return prev == nil || !ok || !slices.Equal(old, rules)
-		})
-		drop := keysWhere(have, func(c string, _ []string) bool { _, ok := want[c]; return !ok })
+		// The chains to write (new or changed) and to drop, sorted.
+		var write, drop []string
+		for c, rules := range want {
+			if old, ok := have[c]; prev == nil || !ok || !slices.Equal(old, rules) {
+				write = append(write, c)
+			}
+		}
+		for c := range have {
+			if _, ok := want[c]; !ok {
+				drop = append(drop, c)
+			}
+		}
+		slices.Sort(write)
+		slices.Sort(drop)
 		if len(write)+len(drop) == 0 {
 			continue
 		}
@@ -447,10 +458,10 @@ func newOnly(target string) []string {
 	return []string{"-m", "conntrack", "--ctstate", "NEW", "-j", target}
 }
 
-// IPTables is the iptables backend (either iptables flavour; rules go in
+// Backend is the iptables backend (either iptables flavour; rules go in
 // through iptables-restore, one transaction per family per sync).
-type IPTables struct {
-	opts  RuleOptions
+type Backend struct {
+	opts  proxy.RuleOptions
 	hooks *hooks.Owner
 	cache map[int]*iptCache
 	// synced tells, per family, that the kernel holds what the cache
@@ -458,8 +469,8 @@ type IPTables struct {
 	synced map[int]bool
 }
 
-// NewIPTables returns the backend; it fails without iptables-restore.
-func NewIPTables(o RuleOptions) (*IPTables, error) {
+// New returns the backend; it fails without iptables-restore.
+func New(o proxy.RuleOptions) (*Backend, error) {
 	if _, err := exec.LookPath("iptables-restore"); err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
@@ -467,11 +478,11 @@ func NewIPTables(o RuleOptions) (*IPTables, error) {
 	if owner == nil {
 		owner = &hooks.Owner{}
 	}
-	return &IPTables{opts: o, hooks: owner, cache: map[int]*iptCache{}, synced: map[int]bool{}}, nil
+	return &Backend{opts: o, hooks: owner, cache: map[int]*iptCache{}, synced: map[int]bool{}}, nil
 }
 
 // Name implements Backend.
-func (b *IPTables) Name() string { return "iptables" }
+func (b *Backend) Name() string { return "iptables" }
 
 func tool(fam int, name string) string {
 	if fam == 6 {
@@ -481,11 +492,11 @@ func tool(fam int, name string) string {
 }
 
 // Sync implements Backend.
-func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
+func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, error) {
 	rules := 0
 	for _, fam := range []int{4, 6} {
 		if _, err := exec.LookPath(tool(fam, "iptables-restore")); err != nil {
-			if fam == 6 && !slices.ContainsFunc(m.Ports, func(sp *ServicePort) bool { return sp.Family == 6 }) {
+			if fam == 6 && !slices.ContainsFunc(m.Ports, func(sp *proxy.ServicePort) bool { return sp.Family == 6 }) {
 				continue
 			}
 			return rules, fmt.Errorf("no %s: %w", tool(fam, "iptables-restore"), err)
@@ -505,7 +516,7 @@ func (b *IPTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 				existing = map[string][]string{}
 				for _, r := range []iptRules{cur, ch.before} {
 					for t, chains := range r {
-						existing[t] = append(existing[t], sortedKeys(chains)...)
+						existing[t] = append(existing[t], slices.Sorted(maps.Keys(chains))...)
 					}
 				}
 			} else {
@@ -574,7 +585,7 @@ func ownChains(ctx context.Context, fam int) (map[string][]string, error) {
 	return out, nil
 }
 
-func (b *IPTables) ensureHooks(fam int) error {
+func (b *Backend) ensureHooks(fam int) error {
 	ipt, err := hooks.New(fam)
 	if err != nil {
 		return err
@@ -588,7 +599,7 @@ func (b *IPTables) ensureHooks(fam int) error {
 }
 
 // Cleanup implements Backend: the jumps, then every chain of the proxy.
-func (b *IPTables) Cleanup(ctx context.Context) error {
+func (b *Backend) Cleanup(ctx context.Context) error {
 	var errs []error
 	for _, fam := range []int{4, 6} {
 		b.synced[fam] = false
