@@ -13,6 +13,7 @@ import (
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/proxy"
 	"github.com/skein-net/skein/daemon/proxy/iptables"
+	"github.com/skein-net/skein/daemon/proxy/nftables"
 	"github.com/skein-net/skein/daemon/proxy/proxytest"
 	"github.com/skein-net/skein/integration/harness"
 )
@@ -32,7 +33,7 @@ func TestProxyRulesetsLoad(t *testing.T) {
 			var b proxy.Backend
 			var err error
 			if backend == "nftables" {
-				b, err = proxy.NewNFTables(opts)
+				b, err = nftables.New(opts)
 			} else {
 				b, err = iptables.New(opts)
 			}
@@ -98,7 +99,7 @@ func TestProxyRulesetsLoad(t *testing.T) {
 func TestNFTablesEndpointSwaps(t *testing.T) {
 	requireRoot(t)
 	ns := scratchNS(t, "swap")
-	b, err := proxy.NewNFTables(proxy.RuleOptions{Bridge: "cni0"})
+	b, err := nftables.New(proxy.RuleOptions{Bridge: "cni0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestNFTablesEndpointSwaps(t *testing.T) {
 	list := func() string {
 		var out []string
 		for _, fam := range []string{"ip", "ip6"} {
-			text, err := ns.Exec(ctx, "nft", "list", "table", fam, proxy.Table)
+			text, err := ns.Exec(ctx, "nft", "list", "table", fam, nftables.Table)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,16 +7,13 @@ import (
 )
 
 // BenchmarkPartialSync is the CPU side of one endpoint change at 10,000
-// Services, as the controller runs it: the memoized model, each
-// nftables rules from their cached chunks, and the diff (the iptables
-// backend has its own).
+// Services in the model: the memoized build (each backend has its own
+// for its rules).
 func BenchmarkPartialSync(b *testing.B) {
 	st := clustertest.Big(10000, 10)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
-	prev := memo.Build(st, cfg)
-	nf := newNFTRenderer(4, opts)
-	_, nc := nf.desired(&prev, nil, false)
+	memo.Build(st, cfg) // the build before the change
 	change := func(i int) { clustertest.MoveEndpoint(st, i) }
 	i := 0
 	b.Run("model", func(b *testing.B) {
@@ -24,16 +21,6 @@ func BenchmarkPartialSync(b *testing.B) {
 			i++
 			change(i)
 			memo.Build(st, cfg)
-		}
-	})
-	b.Run("nftables", func(b *testing.B) {
-		for b.Loop() {
-			i++
-			change(i)
-			m := memo.Build(st, cfg)
-			var ch nftChange
-			ch, nc = nf.desired(&m, nc, true)
-			nf.transaction(newFakeTx(4), ch.before, ch.after, nil, nil)
 		}
 	})
 }

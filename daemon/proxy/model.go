@@ -17,6 +17,11 @@ import (
 	"github.com/skein-net/skein/daemon/cluster"
 )
 
+// MasqueradeMark is the packet mark bit that asks either backend's
+// postrouting chain to masquerade (the same bit kube-proxy uses for the
+// same purpose).
+const MasqueradeMark = 0x4000
+
 // DefaultAffinitySeconds is how long ClientIP affinity lasts when the
 // Service does not say (Kubernetes' default).
 const DefaultAffinitySeconds = 10800

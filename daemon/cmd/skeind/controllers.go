@@ -20,6 +20,7 @@ import (
 	"github.com/skein-net/skein/daemon/overlay"
 	"github.com/skein-net/skein/daemon/proxy"
 	"github.com/skein-net/skein/daemon/proxy/iptables"
+	"github.com/skein-net/skein/daemon/proxy/nftables"
 )
 
 // controller is the one shape of every part of skeind: built once, then
@@ -82,7 +83,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 	o := proxy.RuleOptions{Bridge: bridge, NodePortAddresses: f.nodePortAddrs, Hooks: owner}
 	var b proxy.Backend
 	if f.proxy == "" || f.proxy == "nftables" {
-		if b, err = proxy.NewNFTables(o); err != nil && f.proxy == "" {
+		if b, err = nftables.New(o); err != nil && f.proxy == "" {
 			log.Warn("nftables cannot be used; the service proxy uses iptables", "err", err)
 		}
 	}
@@ -116,7 +117,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
 	var errs []error
 	if keep != "nftables" {
-		if b, err := proxy.NewNFTables(proxy.RuleOptions{}); err == nil {
+		if b, err := nftables.New(proxy.RuleOptions{}); err == nil {
 			errs = append(errs, b.Cleanup(ctx))
 		}
 	}

@@ -1,4 +1,4 @@
-package proxy
+package nftables
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package proxy
+package nftables
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/knftables"
 
+	"github.com/skein-net/skein/daemon/proxy"
+	"github.com/skein-net/skein/daemon/proxy/proxytest"
 	"github.com/skein-net/skein/internal/nstest"
 )
 
@@ -55,11 +57,11 @@ func sortElements(s string) string {
 // a table holding what is no longer wanted.
 func TestWireMatchesNFT(t *testing.T) {
 	nstest.NeedRoot(t)
-	m, changed := load(t, nil), load(t, removeEndpoint)
+	m, changed := load(t, nil), load(t, proxytest.RemoveEndpoint)
 	for _, fam := range []int{4, 6} {
 		for _, np := range [][]string{nil, {"192.0.2.0/24", "10.0.0.0/8", "2001:db8::/64", "fd00::/8"}} {
 			t.Run(fmt.Sprintf("ipv%d/nodeports=%d", fam, len(np)), func(t *testing.T) {
-				o := RuleOptions{Bridge: "cni0", NodePortAddresses: np}
+				o := proxy.RuleOptions{Bridge: "cni0", NodePortAddresses: np}
 				f := newNFTRenderer(fam, o)
 				viaNFT := newScratchNS(t, fmt.Sprintf("wire-n%d%d", fam, len(np)))
 				viaWire := newScratchNS(t, fmt.Sprintf("wire-w%d%d", fam, len(np)))

@@ -1,4 +1,4 @@
-package proxy
+package nftables
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/skein-net/skein/daemon/cluster/clustertest"
+	"github.com/skein-net/skein/daemon/proxy"
 )
 
 // TestSlots: a run is taken from the first gap it fits, else after the
@@ -42,8 +43,8 @@ func TestSlots(t *testing.T) {
 // but not their number.
 func TestEndpointKeys(t *testing.T) {
 	st := clustertest.Big(40, 4)
-	cfg := Config{NodeName: "node1", Families: []int{4}}
-	var memo Memo
+	cfg := proxy.Config{NodeName: "node1", Families: []int{4}}
+	var memo proxy.Memo
 	f := newNFTRenderer(4, opts)
 	fake := knftables.NewFake(knftables.IPv4Family, Table)
 	var cache *nftCache
@@ -115,10 +116,10 @@ func TestEndpointKeys(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Fatalf("step %d: %s picks from %v, want %v", step, sp.Name(), got, want)
 			}
-			if l, ok := last[sp.ID()]; ok && (l.gen == sp.gen || l.n == n) && l.picked != rule {
+			if l, ok := last[sp.ID()]; ok && (l.gen == sp.Gen() || l.n == n) && l.picked != rule {
 				t.Errorf("step %d: %s, with as many endpoints as before, went from %q to %q", step, sp.Name(), l.picked, rule)
 			}
-			last[sp.ID()] = run{sp.gen, n, rule}
+			last[sp.ID()] = run{sp.Gen(), n, rule}
 		}
 		for k := range elements {
 			if _, ok := read[k]; !ok {
@@ -130,7 +131,7 @@ func TestEndpointKeys(t *testing.T) {
 
 // pickRule is the rule of a port's ClusterIP chain that picks the
 // endpoint.
-func pickRule(fake *knftables.Fake, sp *ServicePort) string {
+func pickRule(fake *knftables.Fake, sp *proxy.ServicePort) string {
 	for name, c := range fake.Table.Chains {
 		if strings.HasPrefix(name, "svc-"+sp.ID()+"-") {
 			return c.Rules[len(c.Rules)-1].Rule
@@ -141,7 +142,7 @@ func pickRule(fake *knftables.Fake, sp *ServicePort) string {
 
 // syncFake writes m into fake as the backend would: whole the first time
 // (cache nil), then only what changed. It returns the cache to pass next.
-func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftRenderer, m *Model, cache *nftCache) *nftCache {
+func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftRenderer, m *proxy.Model, cache *nftCache) *nftCache {
 	t.Helper()
 	first := cache == nil
 	ch, cache := f.desired(m, cache, !first)

@@ -1,10 +1,11 @@
-package proxy
+package nftables
 
 import (
 	"context"
 	"strings"
 	"testing"
 
+	"github.com/skein-net/skein/daemon/proxy"
 	"github.com/skein-net/skein/daemon/proxy/proxytest"
 )
 
@@ -13,7 +14,7 @@ import (
 // than flush one the kernel does not have.
 func TestFullSyncAddsNewChains(t *testing.T) {
 	newScratchNS(t, "fullnew").do(t, func() {
-		b, err := NewNFTables(opts)
+		b, err := New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -22,7 +23,7 @@ func TestFullSyncAddsNewChains(t *testing.T) {
 			return strings.Replace(s, "name: web,", "name: web-gone,", 1)
 		})
 		for i, step := range []struct {
-			m    *Model
+			m    *proxy.Model
 			full bool
 		}{{withWeb, true}, {withoutWeb, true}, {withWeb, true}, {withoutWeb, false}, {withWeb, true}} {
 			if _, err := b.Sync(ctx, step.m, step.full); err != nil {
@@ -38,7 +39,7 @@ func TestFullSyncAddsNewChains(t *testing.T) {
 // same test).
 func TestHostileNames(t *testing.T) {
 	newScratchNS(t, "namesnft").do(t, func() {
-		b, err := NewNFTables(opts)
+		b, err := New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}

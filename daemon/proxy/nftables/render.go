@@ -1,4 +1,4 @@
-package proxy
+package nftables
 
 import (
 	"context"
@@ -11,17 +11,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/nftables"
+	gnft "github.com/google/nftables"
 	"sigs.k8s.io/knftables"
+
+	"github.com/skein-net/skein/daemon/proxy"
 )
 
 // Table is the name of the proxy's nftables table in each family ("ip
 // skein", "ip6 skein"; the masquerade table is "inet skein").
 const Table = "skein"
-
-// MasqueradeMark is the packet mark bit that asks the postrouting chain
-// to masquerade (the same bit kube-proxy uses for the same purpose).
-const MasqueradeMark = 0x4000
 
 // The nftables layout, per family. A packet's lookup costs the same with
 // ten Services or thirty thousand: the verdict maps are hash tables.
@@ -87,7 +85,7 @@ type nftRenderer struct {
 	nodePortPrefix []string // of this family
 }
 
-func newNFTRenderer(fam int, o RuleOptions) nftRenderer {
+func newNFTRenderer(fam int, o proxy.RuleOptions) nftRenderer {
 	f := nftRenderer{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.NodePorts(fam)}
 	if fam == 6 {
 		f.ip, f.addrType = "ip6", "ipv6_addr"
@@ -109,7 +107,7 @@ func newNFTRules(n int) *nftRules {
 // nftChunk is what one service port renders to, kept while its
 // generation stays.
 type nftChunk struct {
-	PortStamp
+	proxy.PortStamp
 	r       *nftRules
 	hairpin []string
 	slots   []slotRange // its keys in its group's endpoints map
@@ -121,7 +119,7 @@ type nftChunk struct {
 // check per rule reading the map, so one map for all would make loading
 // quadratic; a map per port would be one set per Service, which the
 // kernel finds by name in a list.
-func endpointGroup(sp *ServicePort) string {
+func endpointGroup(sp *proxy.ServicePort) string {
 	return mapEndpoints + fmt.Sprintf("%02x", crc32.ChecksumIEEE([]byte(sp.ID()))&0xff)
 }
 
@@ -160,7 +158,7 @@ var verdictMaps = []string{mapServiceIPs, mapNodePorts, mapNoEPServices, mapNoEP
 // its group's endpoints map from those the other ports leave free,
 // preferring the runs it had: an endpoint replaced by another then
 // changes map elements only, and the port's chain stays as it is.
-func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange, *nftCache) {
+func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nftChange, *nftCache) {
 	if cache == nil {
 		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{}, members: map[string]map[string]*nftChunk{},
 			claims: map[string][]string{}, hairpin: map[string]int{}}
@@ -168,7 +166,7 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 	cache.call++
 	type pair struct{ old, cur *nftChunk }
 	var changed []pair
-	fresh, renewed := ChangedPorts(m, f.fam, cache.chunks, cache.call)
+	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
 	// The groups that change: those of ports rendered anew, and of ports
 	// whose chunk goes.
 	dirty := map[string]bool{}
@@ -202,7 +200,7 @@ func (f nftRenderer) desired(m *Model, cache *nftCache, partial bool) (nftChange
 		if free[g] == nil {
 			free[g] = newSlots(taken[g])
 		}
-		c := &nftChunk{PortStamp: PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: newNFTRules(0)}
+		c := &nftChunk{PortStamp: proxy.PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: newNFTRules(0)}
 		old := cache.chunks[sp.ID()]
 		var had []slotRange
 		if old != nil {
@@ -434,7 +432,7 @@ func (a *keyAlloc) take(n int) slotRange {
 	return a.free.take(n)
 }
 
-func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
+func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort) {
 	r := c.r
 	label := chainLabel(fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp)))
 	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
@@ -499,10 +497,10 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *ServicePort) {
 // set by scanning the table's: loading tens of thousands is quadratic.)
 // Affinity needs a chain per endpoint to record the client in; there the
 // pick is a cascade, the i-th of the n rules left matching with odds 1/n.
-func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *ServicePort, eps []Endpoint) []string {
+func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort, eps []proxy.Endpoint) []string {
 	r := c.r
 	var rules []string
-	target := func(e Endpoint) string {
+	target := func(e proxy.Endpoint) string {
 		return fmt.Sprintf("meta l4proto %s dnat to %s", sp.Protocol, e.AddrPort())
 	}
 	if sp.AffinitySeconds > 0 {
@@ -572,7 +570,7 @@ func chainLabel(s string) string {
 	return string(b)
 }
 
-func portLabel(sp *ServicePort) string {
+func portLabel(sp *proxy.ServicePort) string {
 	if sp.PortName != "" {
 		return sp.PortName
 	}
@@ -623,10 +621,10 @@ func (f nftRenderer) skeleton(tx nftWriter) {
 		local = f.ip + " daddr @" + setNodePortIPs
 	}
 	rule(chainServices, local, "meta l4proto . th dport vmap @"+mapNodePorts)
-	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark or 0x%x", MasqueradeMark))
+	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark or 0x%x", proxy.MasqueradeMark))
 	rule("nat-postrouting", "ct status dnat", f.ip, "saddr .", f.ip, "daddr @"+setHairpin, "masquerade")
-	rule("nat-postrouting", fmt.Sprintf("meta mark & 0x%x == 0 return", MasqueradeMark))
-	rule("nat-postrouting", fmt.Sprintf("meta mark set meta mark xor 0x%x", MasqueradeMark))
+	rule("nat-postrouting", fmt.Sprintf("meta mark & 0x%x == 0 return", proxy.MasqueradeMark))
+	rule("nat-postrouting", fmt.Sprintf("meta mark set meta mark xor 0x%x", proxy.MasqueradeMark))
 	rule("nat-postrouting", "masquerade fully-random")
 	for _, c := range []string{"filter-prerouting", "filter-output"} {
 		rule(c, "ct state new", f.ip, "daddr . meta l4proto . th dport vmap @"+mapNoEPServices)
@@ -775,9 +773,9 @@ func isFixedChain(name string) bool {
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
-// NFTables is the nftables backend: one table per family.
-type NFTables struct {
-	opts  RuleOptions
+// Backend is the nftables backend: one table per family.
+type Backend struct {
+	opts  proxy.RuleOptions
 	nft   map[int]knftables.Interface
 	cache map[int]*nftCache
 	// synced tells, per family, that the kernel holds what the cache
@@ -788,7 +786,7 @@ type NFTables struct {
 
 // transact writes the batch over the lasting socket; after a failure the
 // socket is dropped (the next write opens another).
-func (b *NFTables) transact(w *wireBatch) error {
+func (b *Backend) transact(w *wireBatch) error {
 	if b.sock == nil {
 		sock, err := openNL()
 		if err != nil {
@@ -807,7 +805,7 @@ func (b *NFTables) transact(w *wireBatch) error {
 // apply sends the batch, which render filled; when it holds what the
 // encoder does not know, render writes the same operations as text for
 // nft instead.
-func (b *NFTables) apply(ctx context.Context, f nftRenderer, w *wireBatch, render func(nftWriter)) error {
+func (b *Backend) apply(ctx context.Context, f nftRenderer, w *wireBatch, render func(nftWriter)) error {
 	err := w.finish()
 	if errors.Is(err, errNotEncodable) {
 		tx := b.nft[f.fam].NewTransaction()
@@ -825,16 +823,16 @@ func (b *NFTables) apply(ctx context.Context, f nftRenderer, w *wireBatch, rende
 // read every element of every set of the family first (half a second
 // at ten thousand Services).
 func existing(f nftRenderer) (chains, sets []string, err error) {
-	conn, err := nftables.New()
+	conn, err := gnft.New()
 	if err != nil {
 		return nil, nil, err
 	}
-	family := nftables.TableFamily(f.nfproto())
+	family := gnft.TableFamily(f.nfproto())
 	tables, err := conn.ListTablesOfFamily(family)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == Table }) {
+	if !slices.ContainsFunc(tables, func(t *gnft.Table) bool { return t.Name == Table }) {
 		return nil, nil, nil
 	}
 	all, err := conn.ListChainsOfTableFamily(family)
@@ -846,7 +844,7 @@ func existing(f nftRenderer) (chains, sets []string, err error) {
 			chains = append(chains, c.Name)
 		}
 	}
-	ss, err := conn.GetSets(&nftables.Table{Name: Table, Family: family})
+	ss, err := conn.GetSets(&gnft.Table{Name: Table, Family: family})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -856,9 +854,9 @@ func existing(f nftRenderer) (chains, sets []string, err error) {
 	return chains, sets, nil
 }
 
-// NewNFTables returns the backend; it fails when nftables cannot be used.
-func NewNFTables(o RuleOptions) (*NFTables, error) {
-	b := &NFTables{opts: o, nft: map[int]knftables.Interface{}, cache: map[int]*nftCache{}, synced: map[int]bool{}}
+// New returns the backend; it fails when nftables cannot be used.
+func New(o proxy.RuleOptions) (*Backend, error) {
+	b := &Backend{opts: o, nft: map[int]knftables.Interface{}, cache: map[int]*nftCache{}, synced: map[int]bool{}}
 	for fam, family := range map[int]knftables.Family{4: knftables.IPv4Family, 6: knftables.IPv6Family} {
 		nft, err := knftables.New(family, Table)
 		if err != nil {
@@ -870,10 +868,10 @@ func NewNFTables(o RuleOptions) (*NFTables, error) {
 }
 
 // Name implements Backend.
-func (b *NFTables) Name() string { return "nftables" }
+func (b *Backend) Name() string { return "nftables" }
 
 // Sync implements Backend.
-func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
+func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, error) {
 	rules := 0
 	for _, fam := range []int{4, 6} {
 		f := newNFTRenderer(fam, b.opts)
@@ -927,7 +925,7 @@ func (b *NFTables) Sync(ctx context.Context, m *Model, full bool) (int, error) {
 }
 
 // Cleanup implements Backend: both tables go.
-func (b *NFTables) Cleanup(ctx context.Context) error {
+func (b *Backend) Cleanup(ctx context.Context) error {
 	var errs []error
 	for _, fam := range []int{4, 6} {
 		tx := b.nft[fam].NewTransaction()

@@ -1,4 +1,4 @@
-package proxy
+package nftables
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/skein-net/skein/daemon/cluster/clustertest"
+	"github.com/skein-net/skein/daemon/proxy"
 )
 
 // TestElementsOnly: an endpoint replaced by another is a change of map
@@ -16,8 +17,8 @@ import (
 // hairpin set changes too); one endpoint more is not.
 func TestElementsOnly(t *testing.T) {
 	st := clustertest.Big(5, 3)
-	cfg := Config{NodeName: "node1", Families: []int{4}}
-	var memo Memo
+	cfg := proxy.Config{NodeName: "node1", Families: []int{4}}
+	var memo proxy.Memo
 	f := newNFTRenderer(4, opts)
 	m := memo.Build(st, cfg)
 	_, cache := f.desired(&m, nil, false)

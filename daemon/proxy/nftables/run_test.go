@@ -1,4 +1,4 @@
-package proxy
+package nftables
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func TestApplyFallsBack(t *testing.T) {
 }
 
 func testApplyFallsBack(t *testing.T) {
-	b, err := NewNFTables(opts)
+	b, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
