@@ -1,0 +1,209 @@
+package nftables
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/skein-net/skein/daemon/proxy"
+)
+
+// skeleton adds the table's fixed objects: base chains, maps and sets
+// declared, the fixed chains written whole.
+func (f nftRenderer) skeleton(tx nftWriter) {
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: service proxy")})
+	for _, c := range []struct {
+		name string
+		typ  knftables.BaseChainType
+		hook knftables.BaseChainHook
+		prio knftables.BaseChainPriority
+	}{
+		{"nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority},
+		{"nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority},
+		{"nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority},
+		// Before DNAT, so that a Service without endpoints is refused
+		// whether or not the node has a route to its ClusterIP.
+		{"filter-prerouting", knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority + "-10"},
+		{"filter-output", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "-10"},
+	} {
+		tx.Add(&knftables.Chain{Name: c.name, Type: &c.typ, Hook: &c.hook, Priority: &c.prio})
+		tx.Flush(&knftables.Chain{Name: c.name})
+	}
+	for _, c := range []string{chainServices, chainMarkMasq, chainReject} {
+		tx.Add(&knftables.Chain{Name: c})
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	svcKey := f.addrType + " . inet_proto . inet_service"
+	for _, m := range [][2]string{{mapServiceIPs, svcKey}, {mapNoEPServices, svcKey},
+		{mapNodePorts, "inet_proto . inet_service"}, {mapNoEPNodePort, "inet_proto . inet_service"}} {
+		tx.Add(&knftables.Map{Name: m[0], Type: m[1] + " : verdict"})
+	}
+	tx.Add(&knftables.Set{Name: setHairpin, Type: f.addrType + " . " + f.addrType})
+	tx.Add(&knftables.Set{Name: setNodePortIPs, Type: f.addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+
+	rule := func(chain string, parts ...string) {
+		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts)})
+	}
+	rule("nat-prerouting", "jump", chainServices)
+	rule("nat-output", "jump", chainServices)
+	rule(chainServices, f.ip, "daddr . meta l4proto . th dport vmap @"+mapServiceIPs)
+	local := "fib daddr type local"
+	if len(f.nodePortPrefix) > 0 {
+		local = f.ip + " daddr @" + setNodePortIPs
+	}
+	rule(chainServices, local, "meta l4proto . th dport vmap @"+mapNodePorts)
+	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark or 0x%x", proxy.MasqueradeMark))
+	rule("nat-postrouting", "ct status dnat", f.ip, "saddr .", f.ip, "daddr @"+setHairpin, "masquerade")
+	rule("nat-postrouting", fmt.Sprintf("meta mark & 0x%x == 0 return", proxy.MasqueradeMark))
+	rule("nat-postrouting", fmt.Sprintf("meta mark set meta mark xor 0x%x", proxy.MasqueradeMark))
+	rule("nat-postrouting", "masquerade fully-random")
+	for _, c := range []string{"filter-prerouting", "filter-output"} {
+		rule(c, "ct state new", f.ip, "daddr . meta l4proto . th dport vmap @"+mapNoEPServices)
+		rule(c, "ct state new", local, "meta l4proto . th dport vmap @"+mapNoEPNodePort)
+	}
+	// A TCP reset, which unlike ICMP errors the kernel does not rate-limit.
+	rule(chainReject, "meta l4proto tcp reject with tcp reset")
+	rule(chainReject, "reject")
+}
+
+// nftWriter takes a transaction's operations: a knftables transaction
+// (the text nft reads, and the golden files hold) or a wireBatch (the
+// same operations encoded for the kernel).
+type nftWriter interface {
+	Add(knftables.Object)
+	Flush(knftables.Object)
+	Delete(knftables.Object)
+}
+
+// transaction writes cur into the table. Full (prev nil): the skeleton,
+// every chain, map and set rewritten, and what the kernel has beyond them
+// (existing chains, dynamic sets and endpoints maps) deleted. Partial:
+// what differs from prev, where prev and cur are the parts of the table a
+// change touches, as the kernel has them and as they are to be.
+func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChains, existingSets []string) {
+	full := prev == nil
+	if full {
+		f.skeleton(tx)
+		prev = &nftRules{chains: map[string][]string{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
+		for _, c := range existingChains {
+			if !isFixedChain(c) {
+				prev.chains[c] = []string{"(unknown)"}
+			}
+		}
+		for _, s := range existingSets {
+			if strings.HasPrefix(s, "affinity-") {
+				prev.affinity[s] = -1
+			}
+			if strings.HasPrefix(s, mapEndpoints) {
+				prev.maps[s] = map[string]string{}
+			}
+		}
+	}
+	// 0. The endpoints maps the rules will read.
+	for _, name := range keysWhere(cur.maps, func(name string, _ map[string]string) bool {
+		_, ok := prev.maps[name]
+		return strings.HasPrefix(name, mapEndpoints) && (!ok || full)
+	}) {
+		tx.Add(&knftables.Map{Name: name, TypeOf: "numgen random mod 1 : " + f.ip + " daddr . tcp dport"})
+	}
+	// 1. Sets the new chains update, then every new chain, empty (a chain
+	// may jump to another new one).
+	for _, name := range keysWhere(cur.affinity, func(name string, _ int) bool { _, ok := prev.affinity[name]; return !ok || full }) {
+		t := time.Duration(cur.affinity[name]) * time.Second
+		tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
+	}
+	rewrite := keysWhere(cur.chains, func(name string, rules []string) bool {
+		old, had := prev.chains[name]
+		return !had || !slices.Equal(old, rules)
+	})
+	for _, name := range rewrite {
+		// A full sync adds every chain, existing or not: what it was
+		// told exists is a belief, and adding an existing chain changes
+		// nothing, where flushing a missing one fails the transaction.
+		if _, had := prev.chains[name]; !had || full {
+			tx.Add(&knftables.Chain{Name: name})
+		}
+	}
+	// 2. Chains whose rules differ, rewritten.
+	for _, name := range rewrite {
+		if _, had := prev.chains[name]; had {
+			tx.Flush(&knftables.Chain{Name: name})
+		}
+		for _, rule := range cur.chains[name] {
+			tx.Add(&knftables.Rule{Chain: name, Rule: rule})
+		}
+	}
+	// 3. Map and set elements.
+	for _, name := range sortedKeys(cur.maps) {
+		want, have := cur.maps[name], prev.maps[name]
+		if full {
+			tx.Flush(&knftables.Map{Name: name})
+			have = nil
+		}
+		for _, k := range keysWhere(have, func(k, v string) bool { w, ok := want[k]; return !ok || w != v }) {
+			tx.Delete(&knftables.Element{Map: name, Key: []string{k}})
+		}
+		for _, k := range keysWhere(want, func(k, v string) bool { h, ok := have[k]; return !ok || h != v }) {
+			tx.Add(&knftables.Element{Map: name, Key: []string{k}, Value: []string{want[k]}})
+		}
+	}
+	for _, name := range sortedKeys(cur.sets) {
+		want, have := cur.sets[name], prev.sets[name]
+		if full {
+			tx.Flush(&knftables.Set{Name: name})
+			have = nil
+		}
+		for _, k := range have {
+			if !slices.Contains(want, k) {
+				tx.Delete(&knftables.Element{Set: name, Key: []string{k}})
+			}
+		}
+		for _, k := range want {
+			if !slices.Contains(have, k) {
+				tx.Add(&knftables.Element{Set: name, Key: []string{k}})
+			}
+		}
+	}
+	// 4. What is no longer wanted, now that nothing refers to it.
+	gone := keysWhere(prev.chains, func(name string, _ []string) bool { _, ok := cur.chains[name]; return !ok })
+	for _, name := range gone {
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	for _, name := range gone {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
+		tx.Delete(&knftables.Set{Name: name})
+	}
+	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]string) bool { _, ok := cur.maps[name]; return !ok }) {
+		tx.Delete(&knftables.Map{Name: name})
+	}
+}
+
+// keysWhere returns, sorted, the keys of m whose entries pass keep: a
+// partial sync sorts only what changed.
+func keysWhere[V any](m map[string]V, keep func(string, V) bool) []string {
+	var out []string
+	for k, v := range m {
+		if keep(k, v) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func isFixedChain(name string) bool {
+	switch name {
+	case "nat-prerouting", "nat-output", "nat-postrouting", "filter-prerouting", "filter-output",
+		chainServices, chainMarkMasq, chainReject:
+		return true
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
