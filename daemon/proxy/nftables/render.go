@@ -158,12 +158,39 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			claims: map[string][]string{}, hairpin: map[string]int{}}
 	}
 	cache.call++
-	type pair struct{ old, cur *nftChunk }
-	var changed []pair
+	changed, dirty := f.renderChanged(m, cache)
+	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
+	cache.rebuildGroups(ch, dirty, partial)
+	var touched []string
+	if partial {
+		touched = cache.claimedBefore(ch, changed)
+	}
+	hairpinWas := cache.apply(ch, changed, partial)
+	if !partial {
+		return ch, cache // the caller writes the whole
+	}
+	for _, mk := range touched {
+		mp, k, _ := strings.Cut(mk, " ")
+		if ids := cache.claims[mk]; len(ids) > 0 {
+			ch.after.maps[mp][k] = cache.chunks[ids[0]].r.maps[mp][k]
+		}
+	}
+	cache.hairpinChange(ch, hairpinWas)
+	cache.count += ch.after.count() - ch.before.count()
+	return ch, cache
+}
+
+// chunkPair is a port's chunk as it was (nil: the port is new) and as it
+// is (nil: the port went).
+type chunkPair struct{ old, cur *nftChunk }
+
+// renderChanged renders anew the ports that changed, drops the chunks of
+// ports that went, and returns both, with the endpoints maps they touch.
+// Keys stay taken by the ports kept, and by those rendered anew, which
+// may take their runs again; a port that goes frees its keys.
+func (f nftRenderer) renderChanged(m *proxy.Model, cache *nftCache) (changed []chunkPair, dirty map[string]bool) {
 	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
-	// The groups that change: those of ports rendered anew, and of ports
-	// whose chunk goes.
-	dirty := map[string]bool{}
+	dirty = map[string]bool{}
 	for _, sp := range fresh {
 		dirty[endpointGroup(sp)] = true
 	}
@@ -175,13 +202,11 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			dirty[c.group] = true
 		}
 		if !renewed[id] {
-			changed = append(changed, pair{old: c})
+			changed = append(changed, chunkPair{old: c})
 			delete(cache.chunks, id)
 			delete(cache.members[c.group], id)
 		}
 	}
-	// Keys stay taken by the ports kept, and by those rendered anew, which
-	// may take their runs again; a port that goes frees its keys.
 	taken := map[string][]slotRange{}
 	for g := range dirty {
 		for _, c := range cache.members[g] {
@@ -219,11 +244,14 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			}
 			cache.members[c.group][c.ID] = c
 		}
-		changed = append(changed, pair{old, c})
+		changed = append(changed, chunkPair{old, c})
 	}
+	return changed, dirty
+}
 
-	// The endpoints maps touched, rebuilt whole.
-	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
+// rebuildGroups rebuilds the endpoints maps touched, whole: as they were
+// into ch.before, and, when partial, as they are into ch.after.
+func (cache *nftCache) rebuildGroups(ch nftChange, dirty map[string]bool, partial bool) {
 	for g := range dirty {
 		if old := cache.groups[g]; old != nil {
 			ch.before.maps[g] = old
@@ -239,45 +267,54 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			ch.after.maps[g] = cur
 		}
 	}
-	// The verdict-map keys the changed ports claim: before, the value of
-	// the key's first claim then, after, of its first claim now.
+}
+
+// claimedBefore returns the verdict-map keys the changed ports claim,
+// and puts into ch.before each key's value as its first claim had it.
+func (cache *nftCache) claimedBefore(ch nftChange, changed []chunkPair) []string {
 	var touched []string
-	if partial {
-		olds := map[string]*nftChunk{} // no longer in cache.chunks
-		seen := map[string]bool{}
-		for _, p := range changed {
-			for _, c := range []*nftChunk{p.old, p.cur} {
-				if c == nil {
-					continue
-				}
-				for _, mp := range verdictMaps {
-					for k := range c.r.maps[mp] {
-						if mk := mp + " " + k; !seen[mk] {
-							seen[mk] = true
-							touched = append(touched, mk)
-						}
+	olds := map[string]*nftChunk{} // no longer in cache.chunks
+	seen := map[string]bool{}
+	for _, p := range changed {
+		for _, c := range []*nftChunk{p.old, p.cur} {
+			if c == nil {
+				continue
+			}
+			for _, mp := range verdictMaps {
+				for k := range c.r.maps[mp] {
+					if mk := mp + " " + k; !seen[mk] {
+						seen[mk] = true
+						touched = append(touched, mk)
 					}
 				}
 			}
-			if p.old != nil {
-				olds[p.old.ID] = p.old
-			}
 		}
-		for _, mk := range touched {
-			if ids := cache.claims[mk]; len(ids) > 0 {
-				owner := olds[ids[0]]
-				if owner == nil {
-					owner = cache.chunks[ids[0]]
-				}
-				mp, k, _ := strings.Cut(mk, " ")
-				ch.before.maps[mp][k] = owner.r.maps[mp][k]
-			}
+		if p.old != nil {
+			olds[p.old.ID] = p.old
 		}
 	}
+	for _, mk := range touched {
+		if ids := cache.claims[mk]; len(ids) > 0 {
+			owner := olds[ids[0]]
+			if owner == nil {
+				owner = cache.chunks[ids[0]]
+			}
+			mp, k, _ := strings.Cut(mk, " ")
+			ch.before.maps[mp][k] = owner.r.maps[mp][k]
+		}
+	}
+	return touched
+}
+
+// apply moves the cache's claims and hairpin counts from the changed
+// ports' old chunks to their new ones, merging the chunks' chains into
+// ch (the old ones always: a full sync too deletes what went), and
+// returns, per hairpin element touched, whether it was there before.
+func (cache *nftCache) apply(ch nftChange, changed []chunkPair, partial bool) map[string]bool {
 	hairpinWas := map[string]bool{}
 	for _, p := range changed {
 		if p.old != nil {
-			mergeChunk(ch.before, p.old) // a full sync too deletes what went
+			mergeChunk(ch.before, p.old)
 			cache.claim(p.old, -1)
 			for _, h := range p.old.hairpin {
 				if _, ok := hairpinWas[h]; !ok {
@@ -301,15 +338,11 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			}
 		}
 	}
-	if !partial {
-		return ch, cache // the caller writes the whole
-	}
-	for _, mk := range touched {
-		mp, k, _ := strings.Cut(mk, " ")
-		if ids := cache.claims[mk]; len(ids) > 0 {
-			ch.after.maps[mp][k] = cache.chunks[ids[0]].r.maps[mp][k]
-		}
-	}
+	return hairpinWas
+}
+
+// hairpinChange writes into ch the hairpin elements that come or go.
+func (cache *nftCache) hairpinChange(ch nftChange, hairpinWas map[string]bool) {
 	for h, was := range hairpinWas {
 		if is := cache.hairpin[h] > 0; is != was {
 			if was {
@@ -325,8 +358,6 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			slices.Sort(r.sets[setHairpin])
 		}
 	}
-	cache.count += ch.after.count() - ch.before.count()
-	return ch, cache
 }
 
 // mergeChunk adds a chunk's chains and dynamic sets to r.
