@@ -4,16 +4,18 @@
 // endpoints, masquerade where replies would otherwise miss the node,
 // and refuse new connections to a Service without endpoints.
 //
-// One model (Build: pure, from a snapshot, problems reported rather than
-// fatal) feeds two backends: nftables (tables "ip skein" and "ip6
-// skein", verdict maps, one transaction per family per sync) and
-// iptables (chains SKEIN-…, iptables-restore --noflush, one
-// transaction per family per sync, a prefix tree for dispatch). Between
-// full syncs a backend rewrites only the chains and map elements that
-// changed, worked out from the Service ports that changed, not from the
-// whole table. The nftables backend renders nft's text (what the golden
-// files hold) and writes the same operations to the kernel over netlink
-// (nftwire.go, nftrule.go), one kernel transaction per sync; a change of
-// endpoints-map elements alone skips the text. The controller also clears the UDP conntrack entries that
-// would keep clients sending into a black hole.
+// This package holds the model and the controller. The model (Build:
+// pure, from a snapshot, problems reported rather than fatal; a Memo
+// recomputes only the Services that changed) feeds one of two backends,
+// each a package of its own:
+//   - nftables: tables "ip skein" and "ip6 skein", verdict maps, one
+//     kernel transaction per family per sync, written over netlink;
+//   - iptables: chains SKEIN-…, iptables-restore --noflush, one
+//     transaction per family per sync, a prefix tree for dispatch.
+//
+// Between full syncs a backend rewrites only the chains and map elements
+// that changed, worked out from the Service ports that changed (their
+// PortStamp), not from the whole table. The controller isolates a
+// Service whose rules the kernel refuses, and clears the UDP conntrack
+// entries that would keep clients sending into a black hole.
 package proxy
