@@ -49,7 +49,7 @@ func (b *Backend) apply(ctx context.Context, f nftRenderer, w *wireBatch, render
 	err := w.finish()
 	if errors.Is(err, errNotEncodable) {
 		tx := b.nft[f.fam].NewTransaction()
-		render(tx)
+		render(textTx{tx})
 		return runNFT(ctx, tx)
 	}
 	if err != nil {

@@ -40,7 +40,7 @@ func elementsOnly(before, after *nftRules) (del, add []nftElement, ok bool) {
 		return nil, nil, false
 	}
 	for name, rules := range before.chains {
-		if cur, had := after.chains[name]; !had || !slices.Equal(rules, cur) {
+		if cur, had := after.chains[name]; !had || !sameRules(rules, cur) {
 			return nil, nil, false
 		}
 	}

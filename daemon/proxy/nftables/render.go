@@ -50,7 +50,7 @@ const (
 // nftRules is the desired content of one family's table beyond its fixed
 // skeleton: what a partial sync diffs.
 type nftRules struct {
-	chains   map[string][]string          // regular chains, rules in nft syntax
+	chains   map[string][]rule            // regular chains and their rules
 	maps     map[string]map[string]string // verdict maps: key -> verdict
 	sets     map[string][]string          // plain sets: elements
 	affinity map[string]int               // dynamic sets: timeout in seconds
@@ -90,7 +90,7 @@ func newNFTRenderer(fam int, o proxy.RuleOptions) nftRenderer {
 // newNFTRules returns empty rules with room for about n service ports.
 func newNFTRules(n int) *nftRules {
 	return &nftRules{
-		chains: make(map[string][]string, n),
+		chains: make(map[string][]rule, n),
 		maps: map[string]map[string]string{mapServiceIPs: make(map[string]string, n), mapNodePorts: {},
 			mapNoEPServices: {}, mapNoEPNodePort: {}},
 		sets:     map[string][]string{},
@@ -415,7 +415,7 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 	clusterKey := key(sp.ClusterIP.String(), sp.Port)
 	switch {
 	case len(cluster) > 0:
-		r.chains[svc] = append([]string{fmt.Sprintf("iifname != %q jump %s", f.bridge, chainMarkMasq)}, f.dispatch(c, free, sp, cluster)...)
+		r.chains[svc] = append([]rule{newRule(iifnameNot{f.bridge}, verdict{"jump", chainMarkMasq})}, f.dispatch(c, free, sp, cluster)...)
 		r.maps[mapServiceIPs][clusterKey] = "goto " + svc
 	case sp.InternalLocal && len(sp.Endpoints) > 0:
 		r.maps[mapNoEPServices][clusterKey] = "drop" // endpoints exist, none here
@@ -431,10 +431,9 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 	case !sp.ExternalLocal && len(cluster) > 0:
 		// The ClusterIP's pick, whose own masquerade test can only add
 		// the mark this one sets anyway.
-		r.chains[ext] = []string{"jump " + chainMarkMasq, "goto " + svc}
+		r.chains[ext] = []rule{newRule(verdict{"jump", chainMarkMasq}), newRule(verdict{"goto", svc})}
 	case sp.ExternalLocal && len(sp.LocalEndpoints()) > 0:
-		r.chains[ext] = []string{"fib saddr type local jump " + chainMarkMasq}
-		r.chains[ext] = append(r.chains[ext], "goto "+svl)
+		r.chains[ext] = []rule{newRule(fibLocal{"saddr"}, verdict{"jump", chainMarkMasq}), newRule(verdict{"goto", svl})}
 		r.chains[svl] = f.dispatch(c, free, sp, sp.LocalEndpoints())
 	case sp.ExternalLocal && len(sp.Endpoints) > 0:
 		noEP = "drop" // externalTrafficPolicy: Local, and no endpoint here
@@ -471,12 +470,10 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 // set by scanning the table's: loading tens of thousands is quadratic.)
 // Affinity needs a chain per endpoint to record the client in; there the
 // pick is a cascade, the i-th of the n rules left matching with odds 1/n.
-func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort, eps []proxy.Endpoint) []string {
+func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort, eps []proxy.Endpoint) []rule {
 	r := c.r
-	var rules []string
-	target := func(e proxy.Endpoint) string {
-		return fmt.Sprintf("meta l4proto %s dnat to %s", sp.Protocol, e.AddrPort())
-	}
+	var rules []rule
+	target := func(e proxy.Endpoint) rule { return newRule(l4proto{sp.Protocol}, dnatTo{e.AddrPort()}) }
 	if sp.AffinitySeconds > 0 {
 		var seps []string
 		for _, e := range eps {
@@ -487,14 +484,14 @@ func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort
 			// The timeout is in the name: a set's timeout cannot change.
 			aff := fmt.Sprintf("affinity-%s-%d", id, sp.AffinitySeconds)
 			r.affinity[aff] = sp.AffinitySeconds
-			r.chains[sep] = []string{fmt.Sprintf("update @%s { %s saddr }", aff, f.ip), target(e)}
-			rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", f.ip, aff, sep))
-			seps = append(seps, "goto "+sep)
+			r.chains[sep] = []rule{newRule(updateSaddr{f.fam, aff}), target(e)}
+			rules = append(rules, newRule(addrIn{f.fam, "saddr", aff}, verdict{"goto", sep}))
+			seps = append(seps, sep)
 		}
 		return append(rules, cascade(seps)...)
 	}
 	if len(eps) == 1 {
-		return []string{target(eps[0])}
+		return []rule{target(eps[0])}
 	}
 	run := free.take(len(eps))
 	c.slots = append(c.slots, run)
@@ -504,17 +501,18 @@ func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort
 	for i, e := range eps {
 		r.maps[free.group][strconv.Itoa(run.first+i)] = fmt.Sprintf("%s . %d", e.Addr, e.Port)
 	}
-	return []string{fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", sp.Protocol, f.ip, len(eps), run.first, free.group)}
+	return []rule{newRule(l4proto{sp.Protocol}, dnatNumgenMap{f.fam, uint32(len(eps)), uint32(run.first), free.group})}
 }
 
-// cascade picks one of the statements with equal odds.
-func cascade(stmts []string) []string {
-	var rules []string
-	for i, s := range stmts {
-		if left := len(stmts) - i; left > 1 {
-			rules = append(rules, fmt.Sprintf("numgen random mod %d == 0 %s", left, s))
+// cascade goes to one of the chains with equal odds: the i-th of the n
+// rules left matching with odds 1/n.
+func cascade(chains []string) []rule {
+	var rules []rule
+	for i, c := range chains {
+		if left := len(chains) - i; left > 1 {
+			rules = append(rules, newRule(numgenIs0{uint32(left)}, verdict{"goto", c}))
 		} else {
-			rules = append(rules, s)
+			rules = append(rules, newRule(verdict{"goto", c}))
 		}
 	}
 	return rules

@@ -152,7 +152,7 @@ func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftRenderer, m *pr
 		render = func(tx nftWriter) { f.transaction(tx, nil, whole, nil, nil) }
 	}
 	tx := fake.NewTransaction()
-	render(tx)
+	render(textTx{tx})
 	if err := fake.Run(context.Background(), tx); err != nil {
 		t.Fatalf("step %d: the sync fails: %v", step, err)
 	}

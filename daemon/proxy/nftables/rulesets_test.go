@@ -53,12 +53,12 @@ func TestRulesets(t *testing.T) {
 	}
 }
 
-func newFakeTx(fam int) *knftables.Transaction {
+func newFakeTx(fam int) textTx {
 	kf := knftables.IPv4Family
 	if fam == 6 {
 		kf = knftables.IPv6Family
 	}
-	return knftables.NewFake(kf, Table).NewTransaction()
+	return textTx{knftables.NewFake(kf, Table).NewTransaction()}
 }
 
 // TestPartialMatchesWhole drives 30 Services through 80 random changes —
@@ -88,7 +88,7 @@ func TestPartialMatchesWhole(t *testing.T) {
 		}
 		full := knftables.NewFake(knftables.IPv4Family, Table)
 		tx := full.NewTransaction()
-		f.transaction(tx, nil, whole, nil, nil)
+		f.transaction(textTx{tx}, nil, whole, nil, nil)
 		if err := full.Run(ctx, tx); err != nil {
 			t.Fatalf("step %d: the full sync fails: %v", step, err)
 		}

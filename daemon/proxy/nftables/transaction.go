@@ -1,7 +1,6 @@
 package nftables
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -45,39 +44,45 @@ func (f nftRenderer) skeleton(tx nftWriter) {
 	tx.Add(&knftables.Set{Name: setHairpin, Type: f.addrType + " . " + f.addrType})
 	tx.Add(&knftables.Set{Name: setNodePortIPs, Type: f.addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
 
-	rule := func(chain string, parts ...string) {
-		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts)})
-	}
-	rule("nat-prerouting", "jump", chainServices)
-	rule("nat-output", "jump", chainServices)
-	rule(chainServices, f.ip, "daddr . meta l4proto . th dport vmap @"+mapServiceIPs)
-	local := "fib daddr type local"
+	rule := func(chain string, stmts ...stmt) { tx.Rule(chain, newRule(stmts...)) }
+	rule("nat-prerouting", verdict{"jump", chainServices})
+	rule("nat-output", verdict{"jump", chainServices})
+	rule(chainServices, addrProtoPortVmap{f.fam, mapServiceIPs})
+	var local stmt = fibLocal{"daddr"}
 	if len(f.nodePortPrefix) > 0 {
-		local = f.ip + " daddr @" + setNodePortIPs
+		local = addrIn{f.fam, "daddr", setNodePortIPs}
 	}
-	rule(chainServices, local, "meta l4proto . th dport vmap @"+mapNodePorts)
-	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark or 0x%x", proxy.MasqueradeMark))
-	rule("nat-postrouting", "ct status dnat", f.ip, "saddr .", f.ip, "daddr @"+setHairpin, "masquerade")
-	rule("nat-postrouting", fmt.Sprintf("meta mark & 0x%x == 0 return", proxy.MasqueradeMark))
-	rule("nat-postrouting", fmt.Sprintf("meta mark set meta mark xor 0x%x", proxy.MasqueradeMark))
-	rule("nat-postrouting", "masquerade fully-random")
+	rule(chainServices, local, protoPortVmap{mapNodePorts})
+	rule(chainMarkMasq, markOr{bits: proxy.MasqueradeMark})
+	rule("nat-postrouting", ctStatusDNAT{}, addrPairIn{f.fam, setHairpin}, masquerade{})
+	rule("nat-postrouting", markClear{proxy.MasqueradeMark}, verdict{kind: "return"})
+	rule("nat-postrouting", markOr{bits: proxy.MasqueradeMark, xor: true})
+	rule("nat-postrouting", masquerade{fullyRandom: true})
 	for _, c := range []string{"filter-prerouting", "filter-output"} {
-		rule(c, "ct state new", f.ip, "daddr . meta l4proto . th dport vmap @"+mapNoEPServices)
-		rule(c, "ct state new", local, "meta l4proto . th dport vmap @"+mapNoEPNodePort)
+		rule(c, ctStateNew{}, addrProtoPortVmap{f.fam, mapNoEPServices})
+		rule(c, ctStateNew{}, local, protoPortVmap{mapNoEPNodePort})
 	}
 	// A TCP reset, which unlike ICMP errors the kernel does not rate-limit.
-	rule(chainReject, "meta l4proto tcp reject with tcp reset")
-	rule(chainReject, "reject")
+	rule(chainReject, l4proto{"tcp"}, reject{tcpReset: true})
+	rule(chainReject, reject{})
 }
 
 // nftWriter takes a transaction's operations: a knftables transaction
-// (the text nft reads, and the golden files hold) or a wireBatch (the
-// same operations encoded for the kernel).
+// (textTx: the text nft reads, and the golden files hold) or a wireBatch
+// (the same operations encoded for the kernel). Rules come as values,
+// which each renders its own way.
 type nftWriter interface {
 	Add(knftables.Object)
 	Flush(knftables.Object)
 	Delete(knftables.Object)
+	Rule(chain string, r rule)
 }
+
+// textTx writes a transaction as nft's text.
+type textTx struct{ *knftables.Transaction }
+
+// Rule implements nftWriter.
+func (t textTx) Rule(chain string, r rule) { t.Add(&knftables.Rule{Chain: chain, Rule: r.text}) }
 
 // transaction writes cur into the table. Full (prev nil): the skeleton,
 // every chain, map and set rewritten, and what the kernel has beyond them
@@ -88,10 +93,10 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 	full := prev == nil
 	if full {
 		f.skeleton(tx)
-		prev = &nftRules{chains: map[string][]string{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
+		prev = &nftRules{chains: map[string][]rule{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
 		for _, c := range existingChains {
 			if !isFixedChain(c) {
-				prev.chains[c] = []string{"(unknown)"}
+				prev.chains[c] = []rule{{text: "(unknown)"}}
 			}
 		}
 		for _, s := range existingSets {
@@ -116,9 +121,9 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 		t := time.Duration(cur.affinity[name]) * time.Second
 		tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
 	}
-	rewrite := keysWhere(cur.chains, func(name string, rules []string) bool {
+	rewrite := keysWhere(cur.chains, func(name string, rules []rule) bool {
 		old, had := prev.chains[name]
-		return !had || !slices.Equal(old, rules)
+		return !had || !sameRules(old, rules)
 	})
 	for _, name := range rewrite {
 		// A full sync adds every chain, existing or not: what it was
@@ -133,8 +138,8 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 		if _, had := prev.chains[name]; had {
 			tx.Flush(&knftables.Chain{Name: name})
 		}
-		for _, rule := range cur.chains[name] {
-			tx.Add(&knftables.Rule{Chain: name, Rule: rule})
+		for _, r := range cur.chains[name] {
+			tx.Rule(name, r)
 		}
 	}
 	// 3. Map and set elements.
@@ -169,7 +174,7 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 		}
 	}
 	// 4. What is no longer wanted, now that nothing refers to it.
-	gone := keysWhere(prev.chains, func(name string, _ []string) bool { _, ok := cur.chains[name]; return !ok })
+	gone := keysWhere(prev.chains, func(name string, _ []rule) bool { _, ok := cur.chains[name]; return !ok })
 	for _, name := range gone {
 		tx.Flush(&knftables.Chain{Name: name})
 	}

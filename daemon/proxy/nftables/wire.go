@@ -69,8 +69,10 @@ func newWireBatch(f nftRenderer) *wireBatch {
 }
 
 // nfproto is the family's number in netlink (nft's "ip" or "ip6").
-func (f nftRenderer) nfproto() byte {
-	if f.fam == 6 {
+func (f nftRenderer) nfproto() byte { return nfproto(f.fam) }
+
+func nfproto(fam int) byte {
+	if fam == 6 {
 		return unix.NFPROTO_IPV6
 	}
 	return unix.NFPROTO_IPV4
@@ -418,16 +420,22 @@ func parseVerdict(s string) (int32, string, error) {
 	return 0, "", fmt.Errorf("verdict %q", s)
 }
 
-func (w *wireBatch) addRule(chain, rule string) error {
-	exprs, ok := w.rules[rule]
+// Rule implements nftWriter: the rule's expressions, encoded once per
+// distinct rule (most Services' chains share their first rule).
+func (w *wireBatch) Rule(chain string, r rule) {
+	if w.err != nil {
+		return
+	}
+	exprs, ok := w.rules[r.text]
 	if !ok {
 		var err error
-		if exprs, err = w.f.compileRule(rule); err != nil {
-			return fmt.Errorf("rule %q: %w: %w", rule, err, errNotEncodable)
+		if exprs, err = r.encode(w.f.fam); err != nil {
+			w.err = fmt.Errorf("add rule %s: %w", chain, err)
+			return
 		}
-		w.rules[rule] = exprs
+		w.rules[r.text] = exprs
 	}
-	w.msg(unix.NFT_MSG_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_APPEND, "add rule "+chain+" "+rule)
+	w.msg(unix.NFT_MSG_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_APPEND, "add rule "+chain+" "+r.text)
 	w.table()
 	w.str(unix.NFTA_RULE_CHAIN, chain)
 	at := w.nest(unix.NFTA_RULE_EXPRESSIONS)
@@ -439,7 +447,6 @@ func (w *wireBatch) addRule(chain, rule string) error {
 	}
 	w.close(at)
 	w.end()
-	return nil
 }
 
 // errNotEncodable marks what the encoder does not know: the same
@@ -493,11 +500,6 @@ func (w *wireBatch) encode(verb string, obj knftables.Object) error {
 			w.deleteChain(o.Name)
 			return nil
 		}
-	case *knftables.Rule:
-		if verb != "add" || o.Index != nil || o.Handle != nil || o.Comment != nil {
-			break
-		}
-		return w.addRule(o.Chain, o.Rule)
 	case *knftables.Set:
 		return w.set(verb, o.Name, false, o.Type, o.TypeOf, o.Flags, o.Timeout,
 			o.GCInterval == nil && o.Size == nil && o.Policy == nil && o.AutoMerge == nil && o.Comment == nil && o.Handle == nil)

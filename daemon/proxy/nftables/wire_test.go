@@ -121,9 +121,10 @@ func dropShop(s string) string {
 	return strings.Join(out, "\n---\n")
 }
 
-// TestWireRejects: a line the encoder does not know is an error, not a
-// guess; a transaction the kernel refuses changes nothing and names the
-// command it refused.
+// TestWireRejects: what the encoder does not know (a rule as text:
+// skein's rules are values; an element its set cannot take) is an error,
+// not a guess; a transaction the kernel refuses changes nothing and
+// names the command it refused.
 func TestWireRejects(t *testing.T) {
 	f := newNFTRenderer(4, opts)
 	prio := knftables.DNATPriority
@@ -162,7 +163,7 @@ func TestWireRejects(t *testing.T) {
 	w := newWireBatch(f)
 	w.Add(&knftables.Table{})
 	w.Add(&knftables.Chain{Name: "a"})
-	w.Add(&knftables.Rule{Chain: "a", Rule: "jump b"}) // no chain b
+	w.Rule("a", newRule(verdict{"jump", "b"})) // no chain b
 	w.Add(&knftables.Chain{Name: "c"})
 	if err := w.finish(); err != nil {
 		t.Fatal(err)
