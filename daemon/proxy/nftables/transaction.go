@@ -93,30 +93,66 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 	full := prev == nil
 	if full {
 		f.skeleton(tx)
-		prev = &nftRules{chains: map[string][]rule{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
-		for _, c := range existingChains {
-			if !isFixedChain(c) {
-				prev.chains[c] = []rule{{text: "(unknown)"}}
-			}
+		prev = kernelHas(existingChains, existingSets)
+	}
+	rewrite := f.declare(tx, prev, cur, full)
+	// 2. Chains whose rules differ, rewritten.
+	for _, name := range rewrite {
+		if _, had := prev.chains[name]; had {
+			tx.Flush(&knftables.Chain{Name: name})
 		}
-		for _, s := range existingSets {
-			if strings.HasPrefix(s, "affinity-") {
-				prev.affinity[s] = -1
-			}
-			if strings.HasPrefix(s, mapEndpoints) {
-				prev.maps[s] = map[string]string{}
-			}
+		for _, r := range cur.chains[name] {
+			tx.Rule(name, r)
 		}
 	}
-	// 0. The endpoints maps the rules will read.
+	writeElements(tx, prev, cur, full)
+	// 4. What is no longer wanted, now that nothing refers to it.
+	gone := keysWhere(prev.chains, func(name string, _ []rule) bool { _, ok := cur.chains[name]; return !ok })
+	for _, name := range gone {
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	for _, name := range gone {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
+		tx.Delete(&knftables.Set{Name: name})
+	}
+	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]string) bool { _, ok := cur.maps[name]; return !ok }) {
+		tx.Delete(&knftables.Map{Name: name})
+	}
+}
+
+// kernelHas is what a full sync takes the kernel to hold beyond the
+// skeleton: the chains, dynamic sets and endpoints maps it was told
+// exist, of unknown content (so that every one is rewritten or deleted).
+func kernelHas(existingChains, existingSets []string) *nftRules {
+	prev := &nftRules{chains: map[string][]rule{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
+	for _, c := range existingChains {
+		if !isFixedChain(c) {
+			prev.chains[c] = []rule{{text: "(unknown)"}}
+		}
+	}
+	for _, s := range existingSets {
+		if strings.HasPrefix(s, "affinity-") {
+			prev.affinity[s] = -1
+		}
+		if strings.HasPrefix(s, mapEndpoints) {
+			prev.maps[s] = map[string]string{}
+		}
+	}
+	return prev
+}
+
+// declare writes steps 0 and 1: the endpoints maps the rules will read,
+// the sets the new chains update, then every new chain, empty (a chain
+// may jump to another new one). It returns the chains to rewrite.
+func (f nftRenderer) declare(tx nftWriter, prev, cur *nftRules, full bool) []string {
 	for _, name := range keysWhere(cur.maps, func(name string, _ map[string]string) bool {
 		_, ok := prev.maps[name]
 		return strings.HasPrefix(name, mapEndpoints) && (!ok || full)
 	}) {
 		tx.Add(&knftables.Map{Name: name, TypeOf: "numgen random mod 1 : " + f.ip + " daddr . tcp dport"})
 	}
-	// 1. Sets the new chains update, then every new chain, empty (a chain
-	// may jump to another new one).
 	for _, name := range keysWhere(cur.affinity, func(name string, _ int) bool { _, ok := prev.affinity[name]; return !ok || full }) {
 		t := time.Duration(cur.affinity[name]) * time.Second
 		tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
@@ -133,16 +169,12 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 			tx.Add(&knftables.Chain{Name: name})
 		}
 	}
-	// 2. Chains whose rules differ, rewritten.
-	for _, name := range rewrite {
-		if _, had := prev.chains[name]; had {
-			tx.Flush(&knftables.Chain{Name: name})
-		}
-		for _, r := range cur.chains[name] {
-			tx.Rule(name, r)
-		}
-	}
-	// 3. Map and set elements.
+	return rewrite
+}
+
+// writeElements writes step 3: the map and set elements that differ
+// (all of them, after a flush, in a full sync).
+func writeElements(tx nftWriter, prev, cur *nftRules, full bool) {
 	for _, name := range sortedKeys(cur.maps) {
 		want, have := cur.maps[name], prev.maps[name]
 		if full {
@@ -172,20 +204,6 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 				tx.Add(&knftables.Element{Set: name, Key: []string{k}})
 			}
 		}
-	}
-	// 4. What is no longer wanted, now that nothing refers to it.
-	gone := keysWhere(prev.chains, func(name string, _ []rule) bool { _, ok := cur.chains[name]; return !ok })
-	for _, name := range gone {
-		tx.Flush(&knftables.Chain{Name: name})
-	}
-	for _, name := range gone {
-		tx.Delete(&knftables.Chain{Name: name})
-	}
-	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
-		tx.Delete(&knftables.Set{Name: name})
-	}
-	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]string) bool { _, ok := cur.maps[name]; return !ok }) {
-		tx.Delete(&knftables.Map{Name: name})
 	}
 }
 
