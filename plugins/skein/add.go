@@ -111,7 +111,31 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 	if _, err := ph.LinkByName(args.IfName); err == nil {
 		return nil, envErrorf("CNI_IFNAME %s already exists in %s", args.IfName, args.Netns)
 	}
+	host, pod, err := createVeth(h, ph, n, args, podNS, br, hostName)
+	if err != nil {
+		return nil, err
+	}
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: br.Name, Mac: br.HardwareAddr.String()},
+			{Name: hostName, Mac: host.Attrs().HardwareAddr.String()},
+			{Name: args.IfName, Mac: pod.Attrs().HardwareAddr.String(), Sandbox: args.Netns},
+		},
+		DNS: dnsFor(n, kv),
+	}
+	if err := addressPod(ph, pod, n, args, pool, lease, res); err != nil {
+		return nil, err
+	}
+	if err := enableForwarding(n); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
 
+// createVeth makes the pair, the host end on the bridge and up, the pod
+// end up in the pod's namespace under its final name.
+func createVeth(h, ph netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.NetNS, br *netlink.Bridge, hostName string) (host, pod netlink.Link, err error) {
 	// One message creates both ends, the pod end already in its namespace
 	// under its final name, so no temporary name can collide.
 	veth := &netlink.Veth{
@@ -122,61 +146,55 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 		PeerNamespace: netlink.NsFd(podNS.Fd()),
 	}
 	if err := h.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("create veth %s (pod side %s): %w", hostName, args.IfName, err)
+		return nil, nil, fmt.Errorf("create veth %s (pod side %s): %w", hostName, args.IfName, err)
 	}
-	host, err := h.LinkByName(hostName)
-	if err != nil {
-		return nil, fmt.Errorf("look up %s: %w", hostName, err)
+	if host, err = h.LinkByName(hostName); err != nil {
+		return nil, nil, fmt.Errorf("look up %s: %w", hostName, err)
 	}
 	// The kernel ignores an alias given at creation. Should the ADD die
 	// before this, GC still finds the veth through its reservation, which
 	// names it and was written first.
 	if err := h.LinkSetAlias(host, linkAlias(n.Name)); err != nil {
-		return nil, fmt.Errorf("set alias of %s: %w", hostName, err)
+		return nil, nil, fmt.Errorf("set alias of %s: %w", hostName, err)
 	}
 	if host.Attrs().MasterIndex != br.Index {
-		return nil, fmt.Errorf("attach %s to bridge %s: not attached", hostName, n.Bridge)
+		return nil, nil, fmt.Errorf("attach %s to bridge %s: not attached", hostName, n.Bridge)
 	}
 	if n.Hairpin {
 		if err := h.LinkSetHairpin(host, true); err != nil {
-			return nil, fmt.Errorf("set hairpin on %s: %w", hostName, err)
+			return nil, nil, fmt.Errorf("set hairpin on %s: %w", hostName, err)
 		}
 	}
 	if err := disableIPv6(hostName); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := h.LinkSetUp(host); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", hostName, err)
+		return nil, nil, fmt.Errorf("set %s up: %w", hostName, err)
 	}
-	pod, err := ph.LinkByName(args.IfName)
-	if err != nil {
-		return nil, fmt.Errorf("look up %s in %s: %w", args.IfName, args.Netns, err)
+	if pod, err = ph.LinkByName(args.IfName); err != nil {
+		return nil, nil, fmt.Errorf("look up %s in %s: %w", args.IfName, args.Netns, err)
 	}
 	if err := ph.LinkSetUp(pod); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", args.IfName, err)
+		return nil, nil, fmt.Errorf("set %s up: %w", args.IfName, err)
 	}
+	return host, pod, nil
+}
 
-	res := &current.Result{
-		CNIVersion: current.ImplementedSpecVersion,
-		Interfaces: []*current.Interface{
-			{Name: br.Name, Mac: br.HardwareAddr.String()},
-			{Name: hostName, Mac: host.Attrs().HardwareAddr.String()},
-			{Name: args.IfName, Mac: pod.Attrs().HardwareAddr.String(), Sandbox: args.Netns},
-		},
-		DNS: dnsFor(n, kv),
-	}
+// addressPod gives the pod end its leased addresses and its routes, and
+// records both in res.
+func addressPod(ph netlinksafe.Handle, pod netlink.Link, n *conf.Network, args *skel.CmdArgs, pool *ipam.Pool, lease *ipam.Lease, res *current.Result) error {
 	gateways := map[int]netip.Addr{}
 	for _, rec := range lease.Records {
 		prefix, r, err := prefixOf(pool, rec.IP)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		addr := &netlink.Addr{IPNet: toIPNet(prefix)}
 		if prefix.Addr().Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
 		if err := ph.AddrAdd(pod, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("add %s to %s: %w", prefix, args.IfName, err)
+			return fmt.Errorf("add %s to %s: %w", prefix, args.IfName, err)
 		}
 		gateways[conf.Family(rec.IP)] = r.Gateway
 		res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(2), Address: *toIPNet(prefix), Gateway: r.Gateway.AsSlice()})
@@ -184,14 +202,11 @@ func attach(h netlinksafe.Handle, n *conf.Network, args *skel.CmdArgs, podNS ns.
 	for _, rt := range podRoutes(n, gateways) {
 		route := &netlink.Route{LinkIndex: pod.Attrs().Index, Dst: toIPNet(rt.Dst), Gw: rt.GW.AsSlice()}
 		if err := ph.RouteReplace(route); err != nil {
-			return nil, fmt.Errorf("add route %s via %s in %s: %w", rt.Dst, rt.GW, args.Netns, err)
+			return fmt.Errorf("add route %s via %s in %s: %w", rt.Dst, rt.GW, args.Netns, err)
 		}
 		res.Routes = append(res.Routes, &types.Route{Dst: *toIPNet(rt.Dst), GW: rt.GW.AsSlice()})
 	}
-	if err := enableForwarding(n); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 // podRoutes is the default route of each family via its gateway, then the
