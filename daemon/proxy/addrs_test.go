@@ -9,33 +9,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/cluster/clustertest"
 )
-
-// hostileNodes are two good nodes and one claiming every address as its
-// pod network.
-const hostileNodes = `apiVersion: v1
-kind: Node
-metadata: {name: node1}
-spec: {podCIDRs: [10.244.1.0/24]}
-status: {addresses: [{type: InternalIP, address: 172.30.0.11}]}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node2, annotations: {skein.dev/underlay-ip: 172.31.0.12}}
-spec: {podCIDRs: [10.244.2.0/24]}
-status: {addresses: [{type: InternalIP, address: 172.30.0.12}, {type: ExternalIP, address: 198.51.100.12}]}
----
-apiVersion: v1
-kind: Node
-metadata: {name: greedy}
-spec: {podCIDRs: [0.0.0.0/0]}
-status: {addresses: [{type: InternalIP, address: 172.30.0.13}]}
-`
 
 // TestWithAddr: this node's --node-ip joins the nodes' reserved
 // addresses in its place.
 func TestWithAddr(t *testing.T) {
-	st, err := cluster.ParseFile([]byte(hostileNodes))
+	st, err := cluster.ParseFile([]byte(clustertest.HostileNodes))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +80,7 @@ endpoints: [{addresses: [%s], nodeName: node1}]
 			"invalid-endpoint-address", []string{"10.96.0.1:53"}, nil, 0, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := cluster.ParseFile([]byte(hostileNodes + tc.objects))
+			st, err := cluster.ParseFile([]byte(clustertest.HostileNodes + tc.objects))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +124,7 @@ endpoints: [{addresses: [%s], nodeName: node1}]
 // takes the address out at once, and gives it back when it leaves;
 // Services it does not concern keep their computed ports.
 func TestMemoFollowsReserved(t *testing.T) {
-	objects := hostileNodes + `---
+	objects := clustertest.HostileNodes + `---
 apiVersion: v1
 kind: Service
 metadata: {name: a, namespace: shop}

@@ -65,3 +65,25 @@ func MoveEndpoint(st *cluster.State, i int) {
 	es.Endpoints[0].Addresses = []string{fmt.Sprintf("10.99.%d.%d", i/256%256, i%256)}
 	st.EndpointSlices[0] = &es
 }
+
+// HostileNodes are two good nodes, node1 and node2 (whose underlay is
+// its annotation, with an ExternalIP besides), and a third, greedy,
+// claiming every address as its pod network.
+const HostileNodes = `apiVersion: v1
+kind: Node
+metadata: {name: node1}
+spec: {podCIDRs: [10.244.1.0/24]}
+status: {addresses: [{type: InternalIP, address: 172.30.0.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node2, annotations: {skein.dev/underlay-ip: 172.31.0.12}}
+spec: {podCIDRs: [10.244.2.0/24]}
+status: {addresses: [{type: InternalIP, address: 172.30.0.12}, {type: ExternalIP, address: 198.51.100.12}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: greedy}
+spec: {podCIDRs: [0.0.0.0/0]}
+status: {addresses: [{type: InternalIP, address: 172.30.0.13}]}
+`
