@@ -142,10 +142,10 @@ func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, err
 		} else if del, add, ok := elementsOnly(ch.before, ch.after); ok {
 			render = func(tx nftWriter) {
 				for _, e := range del {
-					tx.Delete(e.object())
+					tx.Element("delete", e.set, e.elem)
 				}
 				for _, e := range add {
-					tx.Add(e.object())
+					tx.Element("add", e.set, e.elem)
 				}
 			}
 		} else {

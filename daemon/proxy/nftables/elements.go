@@ -19,17 +19,10 @@ import (
 // and of the hairpin set, nothing else: those are written as elements,
 // without rendering the transaction's text.
 
-// nftElement is one element to add or delete, as nft writes it.
+// nftElement is one element to add or delete, and its set.
 type nftElement struct {
-	set        string
-	key, value string // value "" for a set's element
-}
-
-func (e nftElement) object() *knftables.Element {
-	if e.value == "" {
-		return &knftables.Element{Set: e.set, Key: []string{e.key}}
-	}
-	return &knftables.Element{Map: e.set, Key: []string{e.key}, Value: []string{e.value}}
+	set string
+	elem
 }
 
 // elementsOnly returns the changes from before to after when they are
@@ -59,11 +52,11 @@ func elementsOnly(before, after *nftRules) (del, add []nftElement, ok bool) {
 			}
 			continue
 		}
-		for _, k := range keysWhere(have, func(k, v string) bool { w, ok := want[k]; return !ok || w != v }) {
-			del = append(del, nftElement{set: name, key: k})
+		for _, k := range keysWhere(have, func(k string, v elem) bool { w, ok := want[k]; return !ok || w != v }) {
+			del = append(del, nftElement{name, have[k]})
 		}
-		for _, k := range keysWhere(want, func(k, v string) bool { h, ok := have[k]; return !ok || h != v }) {
-			add = append(add, nftElement{set: name, key: k, value: want[k]})
+		for _, k := range keysWhere(want, func(k string, v elem) bool { h, ok := have[k]; return !ok || h != v }) {
+			add = append(add, nftElement{name, want[k]})
 		}
 	}
 	for name, have := range before.sets {
@@ -77,14 +70,14 @@ func elementsOnly(before, after *nftRules) (del, add []nftElement, ok bool) {
 			}
 			continue
 		}
-		for _, k := range have {
-			if !slices.Contains(want, k) {
-				del = append(del, nftElement{set: name, key: k})
+		for _, e := range have {
+			if !slices.Contains(want, e) {
+				del = append(del, nftElement{name, e})
 			}
 		}
-		for _, k := range want {
-			if !slices.Contains(have, k) {
-				add = append(add, nftElement{set: name, key: k})
+		for _, e := range want {
+			if !slices.Contains(have, e) {
+				add = append(add, nftElement{name, e})
 			}
 		}
 	}

@@ -53,13 +53,13 @@ func TestElementsOnly(t *testing.T) {
 		if !ok {
 			continue
 		}
-		show := func(es []nftElement, values map[string]map[string]string) []string {
+		show := func(es []nftElement, values map[string]map[string]elem) []string {
 			var out []string
 			for _, e := range es {
 				if e.set == setHairpin {
-					out = append(out, e.key)
+					out = append(out, e.text)
 				} else {
-					out = append(out, values[e.set][e.key])
+					out = append(out, values[e.set][e.text].value)
 				}
 			}
 			slices.Sort(out)

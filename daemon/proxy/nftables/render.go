@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"maps"
+	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/skein-net/skein/daemon/proxy"
@@ -50,10 +50,10 @@ const (
 // nftRules is the desired content of one family's table beyond its fixed
 // skeleton: what a partial sync diffs.
 type nftRules struct {
-	chains   map[string][]rule            // regular chains and their rules
-	maps     map[string]map[string]string // verdict maps: key -> verdict
-	sets     map[string][]string          // plain sets: elements
-	affinity map[string]int               // dynamic sets: timeout in seconds
+	chains   map[string][]rule          // regular chains and their rules
+	maps     map[string]map[string]elem // maps: key text -> element
+	sets     map[string][]elem          // plain sets: elements
+	affinity map[string]int             // dynamic sets: timeout in seconds
 }
 
 func (r *nftRules) count() int {
@@ -76,11 +76,16 @@ type nftRenderer struct {
 	fam            int
 	ip, addrType   string
 	bridge         string
-	nodePortPrefix []string // of this family
+	nodePortPrefix []netip.Prefix // of this family
 }
 
 func newNFTRenderer(fam int, o proxy.RuleOptions) nftRenderer {
-	f := nftRenderer{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge, nodePortPrefix: o.NodePorts(fam)}
+	f := nftRenderer{fam: fam, ip: "ip", addrType: "ipv4_addr", bridge: o.Bridge}
+	for _, s := range o.NodePorts(fam) {
+		if p, err := netip.ParsePrefix(s); err == nil { // skeind's flags parsed them already
+			f.nodePortPrefix = append(f.nodePortPrefix, p.Masked())
+		}
+	}
 	if fam == 6 {
 		f.ip, f.addrType = "ip6", "ipv6_addr"
 	}
@@ -91,9 +96,9 @@ func newNFTRenderer(fam int, o proxy.RuleOptions) nftRenderer {
 func newNFTRules(n int) *nftRules {
 	return &nftRules{
 		chains: make(map[string][]rule, n),
-		maps: map[string]map[string]string{mapServiceIPs: make(map[string]string, n), mapNodePorts: {},
+		maps: map[string]map[string]elem{mapServiceIPs: make(map[string]elem, n), mapNodePorts: {},
 			mapNoEPServices: {}, mapNoEPNodePort: {}},
-		sets:     map[string][]string{},
+		sets:     map[string][]elem{},
 		affinity: map[string]int{},
 	}
 }
@@ -103,7 +108,7 @@ func newNFTRules(n int) *nftRules {
 type nftChunk struct {
 	proxy.PortStamp
 	r       *nftRules
-	hairpin []string
+	hairpin []elem
 	slots   []slotRange // its keys in its group's endpoints map
 	group   string      // that map; "" when it has no keys
 }
@@ -122,16 +127,16 @@ func endpointGroup(sp *proxy.ServicePort) string {
 // ports it touches rather than of the whole table.
 type nftCache struct {
 	call   uint64
-	chunks map[string]*nftChunk         // by port ID
-	groups map[string]map[string]string // each endpoints map, whole
+	chunks map[string]*nftChunk       // by port ID
+	groups map[string]map[string]elem // each endpoints map, whole
 	// members are the chunks with keys in each endpoints map.
 	members map[string]map[string]*nftChunk
 	// claims holds, per "map key" of the verdict maps, the ports whose
 	// rules want it, sorted: two Services may list the same external
 	// address and port, and then the first port's wins.
 	claims  map[string][]string
-	hairpin map[string]int // element -> the local endpoints behind it
-	count   int            // rules and elements, everything written
+	hairpin map[elem]int // element -> the local endpoints behind it
+	count   int          // rules and elements, everything written
 }
 
 // nftChange is what a partial sync writes: the rules of the ports that
@@ -154,8 +159,8 @@ var verdictMaps = []string{mapServiceIPs, mapNodePorts, mapNoEPServices, mapNoEP
 // changes map elements only, and the port's chain stays as it is.
 func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nftChange, *nftCache) {
 	if cache == nil {
-		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]string{}, members: map[string]map[string]*nftChunk{},
-			claims: map[string][]string{}, hairpin: map[string]int{}}
+		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]elem{}, members: map[string]map[string]*nftChunk{},
+			claims: map[string][]string{}, hairpin: map[elem]int{}}
 	}
 	cache.call++
 	changed, dirty := f.renderChanged(m, cache)
@@ -231,7 +236,7 @@ func (f nftRenderer) renderChanged(m *proxy.Model, cache *nftCache) (changed []c
 		}
 		for _, e := range sp.Endpoints {
 			if e.Local {
-				c.hairpin = append(c.hairpin, e.Addr.String()+" . "+e.Addr.String())
+				c.hairpin = append(c.hairpin, hairpinElem(e.Addr))
 			}
 		}
 		cache.chunks[sp.ID()] = c
@@ -259,7 +264,7 @@ func (cache *nftCache) rebuildGroups(ch nftChange, dirty map[string]bool, partia
 		delete(cache.groups, g)
 		for _, c := range cache.members[g] {
 			if cache.groups[g] == nil {
-				cache.groups[g] = map[string]string{}
+				cache.groups[g] = map[string]elem{}
 			}
 			maps.Copy(cache.groups[g], c.r.maps[g])
 		}
@@ -310,8 +315,8 @@ func (cache *nftCache) claimedBefore(ch nftChange, changed []chunkPair) []string
 // ports' old chunks to their new ones, merging the chunks' chains into
 // ch (the old ones always: a full sync too deletes what went), and
 // returns, per hairpin element touched, whether it was there before.
-func (cache *nftCache) apply(ch nftChange, changed []chunkPair, partial bool) map[string]bool {
-	hairpinWas := map[string]bool{}
+func (cache *nftCache) apply(ch nftChange, changed []chunkPair, partial bool) map[elem]bool {
+	hairpinWas := map[elem]bool{}
 	for _, p := range changed {
 		if p.old != nil {
 			mergeChunk(ch.before, p.old)
@@ -342,7 +347,7 @@ func (cache *nftCache) apply(ch nftChange, changed []chunkPair, partial bool) ma
 }
 
 // hairpinChange writes into ch the hairpin elements that come or go.
-func (cache *nftCache) hairpinChange(ch nftChange, hairpinWas map[string]bool) {
+func (cache *nftCache) hairpinChange(ch nftChange, hairpinWas map[elem]bool) {
 	for h, was := range hairpinWas {
 		if is := cache.hairpin[h] > 0; is != was {
 			if was {
@@ -354,8 +359,8 @@ func (cache *nftCache) hairpinChange(ch nftChange, hairpinWas map[string]bool) {
 	}
 	if len(hairpinWas) > 0 {
 		for _, r := range []*nftRules{ch.before, ch.after} {
-			r.sets[setHairpin] = append([]string{}, r.sets[setHairpin]...)
-			slices.Sort(r.sets[setHairpin])
+			r.sets[setHairpin] = append([]elem{}, r.sets[setHairpin]...)
+			sortElems(r.sets[setHairpin])
 		}
 	}
 }
@@ -392,7 +397,11 @@ func (cache *nftCache) claim(c *nftChunk, d int) {
 // whole is every rule of the family, as the cache holds them.
 func (f nftRenderer) whole(cache *nftCache) *nftRules {
 	r := newNFTRules(len(cache.chunks))
-	r.sets[setNodePortIPs] = f.nodePortPrefix
+	var nodePortIPs []elem // nil when none: the set is flushed all the same
+	for _, p := range f.nodePortPrefix {
+		nodePortIPs = append(nodePortIPs, intervalElem(p))
+	}
+	r.sets[setNodePortIPs] = nodePortIPs
 	for _, c := range cache.chunks {
 		mergeChunk(r, c)
 	}
@@ -401,7 +410,8 @@ func (f nftRenderer) whole(cache *nftCache) *nftRules {
 		r.maps[mp][k] = cache.chunks[ids[0]].r.maps[mp][k]
 	}
 	maps.Copy(r.maps, cache.groups)
-	r.sets[setHairpin] = slices.Sorted(maps.Keys(cache.hairpin))
+	r.sets[setHairpin] = slices.Collect(maps.Keys(cache.hairpin))
+	sortElems(r.sets[setHairpin])
 	cache.count = r.count()
 	return r
 }
@@ -410,23 +420,24 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 	r := c.r
 	label := chainLabel(fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp)))
 	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
-	key := func(ip string, port uint16) string { return fmt.Sprintf("%s . %s . %d", ip, sp.Protocol, port) }
+	put := func(mp string, e elem) { r.maps[mp][e.text] = e }
 	cluster := sp.ClusterEndpoints()
-	clusterKey := key(sp.ClusterIP.String(), sp.Port)
+	clusterElem := func(kind, chain string) elem { return serviceElem(sp.ClusterIP, sp.Protocol, sp.Port, kind, chain) }
 	switch {
 	case len(cluster) > 0:
 		r.chains[svc] = append([]rule{newRule(iifnameNot{f.bridge}, verdict{"jump", chainMarkMasq})}, f.dispatch(c, free, sp, cluster)...)
-		r.maps[mapServiceIPs][clusterKey] = "goto " + svc
+		put(mapServiceIPs, clusterElem("goto", svc))
 	case sp.InternalLocal && len(sp.Endpoints) > 0:
-		r.maps[mapNoEPServices][clusterKey] = "drop" // endpoints exist, none here
+		put(mapNoEPServices, clusterElem("drop", "")) // endpoints exist, none here
 	default:
-		r.maps[mapNoEPServices][clusterKey] = "goto " + chainReject
+		put(mapNoEPServices, clusterElem("goto", chainReject))
 	}
 	if sp.NodePort == 0 && len(sp.External) == 0 {
 		return
 	}
-	// Traffic from outside: where it goes, or why it cannot.
-	var noEP string
+	// Traffic from outside: where it goes, or why it cannot (noEP, and
+	// then noEPChain).
+	var noEP, noEPChain string
 	switch {
 	case !sp.ExternalLocal && len(cluster) > 0:
 		// The ClusterIP's pick, whose own masquerade test can only add
@@ -438,21 +449,20 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 	case sp.ExternalLocal && len(sp.Endpoints) > 0:
 		noEP = "drop" // externalTrafficPolicy: Local, and no endpoint here
 	default:
-		noEP = "goto " + chainReject
+		noEP, noEPChain = "goto", chainReject
 	}
 	for _, ip := range sp.External {
 		if noEP != "" {
-			r.maps[mapNoEPServices][key(ip.String(), sp.Port)] = noEP
+			put(mapNoEPServices, serviceElem(ip, sp.Protocol, sp.Port, noEP, noEPChain))
 		} else {
-			r.maps[mapServiceIPs][key(ip.String(), sp.Port)] = "goto " + ext
+			put(mapServiceIPs, serviceElem(ip, sp.Protocol, sp.Port, "goto", ext))
 		}
 	}
 	if sp.NodePort != 0 {
-		npKey := fmt.Sprintf("%s . %d", sp.Protocol, sp.NodePort)
 		if noEP != "" {
-			r.maps[mapNoEPNodePort][npKey] = noEP
+			put(mapNoEPNodePort, nodePortElem(sp.Protocol, sp.NodePort, noEP, noEPChain))
 		} else {
-			r.maps[mapNodePorts][npKey] = "goto " + ext
+			put(mapNodePorts, nodePortElem(sp.Protocol, sp.NodePort, "goto", ext))
 		}
 	}
 }
@@ -496,10 +506,11 @@ func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort
 	run := free.take(len(eps))
 	c.slots = append(c.slots, run)
 	if r.maps[free.group] == nil {
-		r.maps[free.group] = map[string]string{}
+		r.maps[free.group] = map[string]elem{}
 	}
 	for i, e := range eps {
-		r.maps[free.group][strconv.Itoa(run.first+i)] = fmt.Sprintf("%s . %d", e.Addr, e.Port)
+		el := endpointElem(run.first+i, e.AddrPort())
+		r.maps[free.group][el.text] = el
 	}
 	return []rule{newRule(l4proto{sp.Protocol}, dnatNumgenMap{f.fam, uint32(len(eps)), uint32(run.first), free.group})}
 }

@@ -103,11 +103,11 @@ func TestPartialMatchesWhole(t *testing.T) {
 			}
 		}
 		// Each endpoints map holds its ports' endpoints, no more.
-		groups := map[string]map[string]string{}
+		groups := map[string]map[string]elem{}
 		for _, c := range cache.chunks {
 			if c.group != "" {
 				if groups[c.group] == nil {
-					groups[c.group] = map[string]string{}
+					groups[c.group] = map[string]elem{}
 				}
 				maps.Copy(groups[c.group], c.r.maps[c.group])
 			}

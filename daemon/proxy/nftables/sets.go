@@ -3,8 +3,6 @@ package nftables
 import (
 	"encoding/binary"
 	"fmt"
-	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +34,6 @@ type setSpec struct {
 	udata             []byte
 	keyParts          []datatype // the key's fields; the data's are dataParts
 	dataParts         []datatype
-	keyHostU32        bool // the key is a 32-bit number in host order
 }
 
 // concat is nft's type number and length of fields joined by ".": each
@@ -74,7 +71,7 @@ func (f nftRenderer) setSpecOf(isMap bool, typ, typeOf string, flags []knftables
 		if err != nil {
 			return s, err
 		}
-		s.keyType, s.keyLen, s.keyHostU32 = 4, 4, true // integer
+		s.keyType, s.keyLen = 4, 4 // integer, in host byte order
 		s.dataType, s.dataLen, s.dataParts = types[0].id<<6|types[1].id, size, types
 		s.udata = f.endpointsUdata()
 	case typ != "" && typeOf == "":
@@ -189,92 +186,4 @@ func (f nftRenderer) endpointsUdata() []byte {
 	return udataU32(b, udataDataInterval, 0)
 }
 
-// spec is the declaration of a set: declared in this batch, or one of
-// the table's, whose declarations are fixed by their names.
-func (w *wireBatch) spec(name string) (setSpec, error) {
-	if s, ok := w.sets[name]; ok {
-		return s, nil
-	}
-	f := w.f
-	var s setSpec
-	var err error
-	switch {
-	case name == mapServiceIPs || name == mapNoEPServices:
-		s, err = f.setSpecOf(true, f.addrType+" . inet_proto . inet_service : verdict", "", nil, nil)
-	case name == mapNodePorts || name == mapNoEPNodePort:
-		s, err = f.setSpecOf(true, "inet_proto . inet_service : verdict", "", nil, nil)
-	case name == setHairpin:
-		s, err = f.setSpecOf(false, f.addrType+" . "+f.addrType, "", nil, nil)
-	case name == setNodePortIPs:
-		s, err = f.setSpecOf(false, f.addrType, "", []knftables.SetFlag{knftables.IntervalFlag}, nil)
-	case strings.HasPrefix(name, mapEndpoints):
-		s, err = f.setSpecOf(true, "", "numgen random mod 1 : "+f.ip+" daddr . tcp dport", nil, nil)
-	default:
-		return setSpec{}, fmt.Errorf("set %q: unknown", name)
-	}
-	if err == nil {
-		w.sets[name] = s
-	}
-	return s, err
-}
-
-// key encodes an element's key: fields joined by " . ".
-func (s setSpec) key(text string) ([]byte, error) {
-	if s.keyHostU32 {
-		n, err := strconv.ParseUint(text, 10, 32)
-		if err != nil {
-			return nil, err
-		}
-		return binary.NativeEndian.AppendUint32(nil, uint32(n)), nil
-	}
-	return fields(s.keyParts, text)
-}
-
-func (s setSpec) data(text string) ([]byte, error) { return fields(s.dataParts, text) }
-
-func fields(types []datatype, text string) ([]byte, error) {
-	parts := strings.Split(text, " . ")
-	if len(parts) != len(types) {
-		return nil, fmt.Errorf("want %d fields", len(types))
-	}
-	var b []byte
-	for i, p := range parts {
-		v, err := field(types[i], p)
-		if err != nil {
-			return nil, err
-		}
-		b = append(b, v...)
-		if len(types) > 1 {
-			for len(b)%4 != 0 {
-				b = append(b, 0)
-			}
-		}
-	}
-	return b, nil
-}
-
 var protocols = map[string]byte{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
-
-func field(dt datatype, s string) ([]byte, error) {
-	switch dt.id {
-	case 7, 8:
-		a, err := netip.ParseAddr(s)
-		if err != nil || (dt.id == 7) != a.Is4() {
-			return nil, fmt.Errorf("address %q", s)
-		}
-		return a.AsSlice(), nil
-	case 12:
-		p, ok := protocols[s]
-		if !ok {
-			return nil, fmt.Errorf("protocol %q", s)
-		}
-		return []byte{p}, nil
-	case 13:
-		n, err := strconv.ParseUint(s, 10, 16)
-		if err != nil {
-			return nil, fmt.Errorf("port %q", s)
-		}
-		return binary.BigEndian.AppendUint16(nil, uint16(n)), nil
-	}
-	return nil, fmt.Errorf("type %d", dt.id)
-}

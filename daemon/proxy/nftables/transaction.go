@@ -76,6 +76,9 @@ type nftWriter interface {
 	Flush(knftables.Object)
 	Delete(knftables.Object)
 	Rule(chain string, r rule)
+	// Element adds ("add") or deletes ("delete") an element of a map or
+	// set.
+	Element(op, set string, e elem)
 }
 
 // textTx writes a transaction as nft's text.
@@ -83,6 +86,22 @@ type textTx struct{ *knftables.Transaction }
 
 // Rule implements nftWriter.
 func (t textTx) Rule(chain string, r rule) { t.Add(&knftables.Rule{Chain: chain, Rule: r.text}) }
+
+// Element implements nftWriter.
+func (t textTx) Element(op, set string, e elem) {
+	o := &knftables.Element{Set: set, Key: []string{e.text}}
+	if e.isMap() {
+		o = &knftables.Element{Map: set, Key: []string{e.text}}
+		if op == "add" {
+			o.Value = []string{e.value}
+		}
+	}
+	if op == "delete" {
+		t.Delete(o)
+		return
+	}
+	t.Add(o)
+}
 
 // transaction writes cur into the table. Full (prev nil): the skeleton,
 // every chain, map and set rewritten, and what the kernel has beyond them
@@ -117,7 +136,7 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
 		tx.Delete(&knftables.Set{Name: name})
 	}
-	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]string) bool { _, ok := cur.maps[name]; return !ok }) {
+	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]elem) bool { _, ok := cur.maps[name]; return !ok }) {
 		tx.Delete(&knftables.Map{Name: name})
 	}
 }
@@ -126,7 +145,7 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 // skeleton: the chains, dynamic sets and endpoints maps it was told
 // exist, of unknown content (so that every one is rewritten or deleted).
 func kernelHas(existingChains, existingSets []string) *nftRules {
-	prev := &nftRules{chains: map[string][]rule{}, maps: map[string]map[string]string{}, sets: map[string][]string{}, affinity: map[string]int{}}
+	prev := &nftRules{chains: map[string][]rule{}, maps: map[string]map[string]elem{}, sets: map[string][]elem{}, affinity: map[string]int{}}
 	for _, c := range existingChains {
 		if !isFixedChain(c) {
 			prev.chains[c] = []rule{{text: "(unknown)"}}
@@ -137,7 +156,7 @@ func kernelHas(existingChains, existingSets []string) *nftRules {
 			prev.affinity[s] = -1
 		}
 		if strings.HasPrefix(s, mapEndpoints) {
-			prev.maps[s] = map[string]string{}
+			prev.maps[s] = map[string]elem{}
 		}
 	}
 	return prev
@@ -147,7 +166,7 @@ func kernelHas(existingChains, existingSets []string) *nftRules {
 // the sets the new chains update, then every new chain, empty (a chain
 // may jump to another new one). It returns the chains to rewrite.
 func (f nftRenderer) declare(tx nftWriter, prev, cur *nftRules, full bool) []string {
-	for _, name := range keysWhere(cur.maps, func(name string, _ map[string]string) bool {
+	for _, name := range keysWhere(cur.maps, func(name string, _ map[string]elem) bool {
 		_, ok := prev.maps[name]
 		return strings.HasPrefix(name, mapEndpoints) && (!ok || full)
 	}) {
@@ -181,11 +200,11 @@ func writeElements(tx nftWriter, prev, cur *nftRules, full bool) {
 			tx.Flush(&knftables.Map{Name: name})
 			have = nil
 		}
-		for _, k := range keysWhere(have, func(k, v string) bool { w, ok := want[k]; return !ok || w != v }) {
-			tx.Delete(&knftables.Element{Map: name, Key: []string{k}})
+		for _, k := range keysWhere(have, func(k string, v elem) bool { w, ok := want[k]; return !ok || w != v }) {
+			tx.Element("delete", name, have[k])
 		}
-		for _, k := range keysWhere(want, func(k, v string) bool { h, ok := have[k]; return !ok || h != v }) {
-			tx.Add(&knftables.Element{Map: name, Key: []string{k}, Value: []string{want[k]}})
+		for _, k := range keysWhere(want, func(k string, v elem) bool { h, ok := have[k]; return !ok || h != v }) {
+			tx.Element("add", name, want[k])
 		}
 	}
 	for _, name := range sortedKeys(cur.sets) {
@@ -194,14 +213,14 @@ func writeElements(tx nftWriter, prev, cur *nftRules, full bool) {
 			tx.Flush(&knftables.Set{Name: name})
 			have = nil
 		}
-		for _, k := range have {
-			if !slices.Contains(want, k) {
-				tx.Delete(&knftables.Element{Set: name, Key: []string{k}})
+		for _, e := range have {
+			if !slices.Contains(want, e) {
+				tx.Element("delete", name, e)
 			}
 		}
-		for _, k := range want {
-			if !slices.Contains(have, k) {
-				tx.Add(&knftables.Element{Set: name, Key: []string{k}})
+		for _, e := range want {
+			if !slices.Contains(have, e) {
+				tx.Element("add", name, e)
 			}
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,7 +30,6 @@ type wireBatch struct {
 	buf   []byte
 	msgs  []int    // each message's offset in buf
 	lines []string // what each message carries, for errors
-	sets  map[string]setSpec
 	setID uint32
 	// The element message being filled, if any.
 	elemOp, elemSet string
@@ -61,7 +59,7 @@ const (
 )
 
 func newWireBatch(f nftRenderer) *wireBatch {
-	w := &wireBatch{f: f, sets: map[string]setSpec{}, rules: map[string][][]byte{}}
+	w := &wireBatch{f: f, rules: map[string][][]byte{}}
 	w.begin(unix.NFNL_MSG_BATCH_BEGIN, 0, "batch")
 	binary.BigEndian.PutUint16(w.buf[len(w.buf)-2:], unix.NFNL_SUBSYS_NFTABLES)
 	w.end()
@@ -232,7 +230,6 @@ func (w *wireBatch) deleteChain(name string) {
 }
 
 func (w *wireBatch) addSet(name string, s setSpec) {
-	w.sets[name] = s
 	w.setID++
 	w.msg(unix.NFT_MSG_NEWSET, unix.NLM_F_CREATE, "add set "+name)
 	w.table()
@@ -261,71 +258,46 @@ func (w *wireBatch) deleteSet(name string) {
 	w.named(unix.NFT_MSG_DELSET, unix.NFTA_SET_NAME, "delete set", name)
 }
 
-// element adds ("add") or deletes ("delete") one element; consecutive
-// ones on the same set share a message.
-func (w *wireBatch) element(op, set, key, value string) error {
-	spec, err := w.spec(set)
-	if err != nil {
-		return err
+// Element implements nftWriter: one element added or deleted, from the
+// bytes it was built with; consecutive ones on the same set share a
+// message.
+func (w *wireBatch) Element(op, set string, e elem) {
+	if w.err != nil {
+		return
 	}
-	if spec.flags&unix.NFT_SET_INTERVAL != 0 {
+	if e.kind == interval {
 		// Intervals are written as their bounds once the set's run of
 		// elements ends; only whole rewrites (after a flush) come here.
 		if op != "add" {
-			return fmt.Errorf("set %s: %s of an interval: %w", set, op, errNotEncodable)
-		}
-		p, err := netip.ParsePrefix(key)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(key); aerr == nil {
-				p, err = a.Prefix(a.BitLen())
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("set %s: %q: %w", set, key, err)
+			w.err = fmt.Errorf("set %s: %s of an interval: %w", set, op, errNotEncodable)
+			return
 		}
 		if w.elemSet != set || w.elemOp != op {
 			w.closeElements()
 			w.elemOp, w.elemSet = op, set
 		}
-		w.intervals = append(w.intervals, p.Masked())
-		return nil
-	}
-	k, err := spec.key(key)
-	if err != nil {
-		return fmt.Errorf("set %s: key %q: %w", set, key, err)
-	}
-	var verdict, data []byte
-	var chain string
-	if spec.flags&unix.NFT_SET_MAP != 0 && op == "add" {
-		if spec.dataType == unix.NFT_DATA_VERDICT {
-			code, c, err := parseVerdict(value)
-			if err != nil {
-				return fmt.Errorf("set %s: %w", set, err)
-			}
-			verdict, chain = binary.BigEndian.AppendUint32(nil, uint32(code)), c
-		} else if data, err = spec.data(value); err != nil {
-			return fmt.Errorf("set %s: value %q: %w", set, value, err)
-		}
+		w.intervals = append(w.intervals, e.span)
+		return
 	}
 	w.openElements(op, set)
-	at := w.elemKey(k, 0)
+	at := w.elemKey([]byte(e.key), 0)
 	switch {
-	case verdict != nil:
+	case op != "add":
+	case e.kind == verdictOf:
 		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
 		vat := w.nest(unix.NFTA_DATA_VERDICT)
-		w.attr(unix.NFTA_VERDICT_CODE, verdict)
-		if chain != "" {
-			w.str(unix.NFTA_VERDICT_CHAIN, chain)
+		w.attr(unix.NFTA_VERDICT_CODE, binary.BigEndian.AppendUint32(nil, uint32(e.code)))
+		if e.chain != "" {
+			w.str(unix.NFTA_VERDICT_CHAIN, e.chain)
 		}
 		w.close(vat)
 		w.close(dat)
-	case data != nil:
+	case e.kind == dataOf:
 		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
-		w.attr(unix.NFTA_DATA_VALUE, data)
+		w.attr(unix.NFTA_DATA_VALUE, []byte(e.data))
 		w.close(dat)
 	}
 	w.close(at)
-	return nil
 }
 
 func (w *wireBatch) openElements(op, set string) {
@@ -401,23 +373,6 @@ func lastPlusOne(p netip.Prefix) ([]byte, bool) {
 		}
 	}
 	return nil, false
-}
-
-func parseVerdict(s string) (int32, string, error) {
-	f := strings.Fields(s)
-	switch {
-	case len(f) == 1 && f[0] == "drop":
-		return nfDrop, "", nil
-	case len(f) == 1 && f[0] == "accept":
-		return nfAccept, "", nil
-	case len(f) == 1 && f[0] == "return":
-		return unix.NFT_RETURN, "", nil
-	case len(f) == 2 && f[0] == "goto":
-		return unix.NFT_GOTO, f[1], nil
-	case len(f) == 2 && f[0] == "jump":
-		return unix.NFT_JUMP, f[1], nil
-	}
-	return 0, "", fmt.Errorf("verdict %q", s)
 }
 
 // Rule implements nftWriter: the rule's expressions, encoded once per
@@ -506,12 +461,6 @@ func (w *wireBatch) encode(verb string, obj knftables.Object) error {
 	case *knftables.Map:
 		return w.set(verb, o.Name, true, o.Type, o.TypeOf, o.Flags, o.Timeout,
 			o.GCInterval == nil && o.Size == nil && o.Policy == nil && o.Comment == nil && o.Handle == nil)
-	case *knftables.Element:
-		if verb == "flush" || o.Comment != nil {
-			break
-		}
-		name := o.Set + o.Map
-		return w.element(verb, name, strings.Join(o.Key, " . "), strings.Join(o.Value, " . "))
 	}
 	return errNotEncodable
 }

@@ -1,8 +1,6 @@
 package nftables
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -198,9 +196,8 @@ func TestWireManyElements(t *testing.T) {
 	ns := newScratchNS(t, "wire-many")
 	sock := ns.socket(t)
 	const n = 20000
-	elem := func(i, port int) *knftables.Element {
-		return &knftables.Element{Map: "endpoints-00", Key: []string{fmt.Sprint(i)},
-			Value: []string{fmt.Sprintf("10.%d.%d.%d . %d", i>>16, (i>>8)&0xff, i&0xff, port)}}
+	elem := func(i, port int) elem {
+		return endpointElem(i, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), uint16(port)))
 	}
 	send := func(w *wireBatch) {
 		t.Helper()
@@ -215,66 +212,20 @@ func TestWireManyElements(t *testing.T) {
 	w.Add(&knftables.Table{})
 	w.Add(&knftables.Map{Name: "endpoints-00", TypeOf: "numgen random mod 1 : ip daddr . tcp dport"})
 	for i := 0; i < n; i++ {
-		w.Add(elem(i, 80))
+		w.Element("add", "endpoints-00", elem(i, 80))
 	}
 	send(w)
 	// Every endpoint replaced: n deletions and n additions.
 	w = newWireBatch(f)
 	for i := 0; i < n; i++ {
-		w.Delete(&knftables.Element{Map: "endpoints-00", Key: []string{fmt.Sprint(i)}})
+		w.Element("delete", "endpoints-00", elem(i, 80))
 	}
 	for i := 0; i < n; i++ {
-		w.Add(elem(i, 8080))
+		w.Element("add", "endpoints-00", elem(i, 8080))
 	}
 	send(w)
 	out := ns.nft(t, "", "list", "map", "ip", Table, "endpoints-00")
 	if got := strings.Count(out, " . 8080"); got != n || strings.Contains(out, " . 80,") {
 		t.Errorf("the map holds %d elements on port 8080 (want %d) and old ones: %v", got, n, strings.Contains(out, " . 80,"))
-	}
-}
-
-// TestEncode: an element in the kernel's bytes; a bad one is refused by
-// name before anything is sent.
-func TestEncode(t *testing.T) {
-	key := binary.NativeEndian.AppendUint32(nil, 7)
-	for _, tc := range []struct {
-		fam      int
-		e        nftElement
-		key, val []byte
-	}{
-		{4, nftElement{set: "endpoints-0a", key: "7", value: "10.1.2.3 . 8080"}, key, []byte{10, 1, 2, 3, 0x1f, 0x90, 0, 0}},
-		{6, nftElement{set: "endpoints-0a", key: "7", value: "fd00::1 . 53"}, key,
-			append(netip.MustParseAddr("fd00::1").AsSlice(), 0, 53, 0, 0)},
-		{4, nftElement{set: setHairpin, key: "10.1.2.3 . 10.1.2.3"}, []byte{10, 1, 2, 3, 10, 1, 2, 3}, nil},
-		{4, nftElement{set: mapServiceIPs, key: "10.1.2.3 . udp . 53"}, []byte{10, 1, 2, 3, 17, 0, 0, 0, 0, 53, 0, 0}, nil},
-		{6, nftElement{set: mapNodePorts, key: "sctp . 30000"}, []byte{132, 0, 0, 0, 0x75, 0x30, 0, 0}, nil},
-	} {
-		w := newWireBatch(newNFTRenderer(tc.fam, opts))
-		spec, err := w.spec(tc.e.set)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gotKey, err := spec.key(tc.e.key)
-		var gotVal []byte
-		if err == nil && tc.e.value != "" {
-			gotVal, err = spec.data(tc.e.value)
-		}
-		if err != nil || !bytes.Equal(gotKey, tc.key) || !bytes.Equal(gotVal, tc.val) {
-			t.Errorf("%+v: key %v val %v (%v), want %v %v", tc.e, gotKey, gotVal, err, tc.key, tc.val)
-		}
-	}
-	for _, e := range []nftElement{
-		{set: "endpoints-0a", key: "x", value: "10.1.2.3 . 80"},
-		{set: "endpoints-0a", key: "1", value: "fd00::1 . 80"}, // IPv6 in an IPv4 table
-		{set: "endpoints-0a", key: "1", value: "10.1.2.3 . 70000"},
-		{set: setHairpin, key: "10.1.2.3 . garbage"},
-		{set: "no-such-set", key: "10.1.2.3"},
-		{set: mapServiceIPs, key: "10.1.2.3 . tcp . 80", value: "goto"},
-	} {
-		w := newWireBatch(newNFTRenderer(4, opts))
-		err := w.element("add", e.set, e.key, e.value)
-		if err == nil || !strings.Contains(err.Error(), e.set) {
-			t.Errorf("%+v: %v", e, err)
-		}
 	}
 }
