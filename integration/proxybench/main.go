@@ -14,9 +14,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +45,14 @@ var partialMean = map[string]time.Duration{}
 
 func main() {
 	flag.Parse()
+	// Interrupted, it still stops its skeind and removes its namespaces.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		live.closeAll()
+		os.Exit(130)
+	}()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
 		os.Exit(1)
@@ -118,6 +129,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(binDir)
+	live.dir(binDir)
 	var results []result
 	for _, be := range strings.Split(*backends, ",") {
 		r := result{backend: be}
@@ -162,9 +174,53 @@ type node struct {
 	started time.Time
 }
 
+// live are the nodes not closed yet, for an interrupt to close.
+var live liveNodes
+
+type liveNodes struct {
+	mu    sync.Mutex
+	nodes map[*node]bool
+	bin   string // the built binaries' directory
+}
+
+func (l *liveNodes) dir(d string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bin = d
+}
+
+func (l *liveNodes) add(n *node) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.nodes == nil {
+		l.nodes = map[*node]bool{}
+	}
+	l.nodes[n] = true
+}
+
+func (l *liveNodes) remove(n *node) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.nodes, n)
+}
+
+func (l *liveNodes) closeAll() {
+	l.mu.Lock()
+	nodes := l.nodes
+	l.nodes = nil
+	l.mu.Unlock()
+	for n := range nodes {
+		n.close()
+	}
+	if l.bin != "" {
+		os.RemoveAll(l.bin)
+	}
+}
+
 func newNode(binDir, backend string, data []byte, extra ...string) (*node, error) {
 	ctx := context.Background()
 	n := &node{}
+	live.add(n)
 	var err error
 	if n.BenchNode, err = harness.NewBenchNode(prefix); err != nil {
 		return n, err
@@ -205,6 +261,7 @@ func (n *node) close() {
 	if n == nil {
 		return
 	}
+	live.remove(n)
 	if n.cmd != nil && n.cmd.Process != nil {
 		_ = n.cmd.Process.Kill()
 		_ = n.cmd.Wait()
