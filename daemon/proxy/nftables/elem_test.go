@@ -34,12 +34,12 @@ func TestElems(t *testing.T) {
 			[]byte{132, 0, 0, 0, 0x75, 0x30, 0, 0}, nil, unix.NFT_GOTO, "reject-chain"},
 	} {
 		e := tc.e
-		if e.text != tc.text || e.value != tc.value || !bytes.Equal([]byte(e.key), tc.key) || !bytes.Equal([]byte(e.data), tc.data) ||
-			e.code != tc.code || e.chain != tc.chain {
+		if e.text() != tc.text || e.value() != tc.value || !bytes.Equal(e.key(), tc.key) || !bytes.Equal(e.data(), tc.data) ||
+			e.code != tc.code || e.chain() != tc.chain {
 			t.Errorf("%s: %+v, want text %q value %q key %v data %v verdict %d %q", tc.name, e, tc.text, tc.value, tc.key, tc.data, tc.code, tc.chain)
 		}
 	}
-	if e := intervalElem(netip.MustParsePrefix("172.30.0.7/24")); e.text != "172.30.0.0/24" || e.kind != interval {
+	if e := intervalElem(netip.MustParsePrefix("172.30.0.7/24")); e.text() != "172.30.0.0/24" || e.kind != interval || e.span() != netip.MustParsePrefix("172.30.0.0/24") {
 		t.Errorf("interval %+v", e)
 	}
 }

@@ -57,9 +57,9 @@ func TestElementsOnly(t *testing.T) {
 			var out []string
 			for _, e := range es {
 				if e.set == setHairpin {
-					out = append(out, e.text)
+					out = append(out, e.text())
 				} else {
-					out = append(out, values[e.set][e.text].value)
+					out = append(out, values[e.set][e.text()].value())
 				}
 			}
 			slices.Sort(out)

@@ -420,7 +420,7 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 	r := c.r
 	label := chainLabel(fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Service, sp.Protocol, portLabel(sp)))
 	svc, ext, svl := "svc-"+sp.ID()+"-"+label, "ext-"+sp.ID()+"-"+label, "svl-"+sp.ID()+"-"+label
-	put := func(mp string, e elem) { r.maps[mp][e.text] = e }
+	put := func(mp string, e elem) { r.maps[mp][e.text()] = e }
 	cluster := sp.ClusterEndpoints()
 	clusterElem := func(kind, chain string) elem { return serviceElem(sp.ClusterIP, sp.Protocol, sp.Port, kind, chain) }
 	switch {
@@ -510,7 +510,7 @@ func (f nftRenderer) dispatch(c *nftChunk, free *keyAlloc, sp *proxy.ServicePort
 	}
 	for i, e := range eps {
 		el := endpointElem(run.first+i, e.AddrPort())
-		r.maps[free.group][el.text] = el
+		r.maps[free.group][el.text()] = el
 	}
 	return []rule{newRule(l4proto{sp.Protocol}, dnatNumgenMap{f.fam, uint32(len(eps)), uint32(run.first), free.group})}
 }

@@ -89,11 +89,11 @@ func (t textTx) Rule(chain string, r rule) { t.Add(&knftables.Rule{Chain: chain,
 
 // Element implements nftWriter.
 func (t textTx) Element(op, set string, e elem) {
-	o := &knftables.Element{Set: set, Key: []string{e.text}}
+	o := &knftables.Element{Set: set, Key: []string{e.text()}}
 	if e.isMap() {
-		o = &knftables.Element{Map: set, Key: []string{e.text}}
+		o = &knftables.Element{Map: set, Key: []string{e.text()}}
 		if op == "add" {
-			o.Value = []string{e.value}
+			o.Value = []string{e.value()}
 		}
 	}
 	if op == "delete" {

@@ -276,25 +276,25 @@ func (w *wireBatch) Element(op, set string, e elem) {
 			w.closeElements()
 			w.elemOp, w.elemSet = op, set
 		}
-		w.intervals = append(w.intervals, e.span)
+		w.intervals = append(w.intervals, e.span())
 		return
 	}
 	w.openElements(op, set)
-	at := w.elemKey([]byte(e.key), 0)
+	at := w.elemKey(e.key(), 0)
 	switch {
 	case op != "add":
 	case e.kind == verdictOf:
 		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
 		vat := w.nest(unix.NFTA_DATA_VERDICT)
 		w.attr(unix.NFTA_VERDICT_CODE, binary.BigEndian.AppendUint32(nil, uint32(e.code)))
-		if e.chain != "" {
-			w.str(unix.NFTA_VERDICT_CHAIN, e.chain)
+		if c := e.chain(); c != "" {
+			w.str(unix.NFTA_VERDICT_CHAIN, c)
 		}
 		w.close(vat)
 		w.close(dat)
 	case e.kind == dataOf:
 		dat := w.nest(unix.NFTA_SET_ELEM_DATA)
-		w.attr(unix.NFTA_DATA_VALUE, []byte(e.data))
+		w.attr(unix.NFTA_DATA_VALUE, e.data())
 		w.close(dat)
 	}
 	w.close(at)
