@@ -65,22 +65,21 @@ func New(fam int) (Chains, error) {
 // first.
 func rank(target string) int { return max(slices.Index(Order, target), 0) }
 
-// Ensure makes j the one jump to its target in its chain, in its place:
-// below every skein jump that Order puts before it, above every other
-// rule. A jump in its place is left alone, so a sync that changes
-// nothing writes nothing.
-func (o *Owner) Ensure(ipt Chains, j Jump) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+// listed is one of skein's jumps in a built-in chain: its position
+// (from 1, counting every rule), its target and its rule as listed.
+type listed struct {
+	pos    int
+	target string
+	spec   []string
+}
+
+// skeinJumps lists j's chain and returns skein's jumps in it.
+func skeinJumps(ipt Chains, j Jump) ([]listed, error) {
 	rules, err := ipt.List(j.Table, j.Chain)
 	if err != nil {
-		return fmt.Errorf("list %s %s: %w", j.Table, j.Chain, err)
+		return nil, fmt.Errorf("list %s %s: %w", j.Table, j.Chain, err)
 	}
-	target := j.target()
-	var ours []int       // positions of jumps to target, from 1
-	var specs [][]string // and their rules, as listed
-	before := 0          // the last position of a skein jump that goes before
-	after := 0           // the first position of a skein jump that goes after
+	var out []listed
 	pos := 0
 	for _, r := range rules {
 		f := strings.Fields(r)
@@ -88,30 +87,48 @@ func (o *Owner) Ensure(ipt Chains, j Jump) error {
 			continue
 		}
 		pos++
-		i := slices.Index(f, "-j")
-		if i < 0 || i+1 >= len(f) || !strings.HasPrefix(f[i+1], "SKEIN-") {
-			continue
-		}
-		switch t := f[i+1]; {
-		case t == target:
-			ours = append(ours, pos)
-			specs = append(specs, f[2:])
-		case rank(t) <= rank(target):
-			before = pos
-		case after == 0:
-			after = pos
+		if i := slices.Index(f, "-j"); i >= 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "SKEIN-") {
+			out = append(out, listed{pos: pos, target: f[i+1], spec: f[2:]})
 		}
 	}
-	if len(ours) == 1 && ours[0] > before && (after == 0 || ours[0] < after) {
+	return out, nil
+}
+
+// Ensure makes j the one jump to its target in its chain, in its place:
+// below every skein jump that Order puts before it, above every other
+// rule. A jump in its place is left alone, so a sync that changes
+// nothing writes nothing.
+func (o *Owner) Ensure(ipt Chains, j Jump) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	jumps, err := skeinJumps(ipt, j)
+	if err != nil {
+		return err
+	}
+	target := j.target()
+	var ours []listed // the jumps to target
+	before := 0       // the last position of a skein jump that goes before
+	after := 0        // the first position of a skein jump that goes after
+	for _, l := range jumps {
+		switch {
+		case l.target == target:
+			ours = append(ours, l)
+		case rank(l.target) <= rank(target):
+			before = l.pos
+		case after == 0:
+			after = l.pos
+		}
+	}
+	if len(ours) == 1 && ours[0].pos > before && (after == 0 || ours[0].pos < after) {
 		return nil
 	}
 	// Out of place, or more than one: all go, one comes back.
 	at := before + 1
-	for k, p := range ours {
-		if err := ipt.Delete(j.Table, j.Chain, specs[k]...); err != nil {
+	for _, l := range ours {
+		if err := ipt.Delete(j.Table, j.Chain, l.spec...); err != nil {
 			return fmt.Errorf("move the %s %s jump to %s: %w", j.Table, j.Chain, target, err)
 		}
-		if p < before {
+		if l.pos < before {
 			at--
 		}
 	}
@@ -125,16 +142,16 @@ func (o *Owner) Ensure(ipt Chains, j Jump) error {
 func (o *Owner) Remove(ipt Chains, j Jump) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	rules, err := ipt.List(j.Table, j.Chain)
+	jumps, err := skeinJumps(ipt, j)
 	if err != nil {
-		return fmt.Errorf("list %s %s: %w", j.Table, j.Chain, err)
+		return err
 	}
-	for _, r := range rules {
-		f := strings.Fields(r)
-		if i := slices.Index(f, "-j"); len(f) > 0 && f[0] == "-A" && i >= 0 && i+1 < len(f) && f[i+1] == j.target() {
-			if err := ipt.Delete(j.Table, j.Chain, f[2:]...); err != nil {
-				return fmt.Errorf("remove the %s %s jump to %s: %w", j.Table, j.Chain, j.target(), err)
-			}
+	for _, l := range jumps {
+		if l.target != j.target() {
+			continue
+		}
+		if err := ipt.Delete(j.Table, j.Chain, l.spec...); err != nil {
+			return fmt.Errorf("remove the %s %s jump to %s: %w", j.Table, j.Chain, l.target, err)
 		}
 	}
 	return nil
