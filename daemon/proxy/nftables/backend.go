@@ -10,6 +10,7 @@ import (
 	gnft "github.com/google/nftables"
 	"sigs.k8s.io/knftables"
 
+	"github.com/skein-net/skein/daemon/nftwire"
 	"github.com/skein-net/skein/daemon/proxy"
 )
 
@@ -21,41 +22,28 @@ type Backend struct {
 	// synced tells, per family, that the kernel holds what the cache
 	// does: the last sync landed.
 	synced map[int]bool
-	sock   *nlSocket // the writes' netlink socket; nil until the first
+	sock   *nftwire.Conn // the writes' netlink socket; nil until the first
 }
 
 // transact writes the batch over the lasting socket; after a failure the
 // socket is dropped (the next write opens another).
-func (b *Backend) transact(w *wireBatch) error {
+func (b *Backend) transact(w *wireTx) error {
+	if err := w.finish(); err != nil {
+		return err
+	}
 	if b.sock == nil {
-		sock, err := openNL()
+		sock, err := nftwire.Open()
 		if err != nil {
 			return err
 		}
 		b.sock = sock
 	}
-	if err := b.sock.transact(w); err != nil {
-		b.sock.close()
+	if err := b.sock.Transact(w.b); err != nil {
+		b.sock.Close()
 		b.sock = nil
 		return err
 	}
 	return nil
-}
-
-// apply sends the batch, which render filled; when it holds what the
-// encoder does not know, render writes the same operations as text for
-// nft instead.
-func (b *Backend) apply(ctx context.Context, f nftRenderer, w *wireBatch, render func(nftWriter)) error {
-	err := w.finish()
-	if errors.Is(err, errNotEncodable) {
-		tx := b.nft[f.fam].NewTransaction()
-		render(textTx{tx})
-		return runNFT(ctx, tx)
-	}
-	if err != nil {
-		return err
-	}
-	return b.transact(w)
 }
 
 // existing lists the chains and the sets (maps among them) of the
@@ -67,7 +55,7 @@ func existing(f nftRenderer) (chains, sets []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	family := gnft.TableFamily(f.nfproto())
+	family := gnft.TableFamily(nfproto(f.fam))
 	tables, err := conn.ListTablesOfFamily(family)
 	if err != nil {
 		return nil, nil, err
@@ -118,7 +106,7 @@ func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, err
 		var ch nftChange
 		partial := !full && b.synced[fam]
 		ch, b.cache[fam] = f.desired(m, b.cache[fam], partial)
-		w := newWireBatch(f)
+		w := newWireTx(fam)
 		var render func(nftWriter)
 		if !partial {
 			cur := f.whole(b.cache[fam])
@@ -138,7 +126,7 @@ func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, err
 				}
 			}
 			render = func(tx nftWriter) { f.transaction(tx, nil, cur, chains, sets) }
-			w.reserve(b.cache[fam].count + len(chains) + len(sets))
+			w.b.Reserve(b.cache[fam].count + len(chains) + len(sets))
 		} else if del, add, ok := elementsOnly(ch.before, ch.after); ok {
 			render = func(tx nftWriter) {
 				for _, e := range del {
@@ -152,9 +140,9 @@ func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, err
 			render = func(tx nftWriter) { f.transaction(tx, ch.before, ch.after, nil, nil) }
 		}
 		render(w)
-		if w.ops() > 0 || w.err != nil {
+		if w.b.Ops() > 0 || w.err != nil {
 			b.synced[fam] = false // unknown until the transaction is known to have landed
-			if err := b.apply(ctx, f, w, render); err != nil {
+			if err := b.transact(w); err != nil {
 				return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
 			}
 		}
@@ -175,7 +163,7 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 		}
 		b.synced[fam] = false
 	}
-	b.sock.close()
+	b.sock.Close()
 	b.sock = nil
 	return errors.Join(errs...)
 }

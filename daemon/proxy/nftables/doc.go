@@ -1,8 +1,7 @@
 // Package nftables is the Service proxy's nftables backend: the tables
-// "ip skein" and "ip6 skein", rendered from the proxy's model as nft's
-// text (what the golden files hold, and what nft is given when the
-// encoder meets something it does not know) and written to the kernel
-// over netlink as one transaction per family per sync (wire.go,
-// rule.go, socket.go). A change of endpoints-map elements alone skips the
-// text.
+// "ip skein" and "ip6 skein", built from the proxy's model as values
+// (decl.go, stmt.go, elem.go) that render both as nft's text (text.go:
+// the golden files) and as the kernel's messages (wire.go, through
+// nftwire), written as one kernel transaction per family per sync. A
+// change of endpoints-map elements alone skips rendering the chains.
 package nftables

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skein-net/skein/daemon/nftwire"
 )
 
 // elem is one element of a map or a set, built once, like a rule: as
@@ -88,7 +90,7 @@ func protoPortKey(b []byte, proto string, port uint16) []byte {
 
 // verdictElem is a verdict map's element: "goto C", "jump C" or "drop".
 func verdictElem(text string, key []byte, kind, chain string) elem {
-	code, value := int32(nfDrop), "drop"
+	code, value := nftwire.Drop, "drop"
 	switch kind {
 	case "goto":
 		code, value = unix.NFT_GOTO, "goto "+chain

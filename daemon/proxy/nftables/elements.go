@@ -1,17 +1,9 @@
 package nftables
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"fmt"
-	"io"
 	"maps"
-	"os/exec"
 	"slices"
 	"strings"
-
-	"sigs.k8s.io/knftables"
 )
 
 // A partial sync that only swaps endpoints (a pod replaced by another,
@@ -82,83 +74,4 @@ func elementsOnly(before, after *nftRules) (del, add []nftElement, ok bool) {
 		}
 	}
 	return del, add, true
-}
-
-// runNFT runs the transaction through nft, with each run of element
-// commands on one set joined into commands of up to maxBatch elements:
-// nft evaluates one command with a thousand elements far faster than a
-// thousand commands (a cold sync at 10,000 Services loads in about two
-// thirds of the time).
-func runNFT(ctx context.Context, tx *knftables.Transaction) error {
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return fmt.Errorf("nft: %w", err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("nft: %w", err)
-	}
-	// Streamed: the batched text is never held whole beside the
-	// transaction's. Text that could not be written whole must not reach
-	// nft as a shorter transaction: nft is stopped before it sees the end.
-	werr := batchElements(in, tx.String())
-	if werr != nil {
-		_ = cmd.Process.Kill()
-	}
-	_ = in.Close()
-	if err := cmd.Wait(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return fmt.Errorf("nft: %w: %s", err, msg)
-		}
-		return fmt.Errorf("nft: %w", err)
-	}
-	if werr != nil {
-		return fmt.Errorf("nft: writing the transaction: %w", werr)
-	}
-	return nil
-}
-
-const maxBatch = 1000
-
-// batchElements writes text to w with consecutive "add element S { e }"
-// (or delete) lines on one set S joined into "add element S { e1, e2, … }".
-func batchElements(w io.Writer, text string) error {
-	b := bufio.NewWriter(w)
-	// A bufio.Writer keeps its first error; Flush returns it.
-	put := func(parts ...string) {
-		for _, p := range parts {
-			_, _ = b.WriteString(p)
-		}
-	}
-	prefix, n := "", 0
-	for line := range strings.Lines(text) {
-		line = strings.TrimSuffix(line, "\n")
-		head, elem, ok := strings.Cut(line, " { ")
-		ok = ok && strings.HasSuffix(elem, " }") && (strings.HasPrefix(head, "add element ") || strings.HasPrefix(head, "delete element "))
-		if ok && head == prefix && n < maxBatch {
-			put(", ")
-			put(strings.TrimSuffix(elem, " }"))
-			n++
-			continue
-		}
-		if prefix != "" {
-			put(" }\n")
-			prefix = ""
-		}
-		if !ok {
-			put(line)
-			put("\n")
-			continue
-		}
-		prefix, n = head, 1
-		put(head)
-		put(" { ")
-		put(strings.TrimSuffix(elem, " }"))
-	}
-	if prefix != "" {
-		put(" }\n")
-	}
-	return b.Flush()
 }

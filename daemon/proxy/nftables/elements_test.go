@@ -1,9 +1,7 @@
 package nftables
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -71,38 +69,5 @@ func TestElementsOnly(t *testing.T) {
 		if got := show(add, ch.after.maps); !slices.Equal(got, tc.add) {
 			t.Errorf("%s: adds %v, want %v", tc.name, got, tc.add)
 		}
-	}
-}
-
-// TestBatchElements: runs of element commands on one set become one
-// command, at most maxBatch elements long; nothing else moves.
-func TestBatchElements(t *testing.T) {
-	in := "add chain ip skein c\n" +
-		"add element ip skein m { 1 : a }\nadd element ip skein m { 2 : b }\n" +
-		"delete element ip skein m { 3 }\n" +
-		"add element ip skein n { x . y }\nadd element ip skein m { 4 : d }\n" +
-		"add rule ip skein c jump d\n"
-	want := "add chain ip skein c\n" +
-		"add element ip skein m { 1 : a, 2 : b }\n" +
-		"delete element ip skein m { 3 }\n" +
-		"add element ip skein n { x . y }\nadd element ip skein m { 4 : d }\n" +
-		"add rule ip skein c jump d\n"
-	batched := func(text string) string {
-		var b strings.Builder
-		if err := batchElements(&b, text); err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	}
-	if got := batched(in); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	var b strings.Builder
-	for i := range maxBatch + 5 {
-		fmt.Fprintf(&b, "add element ip skein m { %d : v }\n", i)
-	}
-	got := strings.Split(strings.TrimSuffix(batched(b.String()), "\n"), "\n")
-	if len(got) != 2 || strings.Count(got[0], ":") != maxBatch || strings.Count(got[1], ":") != 5 || !strings.HasSuffix(got[1], "1004 : v }") {
-		t.Errorf("%d elements in batches: %d lines, %q ... %q", maxBatch+5, len(got), got[0][:40], got[len(got)-1])
 	}
 }

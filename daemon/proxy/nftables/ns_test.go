@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skein-net/skein/daemon/nftwire"
 	"github.com/skein-net/skein/internal/nstest"
 )
 
@@ -20,15 +21,15 @@ func newScratchNS(t *testing.T, suffix string) *scratchNS {
 func (s *scratchNS) do(t *testing.T, fn func()) { s.Do(t, fn) }
 
 // socket opens a netfilter socket inside the namespace.
-func (s *scratchNS) socket(t *testing.T) *nlSocket {
+func (s *scratchNS) socket(t *testing.T) *nftwire.Conn {
 	t.Helper()
-	var sock *nlSocket
+	var sock *nftwire.Conn
 	var err error
-	s.do(t, func() { sock, err = openNL() })
+	s.do(t, func() { sock, err = nftwire.Open() })
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(sock.close)
+	t.Cleanup(sock.Close)
 	return sock
 }
 

@@ -157,7 +157,7 @@ func syncFake(t *testing.T, step int, fake *knftables.Fake, f nftRenderer, m *pr
 		t.Fatalf("step %d: the sync fails: %v", step, err)
 	}
 	// What goes to the kernel goes over netlink: every operation encodes.
-	w := newWireBatch(f)
+	w := newWireTx(f.fam)
 	render(w)
 	if err := w.finish(); err != nil {
 		t.Fatalf("step %d: the transaction does not encode: %v", step, err)

@@ -113,6 +113,13 @@ func ipName(fam int) string {
 	return "ip"
 }
 
+// Kernel numbers x/sys/unix does not name.
+const (
+	ipsDstNAT        = 0x20 // IPS_DST_NAT, conntrack status
+	icmpPortUnreach  = 3
+	icmp6PortUnreach = 4
+)
+
 // The statements skein's rules are made of.
 type (
 	// verdict is "jump C", "goto C" or "return".

@@ -8,41 +8,35 @@ import (
 
 	"sigs.k8s.io/knftables"
 
+	"github.com/skein-net/skein/daemon/nftwire"
 	"github.com/skein-net/skein/daemon/proxy"
 )
 
 // skeleton adds the table's fixed objects: base chains, maps and sets
 // declared, the fixed chains written whole.
 func (f nftRenderer) skeleton(tx nftWriter) {
-	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: service proxy")})
-	for _, c := range []struct {
-		name string
-		typ  knftables.BaseChainType
-		hook knftables.BaseChainHook
-		prio knftables.BaseChainPriority
-	}{
-		{"nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority},
-		{"nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority},
-		{"nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority},
+	tx.AddTable("skein: service proxy")
+	for _, c := range []chainDecl{
+		f.baseChainDecl("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority),
+		f.baseChainDecl("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority),
+		f.baseChainDecl("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority),
 		// Before DNAT, so that a Service without endpoints is refused
 		// whether or not the node has a route to its ClusterIP.
-		{"filter-prerouting", knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority + "-10"},
-		{"filter-output", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "-10"},
+		f.baseChainDecl("filter-prerouting", knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority+"-10"),
+		f.baseChainDecl("filter-output", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority+"-10"),
+		{name: chainServices}, {name: chainMarkMasq}, {name: chainReject},
 	} {
-		tx.Add(&knftables.Chain{Name: c.name, Type: &c.typ, Hook: &c.hook, Priority: &c.prio})
-		tx.Flush(&knftables.Chain{Name: c.name})
+		tx.AddChain(c)
+		tx.FlushChain(c.name)
 	}
-	for _, c := range []string{chainServices, chainMarkMasq, chainReject} {
-		tx.Add(&knftables.Chain{Name: c})
-		tx.Flush(&knftables.Chain{Name: c})
-	}
-	svcKey := f.addrType + " . inet_proto . inet_service"
-	for _, m := range [][2]string{{mapServiceIPs, svcKey}, {mapNoEPServices, svcKey},
-		{mapNodePorts, "inet_proto . inet_service"}, {mapNoEPNodePort, "inet_proto . inet_service"}} {
-		tx.Add(&knftables.Map{Name: m[0], Type: m[1] + " : verdict"})
-	}
-	tx.Add(&knftables.Set{Name: setHairpin, Type: f.addrType + " . " + f.addrType})
-	tx.Add(&knftables.Set{Name: setNodePortIPs, Type: f.addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+	addr := f.addrDatatype()
+	proto, port := nftwire.InetProto, nftwire.InetService
+	tx.AddSet(verdictMap(mapServiceIPs, addr, proto, port))
+	tx.AddSet(verdictMap(mapNoEPServices, addr, proto, port))
+	tx.AddSet(verdictMap(mapNodePorts, proto, port))
+	tx.AddSet(verdictMap(mapNoEPNodePort, proto, port))
+	tx.AddSet(setOf(setHairpin, []nftwire.Datatype{addr, addr}))
+	tx.AddSet(setOf(setNodePortIPs, []nftwire.Datatype{addr}, knftables.IntervalFlag))
 
 	rule := func(chain string, stmts ...stmt) { tx.Rule(chain, newRule(stmts...)) }
 	rule("nat-prerouting", verdict{"jump", chainServices})
@@ -67,40 +61,23 @@ func (f nftRenderer) skeleton(tx nftWriter) {
 	rule(chainReject, reject{})
 }
 
-// nftWriter takes a transaction's operations: a knftables transaction
-// (textTx: the text nft reads, and the golden files hold) or a wireBatch
-// (the same operations encoded for the kernel). Rules come as values,
-// which each renders its own way.
+// nftWriter takes a transaction's operations, as values: textTx writes
+// them as nft's text (what the golden files hold), wireTx encodes them
+// for the kernel.
 type nftWriter interface {
-	Add(knftables.Object)
-	Flush(knftables.Object)
-	Delete(knftables.Object)
+	AddTable(comment string)
+	AddChain(c chainDecl)
+	// FlushChain deletes a chain's rules.
+	FlushChain(name string)
+	DeleteChain(name string)
+	AddSet(d setDecl)
+	// FlushSet deletes a set's (or map's) elements.
+	FlushSet(name string, isMap bool)
+	DeleteSet(name string, isMap bool)
 	Rule(chain string, r rule)
 	// Element adds ("add") or deletes ("delete") an element of a map or
 	// set.
 	Element(op, set string, e elem)
-}
-
-// textTx writes a transaction as nft's text.
-type textTx struct{ *knftables.Transaction }
-
-// Rule implements nftWriter.
-func (t textTx) Rule(chain string, r rule) { t.Add(&knftables.Rule{Chain: chain, Rule: r.text}) }
-
-// Element implements nftWriter.
-func (t textTx) Element(op, set string, e elem) {
-	o := &knftables.Element{Set: set, Key: []string{e.text()}}
-	if e.isMap() {
-		o = &knftables.Element{Map: set, Key: []string{e.text()}}
-		if op == "add" {
-			o.Value = []string{e.value()}
-		}
-	}
-	if op == "delete" {
-		t.Delete(o)
-		return
-	}
-	t.Add(o)
 }
 
 // transaction writes cur into the table. Full (prev nil): the skeleton,
@@ -118,7 +95,7 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 	// 2. Chains whose rules differ, rewritten.
 	for _, name := range rewrite {
 		if _, had := prev.chains[name]; had {
-			tx.Flush(&knftables.Chain{Name: name})
+			tx.FlushChain(name)
 		}
 		for _, r := range cur.chains[name] {
 			tx.Rule(name, r)
@@ -128,16 +105,16 @@ func (f nftRenderer) transaction(tx nftWriter, prev, cur *nftRules, existingChai
 	// 4. What is no longer wanted, now that nothing refers to it.
 	gone := keysWhere(prev.chains, func(name string, _ []rule) bool { _, ok := cur.chains[name]; return !ok })
 	for _, name := range gone {
-		tx.Flush(&knftables.Chain{Name: name})
+		tx.FlushChain(name)
 	}
 	for _, name := range gone {
-		tx.Delete(&knftables.Chain{Name: name})
+		tx.DeleteChain(name)
 	}
 	for _, name := range keysWhere(prev.affinity, func(name string, _ int) bool { _, ok := cur.affinity[name]; return !ok }) {
-		tx.Delete(&knftables.Set{Name: name})
+		tx.DeleteSet(name, false)
 	}
 	for _, name := range keysWhere(prev.maps, func(name string, _ map[string]elem) bool { _, ok := cur.maps[name]; return !ok }) {
-		tx.Delete(&knftables.Map{Name: name})
+		tx.DeleteSet(name, true)
 	}
 }
 
@@ -170,11 +147,10 @@ func (f nftRenderer) declare(tx nftWriter, prev, cur *nftRules, full bool) []str
 		_, ok := prev.maps[name]
 		return strings.HasPrefix(name, mapEndpoints) && (!ok || full)
 	}) {
-		tx.Add(&knftables.Map{Name: name, TypeOf: "numgen random mod 1 : " + f.ip + " daddr . tcp dport"})
+		tx.AddSet(f.endpointsMap(name))
 	}
 	for _, name := range keysWhere(cur.affinity, func(name string, _ int) bool { _, ok := prev.affinity[name]; return !ok || full }) {
-		t := time.Duration(cur.affinity[name]) * time.Second
-		tx.Add(&knftables.Set{Name: name, Type: f.addrType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &t})
+		tx.AddSet(f.affinitySet(name, time.Duration(cur.affinity[name])*time.Second))
 	}
 	rewrite := keysWhere(cur.chains, func(name string, rules []rule) bool {
 		old, had := prev.chains[name]
@@ -185,7 +161,7 @@ func (f nftRenderer) declare(tx nftWriter, prev, cur *nftRules, full bool) []str
 		// told exists is a belief, and adding an existing chain changes
 		// nothing, where flushing a missing one fails the transaction.
 		if _, had := prev.chains[name]; !had || full {
-			tx.Add(&knftables.Chain{Name: name})
+			tx.AddChain(chainDecl{name: name})
 		}
 	}
 	return rewrite
@@ -197,7 +173,7 @@ func writeElements(tx nftWriter, prev, cur *nftRules, full bool) {
 	for _, name := range sortedKeys(cur.maps) {
 		want, have := cur.maps[name], prev.maps[name]
 		if full {
-			tx.Flush(&knftables.Map{Name: name})
+			tx.FlushSet(name, true)
 			have = nil
 		}
 		for _, k := range keysWhere(have, func(k string, v elem) bool { w, ok := want[k]; return !ok || w != v }) {
@@ -210,7 +186,7 @@ func writeElements(tx nftWriter, prev, cur *nftRules, full bool) {
 	for _, name := range sortedKeys(cur.sets) {
 		want, have := cur.sets[name], prev.sets[name]
 		if full {
-			tx.Flush(&knftables.Set{Name: name})
+			tx.FlushSet(name, false)
 			have = nil
 		}
 		for _, e := range have {

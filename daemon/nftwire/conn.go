@@ -1,4 +1,4 @@
-package nftables
+package nftwire
 
 import (
 	"encoding/binary"
@@ -9,45 +9,48 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nlSocket is a netfilter netlink socket kept open between syncs:
+// Conn is a netfilter netlink socket, kept open between transactions:
 // closing one waits for the kernel's RCU grace period (milliseconds).
-type nlSocket struct {
+type Conn struct {
 	fd     int
 	seq    uint32
 	sndbuf int
 }
 
-func openNL() (*nlSocket, error) {
+// Open opens a socket in the calling thread's network namespace.
+func Open() (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
 	}
-	s := &nlSocket{fd: fd}
+	s := &Conn{fd: fd}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		s.close()
+		s.Close()
 		return nil, fmt.Errorf("netlink bind: %w", err)
 	}
 	// A reply that never comes must not hang the proxy.
 	tv := unix.Timeval{Sec: 60}
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		s.close()
+		s.Close()
 		return nil, fmt.Errorf("netlink receive timeout: %w", err)
 	}
 	return s, nil
 }
 
-func (s *nlSocket) close() {
+// Close closes the socket; a nil Conn is closed already.
+func (s *Conn) Close() {
 	if s != nil && s.fd >= 0 {
 		_ = unix.Close(s.fd)
 		s.fd = -1
 	}
 }
 
-// transact sends the batch as one kernel transaction and waits for its
-// outcome. The kernel acknowledges the last message only; an error
-// names the message it is about.
-func (s *nlSocket) transact(w *wireBatch) error {
-	if w.ops() == 0 {
+// Transact sends the batch (finishing it) as one kernel transaction and
+// waits for its outcome. The kernel acknowledges the last message only;
+// an error names the message it is about.
+func (s *Conn) Transact(w *Batch) error {
+	w.Finish()
+	if w.Ops() == 0 {
 		return nil
 	}
 	base := s.seq + 1
@@ -94,7 +97,7 @@ func (s *nlSocket) transact(w *wireBatch) error {
 			if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
 				what := "commit"
 				if i := int(seq - base); i > 0 {
-					what = w.lines[i]
+					what = w.what[i]
 				}
 				errs = append(errs, fmt.Errorf("%s: %w", what, syscall.Errno(-code)))
 				if seq == base {
