@@ -102,6 +102,12 @@ func (p *Parser) Parse(data []byte) (*State, error) {
 			return st, nil
 		}
 	}
+	return parseStream(data, st, seen)
+}
+
+// parseStream decodes a YAML or JSON stream of objects, or Lists of
+// them, into st.
+func parseStream(data []byte, st *State, seen map[string]bool) (*State, error) {
 	objects := 0
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for doc := 0; ; doc++ {

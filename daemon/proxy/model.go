@@ -229,34 +229,8 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 		}
 	}
 	mm.reserved, cfg.Reserved = reservedCfg, reservedCfg
-	m := Model{TriggerTimes: map[string]string{}}
-	// Each Service's slices. Most Services have one, kept without a slice
-	// of its own (thousands of allocations at every change otherwise);
-	// the index map is kept between builds.
-	if mm.slicesOf == nil {
-		mm.slicesOf = make(map[serviceName]sliceSet, len(st.Services))
-	}
-	clear(mm.slicesOf)
-	for _, es := range st.EndpointSlices {
-		svc := es.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue // not a Service's slice
-		}
-		key := serviceName{es.Namespace, svc}
-		set := mm.slicesOf[key]
-		switch {
-		case set.first == nil:
-			set.first = es
-		case set.more == nil:
-			set.more = []*discoveryv1.EndpointSlice{set.first, es}
-		default:
-			set.more = append(set.more, es)
-		}
-		mm.slicesOf[key] = set
-		if t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]; t != "" {
-			m.TriggerTimes[es.Namespace+"/"+es.Name] = t
-		}
-	}
+	var m Model
+	m.TriggerTimes = mm.indexSlices(st)
 	next := mm.spare
 	if next == nil {
 		next = make(map[*corev1.Service]*memoEntry, len(st.Services))
@@ -278,19 +252,7 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 		}
 		e := mm.services[svc]
 		if e == nil || !slices.Equal(e.slices, eslices) {
-			// Its own copy: eslices may be this build's scratch.
-			e = &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: slices.Clone(eslices)}
-			ports, problems := servicePorts(svc, eslices, cfg)
-			gen := gens.Add(1)
-			for i := range ports {
-				sp := &ports[i]
-				sp.name, sp.id, sp.gen = sp.Name(), sp.ID(), gen
-				e.ports = append(e.ports, sp)
-			}
-			slices.SortFunc(e.ports, func(a, b *ServicePort) int {
-				return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.Family, b.Family), strings.Compare(a.Protocol, b.Protocol))
-			})
-			e.problems = problems
+			e = newMemoEntry(svc, eslices, cfg)
 		}
 		next[svc] = e
 		entries = append(entries, e)
@@ -303,6 +265,57 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 		m.Problems = append(m.Problems, e.problems...)
 	}
 	return m
+}
+
+// indexSlices files each Service's slices. Most Services have one, kept
+// without a slice of its own (thousands of allocations at every change
+// otherwise); the index map is kept between builds. It returns the
+// slices' trigger times.
+func (mm *Memo) indexSlices(st *cluster.State) map[string]string {
+	triggers := map[string]string{}
+	if mm.slicesOf == nil {
+		mm.slicesOf = make(map[serviceName]sliceSet, len(st.Services))
+	}
+	clear(mm.slicesOf)
+	for _, es := range st.EndpointSlices {
+		svc := es.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue // not a Service's slice
+		}
+		key := serviceName{es.Namespace, svc}
+		set := mm.slicesOf[key]
+		switch {
+		case set.first == nil:
+			set.first = es
+		case set.more == nil:
+			set.more = []*discoveryv1.EndpointSlice{set.first, es}
+		default:
+			set.more = append(set.more, es)
+		}
+		mm.slicesOf[key] = set
+		if t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]; t != "" {
+			triggers[es.Namespace+"/"+es.Name] = t
+		}
+	}
+	return triggers
+}
+
+// newMemoEntry is a Service's ports, computed anew.
+func newMemoEntry(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg Config) *memoEntry {
+	// Its own copy: eslices may be this build's scratch.
+	e := &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: slices.Clone(eslices)}
+	ports, problems := servicePorts(svc, eslices, cfg)
+	gen := gens.Add(1)
+	for i := range ports {
+		sp := &ports[i]
+		sp.name, sp.id, sp.gen = sp.Name(), sp.ID(), gen
+		e.ports = append(e.ports, sp)
+	}
+	slices.SortFunc(e.ports, func(a, b *ServicePort) int {
+		return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.Family, b.Family), strings.Compare(a.Protocol, b.Protocol))
+	})
+	e.problems = problems
+	return e
 }
 
 func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg Config) ([]ServicePort, []Problem) {
@@ -325,17 +338,7 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 	if ips[0] == corev1.ClusterIPNone {
 		return nil, nil // headless: DNS only
 	}
-	affinity := 0
-	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		affinity = DefaultAffinitySeconds
-		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-			if t := *c.ClientIP.TimeoutSeconds; t >= 1 && t <= 86400 {
-				affinity = int(t)
-			} else {
-				bad("invalid-affinity-timeout", "sessionAffinityConfig timeoutSeconds %d is outside 1-86400; using %d", t, affinity)
-			}
-		}
-	}
+	affinity := affinitySeconds(svc, bad)
 	var out []ServicePort
 	seenFamily := map[int]bool{}
 	for _, s := range ips {
@@ -372,23 +375,45 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 			}
 			named[sp.PortName+"/"+sp.Protocol] = true
 			sp.External, sp.AffinitySeconds = external, affinity
-			if p.NodePort != 0 {
-				if p.NodePort < 1 || p.NodePort > 65535 {
-					bad("invalid-port", "port %q: nodePort %d is out of range", p.Name, p.NodePort)
-				} else if sp.Protocol == "udp" && cfg.OverlayPort != 0 && p.NodePort == int32(cfg.OverlayPort) {
-					// VXLAN from the other nodes arrives on this port of
-					// the node's own address: a NodePort there would
-					// take the overlay.
-					bad("overlay-port", "port %q: UDP nodePort %d is the overlay's VXLAN port", p.Name, p.NodePort)
-				} else if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-					sp.NodePort = uint16(p.NodePort)
-				}
-			}
+			sp.NodePort = nodePort(svc, p, sp.Protocol, cfg, bad)
 			sp.Endpoints = endpoints(eslices, p, fam, cfg.NodeName, &problems)
 			out = append(out, sp)
 		}
 	}
 	return out, problems
+}
+
+// affinitySeconds is how long a ClientIP affinity lasts; 0 for none.
+func affinitySeconds(svc *corev1.Service, bad func(reason, format string, args ...any)) int {
+	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return 0
+	}
+	affinity := DefaultAffinitySeconds
+	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		if t := *c.ClientIP.TimeoutSeconds; t >= 1 && t <= 86400 {
+			affinity = int(t)
+		} else {
+			bad("invalid-affinity-timeout", "sessionAffinityConfig timeoutSeconds %d is outside 1-86400; using %d", t, affinity)
+		}
+	}
+	return affinity
+}
+
+// nodePort is the port's NodePort, 0 for none: a Service of type
+// ClusterIP keeps a NodePort it has, unused.
+func nodePort(svc *corev1.Service, p corev1.ServicePort, proto string, cfg Config, bad func(reason, format string, args ...any)) uint16 {
+	switch {
+	case p.NodePort == 0:
+	case p.NodePort < 1 || p.NodePort > 65535:
+		bad("invalid-port", "port %q: nodePort %d is out of range", p.Name, p.NodePort)
+	case proto == "udp" && cfg.OverlayPort != 0 && p.NodePort == int32(cfg.OverlayPort):
+		// VXLAN from the other nodes arrives on this port of the node's
+		// own address: a NodePort there would take the overlay.
+		bad("overlay-port", "port %q: UDP nodePort %d is the overlay's VXLAN port", p.Name, p.NodePort)
+	case svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer:
+		return uint16(p.NodePort)
+	}
+	return 0
 }
 
 func servicePort(svc *corev1.Service, p corev1.ServicePort, ip netip.Addr, fam int) (ServicePort, string) {

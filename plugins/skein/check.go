@@ -82,9 +82,21 @@ func check(n *conf.Network, args *skel.CmdArgs) error {
 	if host != nil && pod.Attrs().ParentIndex != host.Attrs().Index {
 		bad("interface %s is not the peer of host veth %s", args.IfName, hostName)
 	}
+	if err := checkPodSide(n, pool, recs, ph, pod, bad); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return &checkError{problems}
+	}
+	return nil
+}
+
+// checkPodSide checks the pod interface's addresses and default routes
+// against the reservations.
+func checkPodSide(n *conf.Network, pool *ipam.Pool, recs []ipam.Record, ph netlinksafe.Handle, pod netlink.Link, bad func(string, ...any)) error {
 	addrs, err := addrList(ph, pod)
 	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", args.IfName, err)
+		return fmt.Errorf("list addresses of %s: %w", pod.Attrs().Name, err)
 	}
 	have := map[netip.Prefix]bool{}
 	for _, a := range addrs {
@@ -101,22 +113,19 @@ func check(n *conf.Network, args *skel.CmdArgs) error {
 		}
 		gateways[conf.Family(rec.IP)] = r.Gateway
 		if !have[prefix] {
-			bad("interface %s lacks address %s", args.IfName, prefix)
+			bad("interface %s lacks address %s", pod.Attrs().Name, prefix)
 		}
 	}
 	routes, err := retry(func() ([]netlink.Route, error) {
 		return ph.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: pod.Attrs().Index}, netlink.RT_FILTER_OIF)
 	})
 	if err != nil {
-		return fmt.Errorf("list routes of %s: %w", args.IfName, err)
+		return fmt.Errorf("list routes of %s: %w", pod.Attrs().Name, err)
 	}
 	for _, rt := range podRoutes(n, gateways) {
 		if !hasRoute(routes, rt) {
 			bad("route %s via %s is missing", rt.Dst, rt.GW)
 		}
-	}
-	if len(problems) > 0 {
-		return &checkError{problems}
 	}
 	return nil
 }
