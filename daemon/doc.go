@@ -9,6 +9,8 @@
 //   - overlay: the VXLAN device and the per-peer entries
 //   - masq: masquerade and forwarding rules
 //   - proxy: the Service proxy (nftables or iptables), in place of kube-proxy
+//   - dns: cluster DNS on every node, in place of CoreDNS; it answers from
+//     the snapshot the proxy last programmed (skeind wires that)
 //
 // What they share:
 //   - cluster: the snapshot, the facts derived from it once, its sources

@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	miekg "github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -198,7 +200,7 @@ func TestOnKubernetes(t *testing.T) {
 	applyManifests(t, bin, kc)
 	c := newCluster(t, harness.ClusterOptions{
 		Nodes: 3, Kubeconfig: kc, PodCIDRsFromAPI: true,
-		Impersonate: skeinSA, Env: manifestSettings(t), Caps: []string{"net_admin", "net_raw"},
+		Impersonate: skeinSA, Env: manifestSettings(t), Caps: []string{"net_admin", "net_raw", "net_bind_service"},
 	})
 	api := c.API()
 	ns := uniq("ns")
@@ -281,6 +283,57 @@ func TestOnKubernetes(t *testing.T) {
 			}
 			return true
 		})
+	})
+
+	t.Run("names follow the API", func(t *testing.T) {
+		// The headless Service's names: every ready pod, so not the one
+		// the subtest before made NotReady; asked of every node's skeind.
+		headless, err := api.CoreV1().Services(ns).Create(ctx(t), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "echo-pods"},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "echo"},
+				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready []string
+		for _, p := range pods {
+			if p.name != pods[3].name {
+				ready = append(ready, p.IPs[0])
+			}
+		}
+		slices.Sort(ready)
+		zone := ns + ".svc.cluster.local."
+		want := map[string][]string{"echo." + zone: {svc.Spec.ClusterIP}, "echo-pods." + zone: ready}
+		for _, p := range pods {
+			for name, addrs := range want {
+				waitFor(t, p.name+" to resolve "+name, func() bool {
+					m, err := harness.Lookup(ctx(t), p.NS, "169.254.20.10", name, miekg.TypeA)
+					if err != nil {
+						return false
+					}
+					var got []string
+					for _, rr := range m.Answer {
+						got = append(got, rr.(*miekg.A).A.String())
+					}
+					slices.Sort(got)
+					return slices.Equal(got, addrs)
+				})
+			}
+			m, err := harness.Lookup(ctx(t), p.NS, "169.254.20.10", "_http._tcp.echo-pods."+zone, miekg.TypeSRV)
+			if err != nil || len(m.Answer) != len(ready) {
+				t.Errorf("%s: SRV of echo-pods: %v (%v), want one per ready pod", p.name, m, err)
+			}
+		}
+		if err := api.CoreV1().Services(ns).Delete(ctx(t), headless.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods {
+			waitFor(t, p.name+" to get NXDOMAIN for the deleted Service", func() bool {
+				m, err := harness.Lookup(ctx(t), p.NS, "169.254.20.10", "echo-pods."+zone, miekg.TypeA)
+				return err == nil && m.Rcode == miekg.RcodeNameError
+			})
+		}
 	})
 
 	t.Run("the API server stopped for 30 s", func(t *testing.T) {

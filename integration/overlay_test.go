@@ -286,10 +286,8 @@ status: {addresses: [{type: InternalIP, address: "not-an-address"}]}
 // Pod traffic is forwarded even with the FORWARD policy set to DROP.
 func TestOverlayMasquerade(t *testing.T) {
 	c := newCluster(t, harness.ClusterOptions{Nodes: 2})
-	// The underlay namespace plays a host outside the cluster.
-	if _, err := c.Underlay.Exec(ctx(t), "ip", "addr", "add", "172.30.0.1/24", "dev", "ul0"); err != nil {
-		t.Fatal(err)
-	}
+	// The underlay namespace (harness.OutsideIP, 172.30.0.1) plays a
+	// host outside the cluster.
 	for _, n := range c.Nodes {
 		if _, err := n.NS.Exec(ctx(t), "iptables", "-P", "FORWARD", "DROP"); err != nil {
 			t.Fatal(err)

@@ -46,12 +46,10 @@ func testServiceProxy(t *testing.T, backend string) {
 	for _, p := range pods[1:] {
 		echoServer(t, p)
 	}
-	// The underlay namespace plays a host outside the cluster, and is
-	// the nodes' default gateway (real nodes have one: traffic to a
-	// ClusterIP is routed before it is DNATed).
-	if _, err := c.Underlay.Exec(ctx(t), "ip", "addr", "add", "172.30.0.1/24", "dev", "ul0"); err != nil {
-		t.Fatal(err)
-	}
+	// The underlay namespace (harness.OutsideIP, 172.30.0.1) plays a
+	// host outside the cluster, and is the nodes' default gateway (real
+	// nodes have one: traffic to a ClusterIP is routed before it is
+	// DNATed).
 	for _, n := range c.Nodes {
 		if _, err := n.NS.Exec(ctx(t), "ip", "route", "add", "default", "via", "172.30.0.1"); err != nil {
 			t.Fatal(err)

@@ -22,7 +22,7 @@ if [ "${1:-}" = down ]; then
   for ns in $(ip netns list | awk '{print $1}' | grep '^skein-demo' || true); do
     ip netns del "$ns" && echo "removed netns $ns"
   done
-  rm -rf /tmp/skein-demo-*
+  rm -rf /tmp/skein-demo-* /etc/netns/skein-demo-*
   exit 0
 fi
 scripts/install-deps.sh

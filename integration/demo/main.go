@@ -3,19 +3,25 @@
 // per node made by the real skein plugin through libcni, as containerd
 // would. It shows who reaches whom (IPv4 and IPv6, same node and across
 // the VXLAN overlay) with the source address each receiver saw, a Service
-// reached through its ClusterIP, and what each node's overlay holds. It tears everything down at the end unless
-// KEEP=1, and exits non-zero if any pair fails.
+// reached through its ClusterIP, the cluster's names resolved in a pod
+// (answered by skeind on the pod's own node) and a Service reached by
+// name, and what each node's overlay holds. It tears everything down at
+// the end unless KEEP=1, and exits non-zero if anything fails.
 package main
 
 import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	miekg "github.com/miekg/dns"
 
 	"github.com/skein-net/skein/integration/harness"
 )
@@ -45,7 +51,8 @@ func run() error {
 	}
 	defer os.RemoveAll(binDir)
 	fmt.Println("starting 3 nodes (dual-stack), each running skeind ...")
-	c, err := harness.NewCluster(harness.ClusterOptions{Prefix: prefix, Nodes: 3, DualStack: true, BinDir: binDir})
+	c, err := harness.NewCluster(harness.ClusterOptions{Prefix: prefix, Nodes: 3, DualStack: true, BinDir: binDir,
+		Env: []string{"SKEIN_CLUSTER_DNS_IP=" + clusterDNSIP}})
 	if err != nil {
 		return err
 	}
@@ -62,11 +69,28 @@ func run() error {
 				return fmt.Errorf("ADD %s: %w", pname, err)
 			}
 			pods = append(pods, pod{pname, n.Name, p})
+			if !keep {
+				defer harness.RemoveResolvConf(p.NS)
+			}
+			// What kubelet writes into the pod from the plugin's result.
+			if err := harness.WriteResolvConf(p.NS, p.DNS); err != nil {
+				return err
+			}
 			fmt.Printf("  %s on %s: %s\n", pname, n.Name, strings.Join(p.IPs, ", "))
 		}
 	}
 	failures := matrix(ctx, pods)
+	// hello's endpoints answer until the demo ends: the names section
+	// reaches them by name.
+	for _, p := range []pod{pods[2], pods[5]} {
+		e, err := harness.NewEcho(p.NS, p.name)
+		if err != nil {
+			return fmt.Errorf("echo server in %s: %w", p.name, err)
+		}
+		defer e.Close()
+	}
 	failures += service(ctx, c, pods)
+	failures += names(ctx, pods)
 	for _, n := range c.Nodes {
 		summary(ctx, n)
 	}
@@ -77,6 +101,7 @@ KEEP=1: left running. Explore with, for example:
   ip netns exec %[1]s-n1 ip route show dev skein.vxlan
   ip netns exec %[1]s-n1 bridge fdb show dev skein.vxlan
   ip netns exec %[1]s-n1 nft list table ip skein   # the Service rules
+  ip netns exec %[1]s-node1-a getent hosts hello.default.svc.cluster.local   # cluster DNS
   cat %[3]s             # the cluster file: edit it and watch the nodes follow
   cat %[4]s/node1.log   # skeind's log on node1
 Tear down with: make demo-down
@@ -87,28 +112,52 @@ Tear down with: make demo-down
 	if failures > 0 {
 		return fmt.Errorf("%d connections failed", failures)
 	}
-	fmt.Println("all pairs connected, with no NAT between pods.")
+	fmt.Println("all pairs connected, with no NAT between pods; names resolved on every pod's own node.")
 	return nil
 }
 
-// service adds a Service whose endpoints are a pod on node2 and one on
-// node3, and connects to its ClusterIP from a pod on node1: skeind's
-// Service proxy spreads the connections, and the endpoints see the
-// client pod's own address.
+// The demo's Services: hello (ClusterIP, a named port) and hello-pods
+// (headless), both with a pod on node2 and one on node3 as endpoints.
+const (
+	clusterIP    = "10.96.0.20"
+	clusterDNSIP = "10.96.0.10" // kubelet's clusterDNS: answered by skeind on every node
+	services     = `apiVersion: v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec: {clusterIP: %[1]s, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello-pods, namespace: default}
+spec: {clusterIP: None, ports: [{name: http, port: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: hello-1, namespace: default, labels: {kubernetes.io/service-name: hello}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: [%[2]s], nodeName: %[3]s, conditions: {ready: true}}
+- {addresses: [%[4]s], nodeName: %[5]s, conditions: {ready: true}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: hello-pods-1, namespace: default, labels: {kubernetes.io/service-name: hello-pods}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: [%[2]s], hostname: %[6]s, nodeName: %[3]s, conditions: {ready: true}}
+- {addresses: [%[4]s], hostname: %[7]s, nodeName: %[5]s, conditions: {ready: true}}
+`
+)
+
+// service adds the Services, and connects to hello's ClusterIP from a
+// pod on node1: skeind's Service proxy spreads the connections over the
+// echo servers in pods[2] and pods[5], and the endpoints see the client
+// pod's own address.
 func service(ctx context.Context, c *harness.Cluster, pods []pod) int {
-	const clusterIP = "10.96.0.10"
 	ends := []pod{pods[2], pods[5]}
-	var backends []harness.Backend
-	for _, p := range ends {
-		e, err := harness.NewEcho(p.NS, p.name)
-		if err != nil {
-			fmt.Println("\nService: FAIL:", err)
-			return 1
-		}
-		defer e.Close()
-		backends = append(backends, harness.Backend{IP: p.IPs[0], Node: p.node})
-	}
-	svc := harness.ServiceYAML("hello", "{clusterIP: "+clusterIP+", ports: [{port: 80}]}", "TCP", backends...)
+	svc := fmt.Sprintf(services, clusterIP, ends[0].IPs[0], ends[0].node, ends[1].IPs[0], ends[1].node, ends[0].name, ends[1].name)
 	if err := c.WriteFile(c.Nodes, svc); err != nil {
 		fmt.Println("\nService: FAIL:", err)
 		return 1
@@ -141,6 +190,51 @@ func service(ctx context.Context, c *harness.Cluster, pods []pod) int {
 		return 1
 	}
 	return 0
+}
+
+// names resolves the cluster's names from a pod on node1, through its
+// own resolv.conf (glibc, the search path kubelet writes), answered by
+// skeind on node1 itself; then reaches hello by name.
+func names(ctx context.Context, pods []pod) int {
+	client := pods[0]
+	rc, _ := os.ReadFile(filepath.Join(harness.ResolvConfDir(client.NS), "resolv.conf"))
+	fmt.Printf("\nNames, from %s, whose resolv.conf is:\n  %s\n", client.name, strings.ReplaceAll(strings.TrimSpace(string(rc)), "\n", "\n  "))
+	failures := 0
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  name\tresolves to (getent ahostsv4)\t")
+	for _, name := range []string{"hello", "hello.default", "hello.default.svc.cluster.local",
+		"hello-pods", pods[2].name + ".hello-pods", "www.example.test"} {
+		addrs, err := harness.Getent(ctx, client.NS, name)
+		got := strings.Join(addrs, " ")
+		if err != nil || len(addrs) == 0 {
+			got, failures = "FAIL: "+fmt.Sprint(err), failures+1
+		}
+		fmt.Fprintf(w, "  %s\t%s\t\n", name, got)
+	}
+	w.Flush()
+	srv := "_http._tcp.hello.default.svc.cluster.local."
+	fmt.Printf("  SRV %s (asked of %s):\n", srv, clusterDNSIP)
+	m, err := harness.Lookup(ctx, client.NS, clusterDNSIP, srv, miekg.TypeSRV)
+	if err != nil || len(m.Answer) == 0 {
+		fmt.Println("    FAIL:", err)
+		failures++
+	} else {
+		for _, r := range harness.Records(m.Answer) {
+			fmt.Println("    " + r)
+		}
+	}
+	addrs, err := harness.Getent(ctx, client.NS, "hello")
+	if err != nil || len(addrs) != 1 {
+		fmt.Println("  hello by name: FAIL:", err)
+		return failures + 1
+	}
+	name, _, err := harness.Ask(ctx, client.NS, net.JoinHostPort(addrs[0], "80"))
+	if err != nil {
+		fmt.Println("  hello by name: FAIL:", err)
+		return failures + 1
+	}
+	fmt.Printf("  connected to hello by name: answered by %s\n", name)
+	return failures
 }
 
 // matrix connects every pod to every address of every other pod: ping,

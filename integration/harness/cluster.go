@@ -60,6 +60,7 @@ type ClusterOptions struct {
 type Cluster struct {
 	opts     ClusterOptions
 	Underlay *NetNS
+	Upstream *Upstream // the resolver of names outside the cluster
 	Nodes    []*ClusterNode
 	Dir      string
 	File     string
@@ -108,7 +109,10 @@ func (c *Cluster) build() error {
 		return err
 	}
 	c.Underlay = ul
-	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip link set ul0 up"); err != nil {
+	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip addr add "+OutsideIP+"/24 dev ul0 && ip addr add "+UpstreamIP+"/24 dev ul0 && ip link set ul0 up"); err != nil {
+		return err
+	}
+	if c.Upstream, err = NewUpstream(ul); err != nil {
 		return err
 	}
 	if c.opts.Kubeconfig != "" {
@@ -232,7 +236,7 @@ func (n *ClusterNode) Start() error {
 	cmd.Args = append(cmd.Args, source...)
 	cmd.Args = append(cmd.Args, "--conflist", n.Conflist,
 		"--cni-data-dir", filepath.Join(n.c.Dir, n.Name, "cni"), "--min-sync-interval", "100ms",
-		"--cni-version", "1.1.0")
+		"--cni-version", "1.1.0", "--dns-upstream", UpstreamIP)
 	if n.c.opts.Proxy != "" {
 		cmd.Args = append(cmd.Args, "--proxy", n.c.opts.Proxy)
 	}
@@ -319,6 +323,9 @@ func (c *Cluster) Close() error {
 		if n.NS != nil {
 			errs = append(errs, n.NS.Delete())
 		}
+	}
+	if c.Upstream != nil {
+		c.Upstream.Close()
 	}
 	if c.Underlay != nil {
 		errs = append(errs, c.Underlay.Delete())

@@ -69,6 +69,9 @@ type Pod struct {
 	NS  *NetNS
 	RT  *libcni.RuntimeConf
 	IPs []string
+	// DNS is the plugin's result's: what the runtime writes into the
+	// pod's resolv.conf.
+	DNS types.DNS
 }
 
 // RuntimeConf is what containerd passes for a pod sandbox.
@@ -129,7 +132,7 @@ func (nd *Node) AddPod(ctx context.Context, nsName, containerID string) (*Pod, e
 		podNS.Delete()
 		return nil, err
 	}
-	p := &Pod{NS: podNS, RT: rt}
+	p := &Pod{NS: podNS, RT: rt, DNS: res.DNS}
 	for _, ip := range res.IPs {
 		p.IPs = append(p.IPs, ip.Address.IP.String())
 	}

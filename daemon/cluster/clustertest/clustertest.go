@@ -2,6 +2,8 @@
 package clustertest
 
 import (
+	"testing"
+
 	"encoding/json"
 	"fmt"
 
@@ -87,3 +89,17 @@ metadata: {name: greedy}
 spec: {podCIDRs: [0.0.0.0/0]}
 status: {addresses: [{type: InternalIP, address: 172.30.0.13}]}
 `
+
+// Parse is the snapshot of a cluster file's text, edited first when edit
+// is set; a file that does not parse fails the test.
+func Parse(t testing.TB, text string, edit func(string) string) *cluster.State {
+	t.Helper()
+	if edit != nil {
+		text = edit(text)
+	}
+	st, err := cluster.ParseFile([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/skein-net/skein/conf"
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/conflist"
+	"github.com/skein-net/skein/daemon/dns"
 	"github.com/skein-net/skein/daemon/health"
 	"github.com/skein-net/skein/daemon/hooks"
 	"github.com/skein-net/skein/daemon/masq"
@@ -41,6 +43,12 @@ type named struct {
 	// refused, when set, returns the reason (a metric label) this node's
 	// own objects are refused for while the controller waits.
 	refused func() string
+	// before, when set, is called with the snapshot before Sync.
+	before func(*cluster.State)
+	// programmed, when set, holds the snapshot the last successful Sync
+	// programmed; a controller whose from is the same pointer syncs from
+	// that snapshot (not the latest), after each such Sync.
+	programmed, from *atomic.Pointer[cluster.State]
 }
 
 // newControllers builds skeind's controllers from its flags, in the
@@ -60,7 +68,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 	owner := &hooks.Owner{} // every controller's jumps from the built-in chains
 	list := conflist.New(conflist.Config{
 		Path: f.conflist, Name: f.networkName, CNIVersion: f.cniVersion, Bridge: f.bridge,
-		DNS: dnsOf(f.dnsServers), ClusterDomain: f.clusterDomain, DataDir: f.cniDataDir, Node: self,
+		DNS: podDNS(f), ClusterDomain: f.clusterDomain, DataDir: f.cniDataDir, Node: self,
 	}, log)
 	ov := overlay.New(overlay.Config{VNI: f.vni, Port: f.port, Node: self},
 		overlay.Deps{Log: log, Peers: m.Peers, Skipped: m.Skipped})
@@ -73,15 +81,62 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 		{controller: ov, name: "overlay", refused: ov.Refused},
 		{controller: mq, name: "masquerade"},
 	}
+	d, err := addDNS(ctx, f, log, m, run)
+	if err != nil {
+		return nil, err
+	}
+	dnsAt := len(ctrls)
+	if d != nil {
+		ctrls = append(ctrls, named{controller: d, name: "dns", services: true})
+	}
+	b, err := newBackend(ctx, f, proxy.RuleOptions{Bridge: bridge, NodePortAddresses: f.nodePortAddrs, Hooks: owner}, log, run)
+	if err != nil || b == nil {
+		return ctrls, err
+	}
+	px := proxy.New(b, proxy.Options{
+		NodeName: f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(f.port), FullEvery: f.resync, Log: log,
+		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{},
+	})
+	p := named{controller: px, name: "proxy", services: true}
+	if d != nil {
+		// DNS answers from what the proxy programmed: a new Service's
+		// name once its rules are in, a deleted one's gone before its
+		// rules are.
+		p.before, p.programmed = d.Withdraw, new(atomic.Pointer[cluster.State])
+		ctrls[dnsAt].from = p.programmed
+	}
+	return append(ctrls, p), nil
+}
+
+// addDNS makes the DNS controller when --dns is on, or for cleanup (run
+// false); with DNS off it removes the device an earlier run left and
+// returns nil.
+func addDNS(ctx context.Context, f *flags, log *slog.Logger, m *health.Metrics, run bool) (*dns.Controller, error) {
+	if f.dns.on || !run {
+		return newDNS(f, log, m, run)
+	}
+	if dev, err := dns.NewDevice(); err == nil {
+		if err := dev.Remove(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// newBackend picks the Service proxy's backend from --proxy (nftables
+// first, iptables where nftables cannot be used), and when running
+// removes what the other backends left. It returns nil with --proxy=none,
+// and nil without error for cleanup when the backend cannot be used.
+func newBackend(ctx context.Context, f *flags, o proxy.RuleOptions, log *slog.Logger, run bool) (proxy.Backend, error) {
 	if f.proxy == "none" {
 		if run {
 			log.Info("no service proxy (--proxy=none)")
-			return ctrls, cleanupProxy(ctx, "", log)
+			return nil, cleanupProxy(ctx, "", log)
 		}
-		return ctrls, nil
+		return nil, nil
 	}
-	o := proxy.RuleOptions{Bridge: bridge, NodePortAddresses: f.nodePortAddrs, Hooks: owner}
 	var b proxy.Backend
+	var err error
 	if f.proxy == "" || f.proxy == "nftables" {
 		if b, err = nftables.New(o); err != nil && f.proxy == "" {
 			log.Warn("nftables cannot be used; the service proxy uses iptables", "err", err)
@@ -92,7 +147,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 	}
 	if err != nil {
 		if !run {
-			return ctrls, nil // nothing of that backend can be installed
+			return nil, nil // nothing of that backend can be installed
 		}
 		return nil, fmt.Errorf("service proxy: %w", err)
 	}
@@ -104,11 +159,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 		}
 		log.Info("service proxy", "backend", b.Name())
 	}
-	px := proxy.New(b, proxy.Options{
-		NodeName: f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(f.port), FullEvery: f.resync, Log: log,
-		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{},
-	})
-	return append(ctrls, named{controller: px, name: "proxy", services: true}), nil
+	return b, nil
 }
 
 // cleanupProxy removes the rules of every proxy backend except keep's:
@@ -135,12 +186,62 @@ func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
 	return nil
 }
 
-func dnsOf(servers string) types.DNS {
+// podDNS is the DNS settings the conflist gives pods: --dns-servers, or
+// with skein's DNS on, its address (the kube-dns ClusterIP when given,
+// which is what kubelet's clusterDNS names); ndots:5, as kubelet writes.
+func podDNS(f *flags) types.DNS {
 	var d types.DNS
-	for _, s := range strings.Split(servers, ",") {
+	for _, s := range strings.Split(f.dnsServers, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			d.Nameservers = append(d.Nameservers, s)
 		}
 	}
+	if len(d.Nameservers) == 0 && f.dns.on {
+		d.Nameservers = []string{f.dns.addr}
+		if f.dns.clusterIP != "" {
+			d.Nameservers = []string{f.dns.clusterIP}
+		}
+		d.Options = []string{"ndots:5"}
+	}
 	return d
+}
+
+// newDNS builds the cluster DNS server; for run, it starts listening
+// (answering SERVFAIL for the zone until the first snapshot).
+func newDNS(f *flags, log *slog.Logger, m *health.Metrics, run bool) (*dns.Controller, error) {
+	dev, err := dns.NewDevice()
+	if err != nil {
+		return nil, fmt.Errorf("%w (skeind's DNS needs the nft command: install nftables, or turn it off with --dns=false)", err)
+	}
+	cfg := dns.Config{
+		Domain: f.clusterDomain, Upstreams: splitList(f.dns.upstreams), ResolvConf: f.dns.resolvConf,
+		ForceTCP: f.dns.upstreamTCP, TTL: f.dns.ttl, Pods: f.dns.pods,
+		CacheEntries: f.dns.cacheSize, CacheBytes: f.dns.cacheBytes, MinTTL: f.dns.minTTL, MaxTTL: f.dns.maxTTL,
+		MaxInflight: f.dns.maxInflight,
+	}
+	for _, a := range []string{f.dns.addr, f.dns.clusterIP} {
+		if a != "" {
+			cfg.Addrs = append(cfg.Addrs, netip.MustParseAddr(a)) // parseFlags checked them
+		}
+	}
+	c, err := dns.New(cfg, dns.Deps{Log: log, Registry: m.Registry, Device: dev})
+	if err != nil {
+		return nil, err
+	}
+	if run {
+		if err := c.Start(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

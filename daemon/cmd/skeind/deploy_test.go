@@ -102,8 +102,11 @@ func TestDeployManifest(t *testing.T) {
 		}
 	}
 	skeind := spec.Containers[0]
-	if got := skeind.SecurityContext.Capabilities.Add; !slices.Equal(got, []corev1.Capability{"NET_ADMIN", "NET_RAW"}) {
-		t.Errorf("skeind's capabilities: %v, want NET_ADMIN and NET_RAW", got)
+	if got := skeind.SecurityContext.Capabilities.Add; !slices.Equal(got, []corev1.Capability{"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"}) {
+		t.Errorf("skeind's capabilities: %v, want NET_ADMIN, NET_RAW and NET_BIND_SERVICE", got)
+	}
+	if spec.DNSPolicy != corev1.DNSDefault {
+		t.Errorf("dnsPolicy %q: skeind's upstream resolvers must be the node's (Default), never the cluster DNS it serves", spec.DNSPolicy)
 	}
 	if !slices.ContainsFunc(skeind.Env, func(e corev1.EnvVar) bool {
 		return e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"

@@ -31,6 +31,24 @@ type flags struct {
 	proxy         string
 	nodePortAddrs []string
 	staleAfter    time.Duration
+	dns           dnsFlags
+}
+
+// dnsFlags are the cluster DNS server's settings.
+type dnsFlags struct {
+	on          bool
+	addr        string
+	clusterIP   string
+	upstreams   string
+	resolvConf  string
+	upstreamTCP bool
+	ttl         time.Duration
+	pods        bool
+	cacheSize   int
+	cacheBytes  int
+	minTTL      time.Duration
+	maxTTL      time.Duration
+	maxInflight int
 }
 
 // parseFlags reads skeind's settings from args and, for every flag args
@@ -55,13 +73,14 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	fs.StringVar(&f.cniDataDir, "cni-data-dir", "", "the plugin's data dir (default: the plugin's, /var/lib/cni/skein)")
 	fs.StringVar(&f.bridge, "bridge", "", "the node bridge (default: the plugin's, cni0)")
 	fs.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for the pods' search list")
-	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods")
+	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods (default, with --dns: --cluster-dns-ip, else --dns-address)")
 	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
 	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "one sync per interval on average; two may run back to back after a quiet spell")
 	fs.DurationVar(&f.resync, "resync", time.Minute, "full resync period")
 	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
 	fs.StringVar(&f.proxy, "proxy", "", "Service proxy backend: nftables, iptables or none (default nftables, iptables where nft is missing)")
 	fs.DurationVar(&f.staleAfter, "source-stale-after", 5*time.Minute, "/readyz fails once the cluster source has failed for this long (the dataplane keeps the last good snapshot)")
+	f.dns.register(fs)
 	nodePorts := fs.String("nodeport-addresses", "", "comma-separated CIDRs of the node addresses NodePorts answer on (default every local address)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -99,12 +118,58 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	if f.port < 1 || f.port > 65535 {
 		return nil, nil, fmt.Errorf("--vxlan-port %d is out of range", f.port)
 	}
+	if err := f.dns.check(); err != nil {
+		return nil, nil, err
+	}
 	if f.nodeIP != "" {
 		if _, err := netip.ParseAddr(f.nodeIP); err != nil {
 			return nil, nil, fmt.Errorf("--node-ip %q is not an IP address", f.nodeIP)
 		}
 	}
 	return f, unknown, nil
+}
+
+// register adds the DNS server's flags to fs.
+func (d *dnsFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&d.on, "dns", true, "answer the cluster's names (and forward the rest) on this node, in place of CoreDNS")
+	fs.StringVar(&d.addr, "dns-address", "169.254.20.10", "node-local address the DNS server answers on (put on the device skein.dns)")
+	fs.StringVar(&d.clusterIP, "cluster-dns-ip", "", "the kube-dns Service's ClusterIP (kubelet's clusterDNS): answered on the node too, never sent to another node")
+	fs.StringVar(&d.upstreams, "dns-upstream", "", "comma-separated resolvers for names outside the cluster (default: those of --dns-resolv-conf)")
+	fs.StringVar(&d.resolvConf, "dns-resolv-conf", "/etc/resolv.conf", "the node's resolv.conf, whose nameservers are the upstreams")
+	fs.BoolVar(&d.upstreamTCP, "dns-upstream-tcp", false, "ask upstreams over TCP only")
+	fs.DurationVar(&d.ttl, "dns-ttl", 5*time.Second, "TTL of the cluster's records, and of its negative answers")
+	fs.BoolVar(&d.pods, "dns-pod-records", true, "answer <a-b-c-d>.<namespace>.pod.<domain> with the address it spells (CoreDNS's pods insecure)")
+	fs.IntVar(&d.cacheSize, "dns-cache-size", 10000, "answers from upstream the cache holds at most")
+	fs.IntVar(&d.cacheBytes, "dns-cache-bytes", 8<<20, "bytes the cached answers take at most")
+	fs.DurationVar(&d.minTTL, "dns-cache-min-ttl", 0, "an upstream answer is kept at least this long")
+	fs.DurationVar(&d.maxTTL, "dns-cache-max-ttl", time.Hour, "an upstream answer is kept at most this long")
+	fs.IntVar(&d.maxInflight, "dns-max-inflight", 1000, "questions waiting on an upstream at once; past it, REFUSED (the cluster's names are not bounded)")
+}
+
+// check refuses DNS settings that cannot work.
+func (d *dnsFlags) check() error {
+	if !d.on {
+		return nil
+	}
+	for flag, v := range map[string]string{"--dns-address": d.addr, "--cluster-dns-ip": d.clusterIP} {
+		if v == "" && flag == "--cluster-dns-ip" {
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err != nil || a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("%s %q is not a usable IP address", flag, v)
+		}
+	}
+	switch {
+	case d.ttl < time.Second || d.ttl%time.Second != 0:
+		return fmt.Errorf("--dns-ttl %s: want whole seconds, at least 1s", d.ttl)
+	case d.cacheSize < 1 || d.cacheBytes < 4096:
+		return fmt.Errorf("--dns-cache-size %d / --dns-cache-bytes %d: want at least 1 answer and 4096 bytes", d.cacheSize, d.cacheBytes)
+	case d.minTTL < 0 || d.maxTTL < d.minTTL:
+		return fmt.Errorf("--dns-cache-min-ttl %s and --dns-cache-max-ttl %s: want 0 <= min <= max", d.minTTL, d.maxTTL)
+	case d.maxInflight < 1:
+		return fmt.Errorf("--dns-max-inflight %d: want at least 1", d.maxInflight)
+	}
+	return nil
 }
 
 // envPrefix marks the environment variables that set skeind's flags.

@@ -21,7 +21,15 @@ func TestParseFlagsFromEnvironment(t *testing.T) {
 			env:  []string{"NODE_NAME=n1", "SKEIN_PROXY=iptables", "SKEIN_VXLAN_PORT=4789", "SKEIN_MIN_SYNC_INTERVAL=250ms", "SKEIN_MASQUERADE=false", "HOME=/root"},
 			check: func(f *flags) string {
 				return cmp.Diff(flags{nodeName: "n1", proxy: "iptables", port: 4789, minInterval: 250 * time.Millisecond, masquerade: false},
-					flags{nodeName: f.nodeName, proxy: f.proxy, port: f.port, minInterval: f.minInterval, masquerade: f.masquerade}, cmp.AllowUnexported(flags{}))
+					flags{nodeName: f.nodeName, proxy: f.proxy, port: f.port, minInterval: f.minInterval, masquerade: f.masquerade}, cmp.AllowUnexported(flags{}, dnsFlags{}))
+			},
+		},
+		{
+			name: "DNS settings",
+			env:  []string{"NODE_NAME=n1", "SKEIN_DNS=false", "SKEIN_CLUSTER_DNS_IP=10.96.0.10", "SKEIN_DNS_TTL=30s", "SKEIN_DNS_POD_RECORDS=false"},
+			check: func(f *flags) string {
+				return cmp.Diff(dnsFlags{clusterIP: "10.96.0.10", ttl: 30 * time.Second},
+					dnsFlags{on: f.dns.on, clusterIP: f.dns.clusterIP, ttl: f.dns.ttl, pods: f.dns.pods}, cmp.AllowUnexported(dnsFlags{}))
 			},
 		},
 		{

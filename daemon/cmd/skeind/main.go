@@ -116,9 +116,16 @@ func run(log *slog.Logger, args []string) error {
 	services := false
 	for i, c := range ctrls {
 		d.ready.Set(c.name, "no complete snapshot of the cluster yet")
-		runners[i] = runner.New(d.syncer(c), runner.Options{MinInterval: f.minInterval, Resync: f.resync})
+		opts := runner.Options{MinInterval: f.minInterval, Resync: f.resync}
+		if c.from != nil {
+			// A follower is woken once per sync of the one it follows,
+			// which is rate-limited already: it adds no wait of its own.
+			opts.MinInterval = 10 * time.Millisecond
+		}
+		runners[i] = runner.New(d.syncer(c, ctrls, runners), opts)
 		services = services || c.services
 	}
+
 	updates := make(chan *cluster.State)
 	srcHealth := d.sourceHealth()
 	var src cluster.Source = &cluster.FileSource{Path: f.clusterFile, Log: log, Health: srcHealth}
@@ -134,28 +141,7 @@ func run(log *slog.Logger, args []string) error {
 			log.Error("cluster source stopped", "err", err)
 		}
 	}()
-	go func() {
-		// A controller is woken only when what it reads changed (its
-		// periodic resync reconciles regardless): with thousands of
-		// Services, an endpoint's change must not cost an overlay sync.
-		var last *cluster.State
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case st := <-updates:
-				d.latest.Store(st)
-				nodes := last == nil || !reflect.DeepEqual(last.Nodes, st.Nodes)
-				svcs := last == nil || !slices.Equal(last.Services, st.Services) || !slices.Equal(last.EndpointSlices, st.EndpointSlices)
-				for i, c := range ctrls {
-					if nodes || (c.services && svcs) {
-						runners[i].Trigger()
-					}
-				}
-				last = st
-			}
-		}
-	}()
+	go d.dispatch(ctx, updates, ctrls, runners)
 	log.Info("skeind started", "version", Version, "node", f.nodeName, "cluster-file", f.clusterFile, "kubeconfig", f.kubeconfig)
 	for _, r := range runners {
 		go r.Run(ctx)
@@ -169,14 +155,47 @@ func run(log *slog.Logger, args []string) error {
 	}
 }
 
-// syncer is one controller's reconcile from the latest snapshot: nothing
-// before the first complete one; its duration, its errors and its
-// readiness reported.
-func (d *daemon) syncer(c named) func(context.Context) error {
+// dispatch keeps the latest snapshot and wakes the controllers that read
+// what changed in it. A controller is woken only when what it reads
+// changed (its periodic resync reconciles regardless): with thousands of
+// Services, an endpoint's change must not cost an overlay sync. Followers
+// are woken by the one they follow.
+func (d *daemon) dispatch(ctx context.Context, updates <-chan *cluster.State, ctrls []named, runners []*runner.Runner) {
+	var last *cluster.State
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-updates:
+			d.latest.Store(st)
+			nodes := last == nil || !reflect.DeepEqual(last.Nodes, st.Nodes)
+			svcs := last == nil || !slices.Equal(last.Services, st.Services) || !slices.Equal(last.EndpointSlices, st.EndpointSlices)
+			for i, c := range ctrls {
+				if c.from == nil && (nodes || (c.services && svcs)) {
+					runners[i].Trigger()
+				}
+			}
+			last = st
+		}
+	}
+}
+
+// syncer is one controller's reconcile from the latest snapshot (or,
+// for one that follows another, from the snapshot that one last
+// programmed): nothing before the first complete one; its duration, its
+// errors and its readiness reported. The runners are filled in before
+// any runs.
+func (d *daemon) syncer(c named, ctrls []named, runners []*runner.Runner) func(context.Context) error {
 	return func(ctx context.Context) error {
 		st := d.latest.Load()
+		if c.from != nil {
+			st = c.from.Load()
+		}
 		if st == nil {
 			return nil
+		}
+		if c.before != nil {
+			c.before(st)
 		}
 		start := time.Now()
 		err := c.Sync(ctx, st)
@@ -186,6 +205,14 @@ func (d *daemon) syncer(c named) func(context.Context) error {
 			d.ready.Set(c.name, "the last sync failed: "+err.Error())
 			d.log.Error("sync failed; what was programmed stays, will retry", "controller", c.name, "err", err)
 			return err
+		}
+		if c.programmed != nil {
+			c.programmed.Store(st)
+			for i, o := range ctrls {
+				if o.from == c.programmed {
+					runners[i].Trigger()
+				}
+			}
 		}
 		why := c.Ready()
 		if why != "" && c.refused != nil {

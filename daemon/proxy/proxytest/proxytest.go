@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/cluster/clustertest"
 )
 
 // ClusterYAML is the cluster of the golden rulesets: node1 and node2,
@@ -26,15 +27,7 @@ var ClusterYAML string
 // State is ClusterYAML's snapshot, edited first when edit is set.
 func State(t testing.TB, edit func(string) string) *cluster.State {
 	t.Helper()
-	text := ClusterYAML
-	if edit != nil {
-		text = edit(text)
-	}
-	st, err := cluster.ParseFile([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return clustertest.Parse(t, ClusterYAML, edit)
 }
 
 // RemoveEndpoint is the change of the partial-sync goldens: one endpoint

@@ -1,0 +1,129 @@
+package dns
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	miekg "github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/internal/nstest"
+)
+
+// TestControllerLifecycle: Start serves the node-local address, UDP
+// and TCP, SERVFAIL for the zone until the first snapshot; Sync answers
+// from it; an upstream that is the server itself is left out and named
+// by Ready; Cleanup stops serving and removes the device.
+func TestControllerLifecycle(t *testing.T) {
+	ns := nstest.New(t, "dnsctl")
+	ctx := context.Background()
+	ns.Do(t, func() {
+		lo, _ := netlink.LinkByName("lo")
+		if err := netlink.LinkSetUp(lo); err != nil {
+			t.Fatal(err)
+		}
+		dev, err := NewDevice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(Config{Domain: "cluster.local", Addrs: []netip.Addr{DefaultAddr}, Upstreams: []string{"169.254.20.10"}},
+			Deps{Device: dev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Shutdown)
+		if r := askAt(t, "udp", "backend.shop.svc.cluster.local.", miekg.TypeA); r.Rcode != miekg.RcodeServerFailure {
+			t.Errorf("before the first snapshot: %s, want SERVFAIL", miekg.RcodeToString[r.Rcode])
+		}
+		if why := c.Ready(); !strings.Contains(why, "snapshot") {
+			t.Errorf("Ready before the first snapshot: %q", why)
+		}
+		if err := c.Sync(ctx, testState(t, nil)); err != nil {
+			t.Fatal(err)
+		}
+		for _, network := range []string{"udp", "tcp"} {
+			r := askAt(t, network, "backend.shop.svc.cluster.local.", miekg.TypeA)
+			if len(r.Answer) != 1 || r.Answer[0].(*miekg.A).A.String() != "10.96.0.20" {
+				t.Errorf("%s: answer %v", network, r.Answer)
+			}
+		}
+		if why := c.Ready(); !strings.Contains(why, "loops back") || !strings.Contains(why, "169.254.20.10:53") {
+			t.Errorf("Ready with the server as its own upstream: %q", why)
+		}
+		other, err := New(Config{Domain: "cluster.local", Addrs: []netip.Addr{DefaultAddr}, Upstreams: []string{"192.0.2.1"}}, Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Start(ctx); err == nil || !strings.Contains(err.Error(), "169.254.20.10:53") {
+			t.Errorf("a second server on the same address: %v, want an error naming it", err)
+		}
+		if err := c.Cleanup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := netlink.LinkByName(DeviceName); err == nil {
+			t.Error("skein.dns stays after Cleanup")
+		}
+	})
+}
+
+// askAt asks the node-local address over network, from the caller's
+// thread (so from its namespace).
+func askAt(t *testing.T, network, name string, qtype uint16) *miekg.Msg {
+	t.Helper()
+	req := new(miekg.Msg)
+	req.SetQuestion(name, qtype)
+	cl := &miekg.Client{Net: network}
+	r, _, err := cl.Exchange(req, net.JoinHostPort(DefaultAddr.String(), "53"))
+	if err != nil {
+		t.Fatalf("%s: %v", network, err)
+	}
+	return r
+}
+
+// TestWithdraw: a Service the next snapshot lacks is NXDOMAIN from
+// Withdraw on, also if an older snapshot is published meanwhile, until
+// the snapshot itself is; the rest of the zone answers throughout.
+func TestWithdraw(t *testing.T) {
+	ctx := context.Background()
+	c, err := New(Config{Domain: "cluster.local", Addrs: []netip.Addr{DefaultAddr}}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := testState(t, nil)
+	less := &cluster.State{Nodes: full.Nodes, EndpointSlices: full.EndpointSlices}
+	for _, s := range full.Services {
+		if s.Name != "backend" {
+			less.Services = append(less.Services, s)
+		}
+	}
+	rcode := func(name string) string {
+		return miekg.RcodeToString[ask(c.h, name, miekg.TypeA).Rcode]
+	}
+	const backend, db = "backend.shop.svc.cluster.local.", "db.shop.svc.cluster.local."
+	for _, step := range []struct {
+		what    string
+		do      func()
+		backend string
+	}{
+		{"the first snapshot", func() { _ = c.Sync(ctx, full) }, "NOERROR"},
+		{"withdrawn before the proxy programs its removal", func() { c.Withdraw(less) }, "NXDOMAIN"},
+		{"an older snapshot published meanwhile", func() { _ = c.Sync(ctx, full) }, "NXDOMAIN"},
+		{"the snapshot without it", func() { _ = c.Sync(ctx, less) }, "NXDOMAIN"},
+		{"added again", func() { _ = c.Sync(ctx, full) }, "NOERROR"},
+	} {
+		step.do()
+		if got := rcode(backend); got != step.backend {
+			t.Errorf("%s: backend is %s, want %s", step.what, got, step.backend)
+		}
+		if got := rcode(db); got != "NOERROR" {
+			t.Errorf("%s: db is %s", step.what, got)
+		}
+	}
+}
