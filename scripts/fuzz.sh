@@ -8,3 +8,4 @@ go test -run '^$' -fuzz '^FuzzAllocator$' -fuzztime "$t" ./ipam/
 go test -run '^$' -fuzz '^FuzzBuild$' -fuzztime "$t" ./daemon/proxy/
 go test -run '^$' -fuzz '^FuzzParseFile$' -fuzztime "$t" ./daemon/cluster/
 go test -run '^$' -fuzz '^FuzzSplitItems$' -fuzztime "$t" ./daemon/cluster/
+go test -run '^$' -fuzz '^FuzzQuery$' -fuzztime "$t" ./daemon/dns/

@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	miekg "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skein-net/skein/daemon/cluster"
@@ -165,11 +167,33 @@ func (c *Controller) Start(ctx context.Context) error {
 	return nil
 }
 
+// udpBuffer is the UDP socket's receive buffer: room for a burst of a
+// few thousand questions (each queued question takes about 1 KiB of
+// kernel memory), such as a node's pods all resolving at once, each
+// asking A and AAAA. The kernel's default, about 200 KiB, holds a few
+// hundred: the rest would be dropped, and their clients would wait out a
+// 5 s retry.
+const udpBuffer = 8 << 20
+
+// listenUDP opens addr with a udpBuffer receive buffer: SO_RCVBUFFORCE
+// passes net.core.rmem_max with CAP_NET_ADMIN, which skeind has; without
+// it, SO_RCVBUF gets what rmem_max allows, and serving goes on.
+func listenUDP(addr string) (net.PacketConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpBuffer) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpBuffer)
+			}
+		})
+	}}
+	return lc.ListenPacket(context.Background(), "udp", addr)
+}
+
 // listen opens addr, UDP and TCP, and serves both. The sockets are
 // opened here, on the caller's thread, so that they are in the caller's
 // network namespace and a port taken is an error of Start.
 func (c *Controller) listen(addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, err := listenUDP(addr)
 	if err != nil {
 		return fmt.Errorf("dns: listen on %s/udp: %w", addr, err)
 	}
