@@ -67,7 +67,7 @@ func Lookup(ctx context.Context, ns *NetNS, server, name string, qtype uint16) (
 		return nil, err
 	}
 	defer conn.Close()
-	co := &miekg.Conn{Conn: conn}
+	co := &miekg.Conn{Conn: conn, UDPSize: 1232} // what it advertises: ReadMsg reads 512 bytes otherwise
 	req := new(miekg.Msg)
 	req.SetQuestion(name, qtype)
 	req.SetEdns0(1232, false)
