@@ -303,13 +303,43 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 // no longer has (or has with another address): skeind calls it before
 // the Service proxy programs st, so that no name outlives its rules.
 // Until Sync is given st itself, every zone published leaves them out.
+//
+// It runs on the proxy's path to the kernel, so the common case costs
+// little: when st keeps every Service of the zone (a new Service, an
+// endpoint changed), nothing is rebuilt.
 func (c *Controller) Withdraw(st *cluster.State) {
 	c.build.Lock()
 	defer c.build.Unlock()
 	c.pending = st
-	if c.last != nil {
+	if c.last != nil && withdraws(c.last, st) {
 		c.publishLocked(c.last, false)
 	}
+}
+
+// withdraws tells whether st lacks a Service of last (or has it with
+// another address). A snapshot keeps an unchanged object the same
+// pointer, so most Services are matched without building a key.
+func withdraws(last, st *cluster.State) bool {
+	same := make(map[*corev1.Service]bool, len(st.Services))
+	for _, s := range st.Services {
+		same[s] = true
+	}
+	var keys map[string]bool
+	for _, s := range last.Services {
+		if same[s] {
+			continue
+		}
+		if keys == nil {
+			keys = make(map[string]bool, len(st.Services))
+			for _, n := range st.Services {
+				keys[serviceKey(n)] = true
+			}
+		}
+		if !keys[serviceKey(s)] {
+			return true
+		}
+	}
+	return false
 }
 
 // withdrawn is st less the Services the pending snapshot lacks.

@@ -126,4 +126,25 @@ func TestWithdraw(t *testing.T) {
 			t.Errorf("%s: db is %s", step.what, got)
 		}
 	}
+	// A snapshot that keeps every Service (the common case: a new
+	// Service, an endpoint changed) rebuilds nothing before the proxy
+	// programs it.
+	z := c.h.zone.Load()
+	c.Withdraw(full)
+	if c.h.zone.Load() != z {
+		t.Error("a snapshot keeping every Service rebuilt the zone")
+	}
+	// One whose Service has another address withdraws it.
+	moved := &cluster.State{Nodes: full.Nodes, EndpointSlices: full.EndpointSlices}
+	for _, s := range full.Services {
+		if s.Name == "backend" {
+			s = s.DeepCopy()
+			s.Spec.ClusterIP, s.Spec.ClusterIPs = "10.96.99.99", []string{"10.96.99.99"}
+		}
+		moved.Services = append(moved.Services, s)
+	}
+	c.Withdraw(moved)
+	if got := rcode(backend); got != "NXDOMAIN" {
+		t.Errorf("a Service given another address: backend is %s before the proxy programs it, want NXDOMAIN", got)
+	}
 }
