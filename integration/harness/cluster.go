@@ -112,7 +112,7 @@ func (c *Cluster) build() error {
 	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip addr add "+OutsideIP+"/24 dev ul0 && ip addr add "+UpstreamIP+"/24 dev ul0 && ip link set ul0 up"); err != nil {
 		return err
 	}
-	if c.Upstream, err = NewUpstream(ul); err != nil {
+	if c.Upstream, err = NewUpstream(ul, UpstreamIP); err != nil {
 		return err
 	}
 	if c.opts.Kubeconfig != "" {

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -107,4 +108,26 @@ func (n *BenchNode) FirstPacket(service string, k int) (via, direct []time.Durat
 		return nil
 	})
 	return via, direct, err
+}
+
+// HistogramTotals reads a Prometheus histogram's count and sum (in
+// seconds, summed over its labels) from the metrics at url, asked from
+// inside ns.
+func HistogramTotals(ctx context.Context, ns *NetNS, url, metric string) (int, time.Duration, error) {
+	code, body, err := ns.HTTPGet(ctx, url)
+	if err != nil || code != 200 {
+		return 0, 0, fmt.Errorf("metrics at %s: %d %v", url, code, err)
+	}
+	var count, sum float64
+	for _, l := range strings.Split(body, "\n") {
+		var v float64
+		if rest, ok := strings.CutPrefix(l, metric+"_sum"); ok {
+			_, _ = fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v)
+			sum += v
+		} else if rest, ok := strings.CutPrefix(l, metric+"_count"); ok {
+			_, _ = fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v)
+			count += v
+		}
+	}
+	return int(count), time.Duration(sum * float64(time.Second)), nil
 }

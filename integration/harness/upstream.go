@@ -33,11 +33,11 @@ type Upstream struct {
 	servers []*miekg.Server
 }
 
-// NewUpstream serves on UpstreamIP:53 in ns (which holds the address),
-// UDP and TCP.
-func NewUpstream(ns *NetNS) (*Upstream, error) {
+// NewUpstream serves on ip:53 in ns (which holds the address), UDP and
+// TCP.
+func NewUpstream(ns *NetNS, ip string) (*Upstream, error) {
 	u := &Upstream{}
-	addr := net.JoinHostPort(UpstreamIP, "53")
+	addr := net.JoinHostPort(ip, "53")
 	var pc net.PacketConn
 	var ln net.Listener
 	if err := ns.Do(func() error {

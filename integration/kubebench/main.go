@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -29,7 +28,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"golang.org/x/sys/unix"
@@ -101,7 +99,7 @@ func run() error {
 	var results []result
 	for _, p := range strings.Split(*proxies, ",") {
 		fmt.Fprintf(os.Stderr, "== %s: starting the API server afresh\n", p)
-		kc, api, err := freshAPI(ctx)
+		kc, api, err := harness.FreshAPI(ctx, *apiUp, namespace)
 		if err != nil {
 			return err
 		}
@@ -113,33 +111,6 @@ func run() error {
 	}
 	report(results)
 	return nil
-}
-
-// freshAPI runs -api-up and returns the kubeconfig it printed, a client
-// for it, and the benchmark's namespace made there.
-func freshAPI(ctx context.Context) (string, kubernetes.Interface, error) {
-	cmd := exec.CommandContext(ctx, "sh", "-c", *apiUp)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", *apiUp, err)
-	}
-	lines := strings.Fields(string(out))
-	if len(lines) == 0 {
-		return "", nil, fmt.Errorf("%s printed no kubeconfig", *apiUp)
-	}
-	kc := lines[len(lines)-1]
-	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
-		return "", nil, err
-	}
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: bulk means bulk
-	api, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return "", nil, err
-	}
-	_, err = api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
-	return kc, api, err
 }
 
 // node is a harness.BenchNode running one proxy.
@@ -158,22 +129,7 @@ type node struct {
 
 // syncs reads the proxy's count and total duration of rule syncs so far.
 func (n *node) syncs(ctx context.Context) (int, time.Duration, error) {
-	code, body, err := n.NS.HTTPGet(ctx, n.metricsURL)
-	if err != nil || code != 200 {
-		return 0, 0, fmt.Errorf("metrics at %s: %d %v", n.metricsURL, code, err)
-	}
-	var count, sum float64
-	for _, l := range strings.Split(body, "\n") {
-		var v float64
-		if rest, ok := strings.CutPrefix(l, n.syncMetric+"_sum"); ok {
-			fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v)
-			sum += v
-		} else if rest, ok := strings.CutPrefix(l, n.syncMetric+"_count"); ok {
-			fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v)
-			count += v
-		}
-	}
-	return int(count), time.Duration(sum * float64(time.Second)), nil
+	return harness.HistogramTotals(ctx, n.NS, n.metricsURL, n.syncMetric)
 }
 
 func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy string) (result, error) {
@@ -415,7 +371,7 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 		return nil
 	}
 	// The last Service goes in once all others are written.
-	if err := parallel(want-1-have, func(k int) error { return create(have + k) }); err != nil {
+	if err := harness.Parallel(want-1-have, func(k int) error { return create(have + k) }); err != nil {
 		return b, err
 	}
 	if err := create(want - 1); err != nil {
@@ -507,35 +463,6 @@ func clusterIP(ctx context.Context, api kubernetes.Interface, i int) (string, er
 	return s.Spec.ClusterIP, nil
 }
 
-// parallel runs do(0..n-1) on 16 workers and returns the first error.
-func parallel(n int, do func(int) error) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	next := make(chan int)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := do(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return first
-}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func report(rs []result) {
@@ -609,7 +536,7 @@ func report(rs []result) {
 // cannot promise.
 func firstPacketTogether(ctx context.Context, binDir string) error {
 	fmt.Fprintln(os.Stderr, "== starting the API server afresh")
-	kc, api, err := freshAPI(ctx)
+	kc, api, err := harness.FreshAPI(ctx, *apiUp, namespace)
 	if err != nil {
 		return err
 	}

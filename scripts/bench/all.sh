@@ -7,3 +7,4 @@ echo "## Overlay convergence"; echo; scripts/bench/overlay.sh; echo
 echo "## Dataplane"; echo; scripts/bench/dataplane.sh
 echo; echo "## Service proxy"; echo; scripts/bench/proxy.sh
 echo; echo "## Side by side with kube-proxy"; echo; scripts/bench/kube.sh
+echo; echo "## Cluster DNS beside CoreDNS"; echo; scripts/bench/dns.sh
