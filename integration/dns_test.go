@@ -18,10 +18,11 @@ import (
 // Service's ClusterIP, which skeind answers on every node.
 const clusterDNSIP = "10.96.0.10"
 
-// dnsServices are the DNS tests' Services: backend (ClusterIP, a named
-// port, its endpoint on node2), db (headless: one endpoint per node, one
-// with a hostname), cart in another namespace, and a kube-dns Service
-// with no endpoints (no CoreDNS runs).
+// dnsServices are the DNS tests' Services (the pods dual-stack):
+// backend (ClusterIP, a named port, its endpoint on node2), db
+// (headless: one endpoint per node in each family, one with a hostname),
+// dual (a dual-stack ClusterIP), cart in another namespace, and a
+// kube-dns Service with no endpoints (no CoreDNS runs).
 func dnsServices(p1, p2 clusterPod) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Service
@@ -50,6 +51,20 @@ endpoints:
 - {addresses: [%[1]s], hostname: db-0, nodeName: node1, conditions: {ready: true}}
 - {addresses: [%[2]s], nodeName: node2, conditions: {ready: true}}
 ---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-2, namespace: default, labels: {kubernetes.io/service-name: db}}
+addressType: IPv6
+ports: [{name: pg, port: 5432, protocol: TCP}]
+endpoints:
+- {addresses: ["%[4]s"], hostname: db-0, nodeName: node1, conditions: {ready: true}}
+- {addresses: ["%[5]s"], nodeName: node2, conditions: {ready: true}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dual, namespace: default}
+spec: {clusterIP: 10.96.0.40, clusterIPs: [10.96.0.40, "fd00:96::40"], ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDualStack, ports: [{name: http, port: 80, protocol: TCP}]}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: cart, namespace: shop}
@@ -59,7 +74,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: kube-dns, namespace: kube-system}
 spec: {clusterIP: %[3]s, ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]}
-`, p1.IPs[0], p2.IPs[0], clusterDNSIP)
+`, p1.IPs[0], p2.IPs[0], clusterDNSIP, p1.IPs[1], p2.IPs[1])
 }
 
 // resolvConf gives the pod the resolv.conf its CNI result says, until
@@ -79,7 +94,7 @@ func resolvConf(t *testing.T, p clusterPod) {
 // conflist names the settings; changes are answered on every node;
 // queries to the server are not tracked.
 func TestClusterDNS(t *testing.T) {
-	c := newCluster(t, harness.ClusterOptions{Nodes: 2, Env: []string{"SKEIN_CLUSTER_DNS_IP=" + clusterDNSIP}})
+	c := newCluster(t, harness.ClusterOptions{Nodes: 2, DualStack: true, Env: []string{"SKEIN_CLUSTER_DNS_IP=" + clusterDNSIP}})
 	pods := podsOn(t, c, c.Nodes, 1)
 	p1, p2 := pods[0], pods[1]
 	echoServer(t, p2)
@@ -145,11 +160,21 @@ func TestClusterDNS(t *testing.T) {
 		}{
 			{"_http._tcp.backend.default.svc.cluster.local.", miekg.TypeSRV,
 				[]string{"_http._tcp.backend.default.svc.cluster.local. SRV 0 100 80 backend.default.svc.cluster.local."}},
+			// db-0 is in both families' slices: one target, both
+			// addresses; node2's pod has no hostname, so a name per
+			// address.
 			{"_pg._tcp.db.default.svc.cluster.local.", miekg.TypeSRV, []string{
-				"_pg._tcp.db.default.svc.cluster.local. SRV 0 50 5432 " + strings.ReplaceAll(p2.IPs[0], ".", "-") + ".db.default.svc.cluster.local.",
-				"_pg._tcp.db.default.svc.cluster.local. SRV 0 50 5432 db-0.db.default.svc.cluster.local."}},
+				"_pg._tcp.db.default.svc.cluster.local. SRV 0 33 5432 " + strings.ReplaceAll(p2.IPs[0], ".", "-") + ".db.default.svc.cluster.local.",
+				"_pg._tcp.db.default.svc.cluster.local. SRV 0 33 5432 db-0.db.default.svc.cluster.local.",
+				"_pg._tcp.db.default.svc.cluster.local. SRV 0 33 5432 " + strings.ReplaceAll(p2.IPs[1], ":", "-") + ".db.default.svc.cluster.local."}},
 			{pod2, miekg.TypeA, []string{pod2 + " A " + p2.IPs[0]}},
 			{"backend.default.svc.cluster.local.", miekg.TypeAAAA, nil},
+			// Dual-stack: each family its own records.
+			{"dual.default.svc.cluster.local.", miekg.TypeA, []string{"dual.default.svc.cluster.local. A 10.96.0.40"}},
+			{"dual.default.svc.cluster.local.", miekg.TypeAAAA, []string{"dual.default.svc.cluster.local. AAAA fd00:96::40"}},
+			{"db-0.db.default.svc.cluster.local.", miekg.TypeAAAA, []string{"db-0.db.default.svc.cluster.local. AAAA " + p1.IPs[1]}},
+			{"0.4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.0.d.f.ip6.arpa.", miekg.TypePTR,
+				[]string{"0.4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.0.d.f.ip6.arpa. PTR dual.default.svc.cluster.local."}},
 		} {
 			for _, server := range []string{clusterDNSIP, "169.254.20.10"} {
 				m, err := harness.Lookup(ctx(t), p1.NS, server, tc.name, tc.qtype)

@@ -128,8 +128,17 @@ func (b builder) build(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice
 // headless makes a headless Service's records: one address per ready
 // endpoint under the Service's name, each endpoint under its hostname
 // (or its address with dashes, "10-1-0-5"), and SRV records per named
-// port and endpoint.
+// port and endpoint name. A dual-stack pod with a hostname is in one
+// slice per family: its name holds both addresses and is one SRV target,
+// not two identical records.
 func (b builder) headless(s *service, fqdn string, svc *corev1.Service, eps []endpoint) {
+	type target struct {
+		key, name string
+		port      uint16
+	}
+	var targets []target
+	extra := map[target][]miekg.RR{}
+	perKey := map[string]int{}
 	s.hosts = map[string][]miekg.RR{}
 	for _, e := range eps {
 		host := e.hostname
@@ -146,9 +155,17 @@ func (b builder) headless(s *service, fqdn string, svc *corev1.Service, eps []en
 			if !ok {
 				continue
 			}
-			weight := uint16(max(1, 100/len(eps)))
-			s.addSRV(key, &miekg.SRV{Hdr: b.hdr(key+"."+fqdn, miekg.TypeSRV), Weight: weight, Port: p.port, Target: name}, []miekg.RR{rr})
+			t := target{key, name, p.port}
+			if _, seen := extra[t]; !seen {
+				targets = append(targets, t)
+				perKey[key]++
+			}
+			extra[t] = append(extra[t], rr)
 		}
+	}
+	for _, t := range targets {
+		weight := uint16(max(1, 100/perKey[t.key]))
+		s.addSRV(t.key, &miekg.SRV{Hdr: b.hdr(t.key+"."+fqdn, miekg.TypeSRV), Weight: weight, Port: t.port, Target: t.name}, extra[t])
 	}
 }
 

@@ -99,9 +99,9 @@ func TestSpec(t *testing.T) {
 		{"not-ready endpoint has no name", "db-2.db.shop.svc.cluster.local.", miekg.TypeA, miekg.RcodeNameError, nil, nil},
 		{"headless SRV per ready endpoint and named port", "_pg._tcp.db.shop.svc.cluster.local.", miekg.TypeSRV, 0,
 			[]string{
-				"_pg._tcp.db.shop.svc.cluster.local. IN SRV 0 33 5432 10-244-2-6.db.shop.svc.cluster.local.",
-				"_pg._tcp.db.shop.svc.cluster.local. IN SRV 0 33 5432 db-0.db.shop.svc.cluster.local.",
-				"_pg._tcp.db.shop.svc.cluster.local. IN SRV 0 33 5432 db-0.db.shop.svc.cluster.local.",
+				// db-0 is in the IPv4 and the IPv6 slice: one target.
+				"_pg._tcp.db.shop.svc.cluster.local. IN SRV 0 50 5432 10-244-2-6.db.shop.svc.cluster.local.",
+				"_pg._tcp.db.shop.svc.cluster.local. IN SRV 0 50 5432 db-0.db.shop.svc.cluster.local.",
 			},
 			[]string{"10-244-2-6.db.shop.svc.cluster.local. IN A 10.244.2.6", "db-0.db.shop.svc.cluster.local. IN A 10.244.1.5",
 				"db-0.db.shop.svc.cluster.local. IN AAAA fd00:244:1::5"}},
