@@ -15,9 +15,11 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -42,7 +44,14 @@ type pod struct {
 }
 
 func run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Interrupted (Ctrl-C), or its output cut short (a pipe to head), the
+	// demo still stops its skeind processes and removes its namespaces:
+	// the signal cancels ctx and run returns through its defers, and a
+	// write to a closed pipe fails instead of killing the process.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	fmt.Println("building skein, skeind and portmap ...")
 	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.SkeinPlugin, harness.Skeind, harness.ReferencePlugins[2])

@@ -222,6 +222,9 @@ func (n *ClusterNode) Start() error {
 		source = []string{"--kubeconfig", kc}
 	}
 	cmd := exec.Command("ip", "netns", "exec", n.NS.Name)
+	// A process group of its own: a terminal's Ctrl-C reaches the test
+	// or the demo, which stops skeind itself, not skeind first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if caps := n.c.opts.Caps; len(caps) > 0 {
 		set := "-all,+" + strings.Join(caps, ",+")
 		cmd.Args = append(cmd.Args, "setpriv", "--bounding-set", set, "--inh-caps", "-all")
