@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -311,50 +312,43 @@ func (c *Controller) Withdraw(st *cluster.State) {
 	c.build.Lock()
 	defer c.build.Unlock()
 	c.pending = st
-	if c.last != nil && withdraws(c.last, st) {
+	if c.last != nil && withdrawn(c.last, st) != c.last {
 		c.publishLocked(c.last, false)
 	}
 }
 
-// withdraws tells whether st lacks a Service of last (or has it with
-// another address). A snapshot keeps an unchanged object the same
-// pointer, so most Services are matched without building a key.
-func withdraws(last, st *cluster.State) bool {
-	same := make(map[*corev1.Service]bool, len(st.Services))
-	for _, s := range st.Services {
+// withdrawn is st less the Services the pending snapshot lacks (or has
+// with another address); st itself when it lacks none. A snapshot keeps
+// an unchanged object the same pointer, so most Services are matched
+// without building a key: the common case costs a map of pointers.
+func withdrawn(st, pending *cluster.State) *cluster.State {
+	same := make(map[*corev1.Service]bool, len(pending.Services))
+	for _, s := range pending.Services {
 		same[s] = true
 	}
-	var keys map[string]bool
-	for _, s := range last.Services {
+	var keys map[string]bool // built only for a Service not matched by pointer
+	kept := func(s *corev1.Service) bool {
 		if same[s] {
-			continue
-		}
-		if keys == nil {
-			keys = make(map[string]bool, len(st.Services))
-			for _, n := range st.Services {
-				keys[serviceKey(n)] = true
-			}
-		}
-		if !keys[serviceKey(s)] {
 			return true
 		}
+		if keys == nil {
+			keys = make(map[string]bool, len(pending.Services))
+			for _, p := range pending.Services {
+				keys[serviceKey(p)] = true
+			}
+		}
+		return keys[serviceKey(s)]
 	}
-	return false
-}
-
-// withdrawn is st less the Services the pending snapshot lacks.
-func withdrawn(st, pending *cluster.State) *cluster.State {
-	keep := make(map[string]bool, len(pending.Services))
-	for _, s := range pending.Services {
-		keep[serviceKey(s)] = true
-	}
-	w := &cluster.State{Nodes: st.Nodes, EndpointSlices: st.EndpointSlices}
-	for _, s := range st.Services {
-		if keep[serviceKey(s)] {
+	var w *cluster.State
+	for i, s := range st.Services {
+		switch k := kept(s); {
+		case k && w != nil:
 			w.Services = append(w.Services, s)
+		case !k && w == nil:
+			w = &cluster.State{Nodes: st.Nodes, EndpointSlices: st.EndpointSlices, Services: slices.Clone(st.Services[:i])}
 		}
 	}
-	if len(w.Services) == len(st.Services) {
+	if w == nil {
 		return st
 	}
 	return w
