@@ -109,6 +109,10 @@ type Controller struct {
 	serial  uint32
 	last    *cluster.State
 	pending *cluster.State
+	// ensured is when the device and its table were last written whole,
+	// and deviceEvery how often Sync writes them again (see Sync).
+	ensured     time.Time
+	deviceEvery time.Duration
 	// triggers are the EndpointSlices' trigger times last observed
 	// (nil before the first snapshot, whose are not changes).
 	triggers map[string]time.Time
@@ -133,7 +137,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	m := NewMetrics(deps.Registry)
 	ttl := uint32(cfg.TTL / time.Second)
 	c := &Controller{cfg: cfg, log: log, dev: deps.Device, memo: NewMemo(cfg.Domain, ttl), metrics: m,
-		ready: "no complete snapshot of the cluster yet"}
+		ready: "no complete snapshot of the cluster yet", deviceEvery: time.Minute}
 	c.h = &handler{
 		origin:   miekg.Fqdn(cfg.Domain),
 		pods:     cfg.Pods,
@@ -148,10 +152,8 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 // Start puts the addresses on the node and listens on each, UDP and
 // TCP; then, in the background, it asks every upstream the loop probe.
 func (c *Controller) Start(ctx context.Context) error {
-	if c.dev != nil {
-		if err := c.dev.Ensure(ctx, c.cfg.Addrs, c.cfg.Port); err != nil {
-			return err
-		}
+	if err := c.ensureDevice(ctx, true); err != nil {
+		return err
 	}
 	if err := c.readUpstreams(); err != nil {
 		return err
@@ -286,17 +288,33 @@ func (c *Controller) checkLoops(ctx context.Context) {
 	c.metrics.Loops.Set(float64(len(c.loops)))
 }
 
-// Sync builds the zone of the snapshot and answers from it; the device
-// and its rules are put back if they went. With a Service proxy, skeind
-// gives it the snapshot the proxy last programmed: a new Service's name
-// is answered once its rules are in the kernel.
+// Sync builds the zone of the snapshot and answers from it, then puts
+// the device and its rules back if they went. With a Service proxy,
+// skeind gives it the snapshot the proxy last programmed: a new
+// Service's name is answered once its rules are in the kernel.
 func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
-	if c.dev != nil {
-		if err := c.dev.Ensure(ctx, c.cfg.Addrs, c.cfg.Port); err != nil {
-			return err
-		}
-	}
 	c.publish(st, true)
+	return c.ensureDevice(ctx, false)
+}
+
+// ensureDevice writes the device and its table whole: always, at Start,
+// or when netlink shows the device or an address gone, or once
+// deviceEvery (the runner's periodic resync brings a Sync). The device
+// does not follow the snapshot, and writing its table runs nft: done on
+// every Sync, it cost each Service change an nft run before the next
+// one's name could be published.
+func (c *Controller) ensureDevice(ctx context.Context, force bool) error {
+	if c.dev == nil {
+		return nil
+	}
+	now := time.Now()
+	if !force && now.Sub(c.ensured) < c.deviceEvery && c.dev.Holds(c.cfg.Addrs) {
+		return nil
+	}
+	if err := c.dev.Ensure(ctx, c.cfg.Addrs, c.cfg.Port); err != nil {
+		return err
+	}
+	c.ensured = now
 	return nil
 }
 

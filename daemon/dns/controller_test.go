@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -53,6 +54,33 @@ func TestControllerLifecycle(t *testing.T) {
 			if len(r.Answer) != 1 || r.Answer[0].(*miekg.A).A.String() != "10.96.0.20" {
 				t.Errorf("%s: answer %v", network, r.Answer)
 			}
+		}
+		// The device follows the addresses, not the snapshot: a Sync puts
+		// it back at once when it went, and rewrites its table (an nft
+		// run) only once deviceEvery has passed.
+		link, err := netlink.LinkByName(DeviceName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkDel(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Sync(ctx, testState(t, nil)); err != nil {
+			t.Fatal(err)
+		}
+		if r := askAt(t, "udp", "backend.shop.svc.cluster.local.", miekg.TypeA); len(r.Answer) != 1 {
+			t.Errorf("after the device was deleted and a Sync: answer %v", r.Answer)
+		}
+		table := func() bool { return exec.Command("nft", "list", "table", "inet", Table).Run() == nil }
+		if out, err := exec.Command("nft", "delete", "table", "inet", Table).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if err := c.Sync(ctx, testState(t, nil)); err != nil || table() {
+			t.Errorf("a Sync within deviceEvery rewrote the table (err %v)", err)
+		}
+		c.deviceEvery = 0
+		if err := c.Sync(ctx, testState(t, nil)); err != nil || !table() {
+			t.Errorf("a Sync after deviceEvery left the table out (err %v)", err)
 		}
 		if why := c.Ready(); !strings.Contains(why, "loops back") || !strings.Contains(why, "169.254.20.10:53") {
 			t.Errorf("Ready with the server as its own upstream: %q", why)

@@ -96,6 +96,31 @@ func (d *Device) Ensure(ctx context.Context, addrs []netip.Addr, port uint16) er
 	return nil
 }
 
+// Holds tells, from netlink alone (no nft run), whether the device is
+// there, up, with every address of addrs.
+func (d *Device) Holds(addrs []netip.Addr) bool {
+	link, err := netlink.LinkByName(DeviceName)
+	if err != nil || link.Attrs().Flags&net.FlagUp == 0 {
+		return false
+	}
+	have, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	held := map[netip.Addr]bool{}
+	for _, h := range have {
+		if a, ok := netip.AddrFromSlice(h.IP); ok {
+			held[a.Unmap()] = true
+		}
+	}
+	for _, a := range addrs {
+		if !held[a] {
+			return false
+		}
+	}
+	return true
+}
+
 // addDevice makes the device a dummy, as NodeLocal DNSCache does. A
 // kernel built without dummy devices gets a bridge with no ports
 // instead: it too is up with no carrier to wait for, and holds local

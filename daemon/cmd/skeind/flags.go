@@ -151,15 +151,15 @@ func (d *dnsFlags) check() error {
 	if !d.on {
 		return nil
 	}
-	for flag, v := range map[string]string{"--dns-address": d.addr, "--cluster-dns-ip": d.clusterIP} {
-		if v == "" && flag == "--cluster-dns-ip" {
-			continue
-		}
-		if a, err := netip.ParseAddr(v); err != nil || a.IsUnspecified() || a.IsMulticast() {
-			return fmt.Errorf("%s %q is not a usable IP address", flag, v)
-		}
+	usable := func(v string) bool {
+		a, err := netip.ParseAddr(v)
+		return err == nil && !a.IsUnspecified() && !a.IsMulticast()
 	}
 	switch {
+	case !usable(d.addr):
+		return fmt.Errorf("--dns-address %q is not a usable IP address", d.addr)
+	case d.clusterIP != "" && !usable(d.clusterIP):
+		return fmt.Errorf("--cluster-dns-ip %q is not a usable IP address", d.clusterIP)
 	case d.ttl < time.Second || d.ttl%time.Second != 0:
 		return fmt.Errorf("--dns-ttl %s: want whole seconds, at least 1s", d.ttl)
 	case d.cacheSize < 1 || d.cacheBytes < 4096:

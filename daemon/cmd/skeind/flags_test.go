@@ -59,6 +59,16 @@ func TestParseFlagsFromEnvironment(t *testing.T) {
 			err:  `SKEIN_VNI="one": parse error`,
 		},
 		{
+			name: "a DNS address that is not one names its variable's flag",
+			env:  []string{"NODE_NAME=n1", "SKEIN_CLUSTER_DNS_IP=10.96.0"},
+			err:  `--cluster-dns-ip "10.96.0" is not a usable IP address`,
+		},
+		{
+			name: "a DNS TTL of part of a second is refused",
+			env:  []string{"NODE_NAME=n1", "SKEIN_DNS_TTL=1500ms"},
+			err:  `--dns-ttl 1.5s: want whole seconds, at least 1s`,
+		},
+		{
 			name: "values from the environment are validated like flags",
 			env:  []string{"NODE_NAME=n1", "SKEIN_PROXY=ipvs"},
 			err:  `--proxy "ipvs": want nftables, iptables or none`,
