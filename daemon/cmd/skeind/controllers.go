@@ -113,7 +113,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 // returns nil.
 func addDNS(ctx context.Context, f *flags, log *slog.Logger, m *health.Metrics, run bool) (*dns.Controller, error) {
 	if f.dns.on || !run {
-		return newDNS(f, log, m, run)
+		return newDNS(ctx, f, log, m, run)
 	}
 	if dev, err := dns.NewDevice(); err == nil {
 		if err := dev.Remove(ctx); err != nil {
@@ -190,12 +190,7 @@ func cleanupProxy(ctx context.Context, keep string, log *slog.Logger) error {
 // with skein's DNS on, its address (the kube-dns ClusterIP when given,
 // which is what kubelet's clusterDNS names); ndots:5, as kubelet writes.
 func podDNS(f *flags) types.DNS {
-	var d types.DNS
-	for _, s := range strings.Split(f.dnsServers, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			d.Nameservers = append(d.Nameservers, s)
-		}
-	}
+	d := types.DNS{Nameservers: splitList(f.dnsServers)}
 	if len(d.Nameservers) == 0 && f.dns.on {
 		d.Nameservers = []string{f.dns.addr}
 		if f.dns.clusterIP != "" {
@@ -208,7 +203,7 @@ func podDNS(f *flags) types.DNS {
 
 // newDNS builds the cluster DNS server; for run, it starts listening
 // (answering SERVFAIL for the zone until the first snapshot).
-func newDNS(f *flags, log *slog.Logger, m *health.Metrics, run bool) (*dns.Controller, error) {
+func newDNS(ctx context.Context, f *flags, log *slog.Logger, m *health.Metrics, run bool) (*dns.Controller, error) {
 	dev, err := dns.NewDevice()
 	if err != nil {
 		return nil, fmt.Errorf("%w (skeind's DNS needs the nft command: install nftables, or turn it off with --dns=false)", err)
@@ -229,13 +224,14 @@ func newDNS(f *flags, log *slog.Logger, m *health.Metrics, run bool) (*dns.Contr
 		return nil, err
 	}
 	if run {
-		if err := c.Start(context.Background()); err != nil {
+		if err := c.Start(ctx); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
 }
 
+// splitList is a comma-separated flag's values, blanks left out.
 func splitList(s string) []string {
 	var out []string
 	for _, v := range strings.Split(s, ",") {
