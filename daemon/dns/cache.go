@@ -12,6 +12,10 @@ import (
 // every pod of the node: bounded in entries and in bytes (an entry is
 // kept packed, so its size is what it holds), each kept for its TTL
 // within [minTTL, maxTTL], the least recently used dropped first.
+// Written here on container/list rather than with a cache library: the
+// well-kept ones (hashicorp/golang-lru's expirable LRU among them) bound
+// the number of entries but not their bytes, and a node's memory is
+// what the bound is for.
 type cache struct {
 	mu         sync.Mutex
 	byKey      map[cacheKey]*list.Element

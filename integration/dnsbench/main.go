@@ -62,8 +62,13 @@ func main() {
 }
 
 func run() error {
-	if *apiUp == "" || *coredns == "" {
+	switch {
+	case *apiUp == "" || *coredns == "":
 		return errors.New("-api-up and -coredns are required")
+	case *services < 1 || *endpoints < 1 || *workers < 1 || *changes < 0:
+		return errors.New("-services, -endpoints and -workers must be at least 1, -changes at least 0")
+	case *burst < 1 || *burst > *services:
+		return fmt.Errorf("-burst %d: want 1 to -services (%d), one name per pair", *burst, *services)
 	}
 	fmt.Fprintln(os.Stderr, "building skeind ...")
 	binDir, err := harness.BuildTemp(prefix+"-bin-", harness.Skeind)

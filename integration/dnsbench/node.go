@@ -145,29 +145,13 @@ func (n *node) corefile() (string, error) {
 
 // start runs s in the node, pinned to -server-cpu.
 func (n *node) start(s *server) error {
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	args := append([]string{"netns", "exec", n.NS.Name, "taskset", "-c", strconv.Itoa(*serverCPU)}, s.args...)
-	s.cmd = exec.Command("ip", args...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SKEIN_") { // the scripts' settings, not skeind's
-			s.cmd.Env = append(s.cmd.Env, kv)
-		}
-	}
-	return s.cmd.Start()
+	var err error
+	s.cmd, err = harness.StartIn(n.NS, s.log, append([]string{"taskset", "-c", strconv.Itoa(*serverCPU)}, s.args...)...)
+	return err
 }
 
 // stop kills s.
-func (s *server) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-}
+func (s *server) stop() { harness.Stop(s.cmd) }
 
 // skeindWithoutDNS stops both servers, starts skeind with --dns=false
 // and returns its peak RSS once it is ready (every Service programmed).

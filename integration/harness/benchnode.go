@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
+	"strings"
 )
 
 // BenchNode is the node the proxy benchmarks run a proxy on: a namespace
@@ -89,4 +91,31 @@ func (n *BenchNode) Close() {
 		}
 	}
 	os.RemoveAll(n.Dir)
+}
+
+// StartIn runs args in ns for a benchmark, the output appended to the
+// file at log, without the environment's SKEIN_ variables (the scripts'
+// settings, not the program's).
+func StartIn(ns *NetNS, log string, args ...string) (*exec.Cmd, error) {
+	logf, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKEIN_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	return cmd, cmd.Start()
+}
+
+// Stop kills what StartIn started (nil: nothing) and waits for it.
+func Stop(cmd *exec.Cmd) {
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
 }

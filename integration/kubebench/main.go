@@ -245,28 +245,13 @@ func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, pro
 
 // start runs the proxy in the node.
 func (n *node) start() error {
-	logf, err := os.OpenFile(filepath.Join(n.Dir, "proxy.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.NS.Name}, n.args...)...)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SKEIN_") { // the scripts' settings, not skeind's
-			n.cmd.Env = append(n.cmd.Env, kv)
-		}
-	}
-	return n.cmd.Start()
+	var err error
+	n.cmd, err = harness.StartIn(n.NS, filepath.Join(n.Dir, "proxy.log"), n.args...)
+	return err
 }
 
 // stop kills the proxy.
-func (n *node) stop() {
-	if n.cmd != nil && n.cmd.Process != nil {
-		_ = n.cmd.Process.Kill()
-		_ = n.cmd.Wait()
-	}
-}
+func (n *node) stop() { harness.Stop(n.cmd) }
 
 // coldStart stops the proxy, empties the node's rules, starts the proxy
 // again with every Service already in the API server and times until

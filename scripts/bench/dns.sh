@@ -8,7 +8,7 @@
 # load generator to CPU 0. CoreDNS is built from the Go module proxy the
 # first time, into $SKEIN_K8S_HOME/bin. Needs root; takes about ten
 # minutes. Prints Markdown.
-#   SERVICES=10000 ENDPOINTS=5 DURATION=5s WORKERS=64 scripts/bench/dns.sh
+#   SERVICES=10000 ENDPOINTS=5 DURATION=5s WORKERS=64 BURST=1000 CHANGES=100 scripts/bench/dns.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
@@ -26,4 +26,5 @@ bin=$(mktemp -d /tmp/skbench-dns-bin-XXXXXX)
 trap 'scripts/k8s.sh down >/dev/null; rm -rf "$bin"' EXIT
 go build -o "$bin/dnsbench" ./integration/dnsbench # run directly: an interrupt reaches it, and it cleans up
 taskset -c 0 "$bin/dnsbench" -api-up "CONTROLLER_MANAGER=0 scripts/k8s.sh up" -coredns "$coredns" -server-cpu 1 \
-  -services "${SERVICES:-10000}" -endpoints "${ENDPOINTS:-5}" -duration "${DURATION:-5s}" -workers "${WORKERS:-64}"
+  -services "${SERVICES:-10000}" -endpoints "${ENDPOINTS:-5}" -duration "${DURATION:-5s}" -workers "${WORKERS:-64}" \
+  -burst "${BURST:-1000}" -changes "${CHANGES:-100}"
