@@ -78,9 +78,6 @@ func run() error {
 				return fmt.Errorf("ADD %s: %w", pname, err)
 			}
 			pods = append(pods, pod{pname, n.Name, p})
-			if !keep {
-				defer harness.RemoveResolvConf(p.NS)
-			}
 			// What kubelet writes into the pod from the plugin's result.
 			if err := harness.WriteResolvConf(p.NS, p.DNS); err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -33,13 +34,15 @@ func NewNetNS(name string) (*NetNS, error) {
 	return n, nil
 }
 
-// Delete removes the namespace; deleting a missing one is no error.
+// Delete removes the namespace and its resolv.conf, if WriteResolvConf
+// wrote one (ip netns del leaves /etc/netns/<name>); deleting a missing
+// one is no error.
 func (n *NetNS) Delete() error {
 	out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "No such file") {
 		return fmt.Errorf("ip netns del %s: %v: %s", n.Name, err, out)
 	}
-	return nil
+	return os.RemoveAll(ResolvConfDir(n))
 }
 
 // Do runs fn on an OS thread inside the namespace. Processes fn starts

@@ -20,7 +20,7 @@ func ResolvConfDir(ns *NetNS) string { return filepath.Join("/etc/netns", ns.Nam
 
 // WriteResolvConf writes what a runtime makes of a pod's DNS settings
 // (its CNI result's) as the namespace's resolv.conf, so that glibc in the
-// pod asks what a real pod's would. RemoveResolvConf undoes it.
+// pod asks what a real pod's would. Deleting the namespace removes it.
 func WriteResolvConf(ns *NetNS, d types.DNS) error {
 	dir := ResolvConfDir(ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -38,9 +38,6 @@ func WriteResolvConf(ns *NetNS, d types.DNS) error {
 	}
 	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(b.String()), 0o644)
 }
-
-// RemoveResolvConf removes what WriteResolvConf wrote.
-func RemoveResolvConf(ns *NetNS) error { return os.RemoveAll(ResolvConfDir(ns)) }
 
 // Getent resolves name in ns through glibc (getent ahostsv4: its
 // resolv.conf and search path, as a program in the pod would) and
