@@ -40,7 +40,11 @@ func TestServiceProxy(t *testing.T) {
 }
 
 func testServiceProxy(t *testing.T, backend string) {
-	c := newCluster(t, harness.ClusterOptions{Nodes: 2, Proxy: backend})
+	o := harness.ClusterOptions{Nodes: 2, Proxy: backend}
+	if backend == "nftables" {
+		o.Env = []string{"SKEIN_RESYNC=1s"} // for "rules changed behind skeind"
+	}
+	c := newCluster(t, o)
 	pods := podsOn(t, c, c.Nodes, 2)
 	client, a, b, b2 := pods[0], pods[1], pods[2], pods[3] // node1-p0, node1-p1, node2-p0, node2-p1
 	for _, p := range pods[1:] {
@@ -225,6 +229,12 @@ func testServiceProxy(t *testing.T, backend string) {
 		}
 	})
 
+	// The iptables backend cannot check its rules cheaply: it rewrites
+	// them all every --resync.
+	if backend == "nftables" {
+		t.Run("rules changed behind skeind", func(t *testing.T) { testRepair(t, c, client) })
+	}
+
 	t.Run("switch backend and cleanup", func(t *testing.T) {
 		n := c.Nodes[0]
 		other := map[string]string{"nftables": "iptables", "iptables": "nftables"}[backend]
@@ -286,4 +296,49 @@ func proxyRules(t *testing.T, ns *harness.NetNS, backend string) string {
 		}
 	}
 	return strings.Join(found, "\n")
+}
+
+// testRepair: rules changed behind skeind are put back at its next check.
+func testRepair(t *testing.T, c *harness.Cluster, client clusterPod) {
+	// The first hop flushed, as a careless "nft flush table" would:
+	// skeind sees it at its next check (every --resync, 1s here) and
+	// rewrites everything; the repair is counted.
+	n := c.Nodes[0]
+	fulls := func() string {
+		_, body, err := n.NS.HTTPGet(ctx(t), "http://127.0.0.1:9897/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return grepLines(body, `skein_proxy_sync_duration_seconds_count{mode="full"}`)
+	}
+	// Checked every second since the start, never found changed: the
+	// first sync is the only full one.
+	if got := fulls(); got != `skein_proxy_sync_duration_seconds_count{mode="full"} 1` {
+		t.Errorf("before the flush: %q, want one full sync", got)
+	}
+	if _, err := n.NS.Exec(ctx(t), "nft", "flush", "table", "ip", "skein"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "web's ClusterIP to answer again", func() bool {
+		_, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.10:80")
+		return err == nil
+	})
+	_, body, err := n.NS.HTTPGet(ctx(t), "http://127.0.0.1:9897/metrics")
+	if !strings.Contains(body, "skein_proxy_repairs_total 1\n") {
+		t.Errorf("the repair is not counted once (%v):\n%s", err, grepLines(body, "skein_proxy_"))
+	}
+	if !strings.Contains(n.Log(), "the service rules were changed behind skeind's back") {
+		t.Error("the repair is not logged")
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

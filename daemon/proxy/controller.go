@@ -28,6 +28,16 @@ type Backend interface {
 	Cleanup(ctx context.Context) error
 }
 
+// Checker is a Backend that can tell cheaply whether someone else has
+// changed what its last Sync left in the kernel. With one, the
+// controller looks every CheckEvery and rewrites everything only when
+// something changed, or every FullEvery; without, it rewrites everything
+// every CheckEvery.
+type Checker interface {
+	// Drift says what changed, "" when nothing did.
+	Drift(ctx context.Context) string
+}
+
 // RuleOptions shape either backend's rules.
 type RuleOptions struct {
 	Bridge string // local pods' traffic comes in on it
@@ -66,22 +76,28 @@ type Options struct {
 	// Neither may be taken by a Service.
 	NodeIP      netip.Addr
 	OverlayPort uint16
-	FullEvery   time.Duration // a full sync at least this often (default 1m)
-	Log         *slog.Logger
-	Metrics     *Metrics
-	Conntrack   Conntrack // nil: none cleared
+	// CheckEvery is how often a Checker backend's rules are looked at,
+	// and another backend's rewritten whole (default 1m).
+	CheckEvery time.Duration
+	// FullEvery is how often a Checker backend's rules are rewritten
+	// whole though they look intact (default 1h, as kube-proxy's).
+	FullEvery time.Duration
+	Log       *slog.Logger
+	Metrics   *Metrics
+	Conntrack Conntrack // nil: none cleared
 }
 
 // Controller turns snapshots into the backend's rules.
 type Controller struct {
-	b        Backend
-	o        Options
-	memo     Memo
-	last     *Model // what the last successful sync applied
-	lastFull time.Time
-	triggers map[string]string // EndpointSlice -> trigger time already reported
-	lastWhy  string
-	lastPrb  string
+	b         Backend
+	o         Options
+	memo      Memo
+	last      *Model // what the last successful sync applied
+	lastFull  time.Time
+	lastCheck time.Time
+	triggers  map[string]string // EndpointSlice -> trigger time already reported
+	lastWhy   string
+	lastPrb   string
 	// refused are the Services the kernel refused, by "namespace/name",
 	// with the generation of their ports then: left out until they change.
 	refused map[string]refusal
@@ -94,8 +110,11 @@ type refusal struct {
 
 // New returns the controller of backend b.
 func New(b Backend, o Options) *Controller {
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = time.Minute
+	}
 	if o.FullEvery <= 0 {
-		o.FullEvery = time.Minute
+		o.FullEvery = time.Hour
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(prometheus.NewRegistry())
@@ -137,7 +156,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	m := c.memo.Build(st, cfg)
 	m = c.withoutRefused(m)
 	c.report(m.Problems)
-	full := c.last == nil || time.Since(c.lastFull) >= c.o.FullEvery
+	full := c.needFull(ctx)
 	mode := "partial"
 	if full {
 		mode = "full"
@@ -159,7 +178,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	c.o.Metrics.Rules.Set(float64(size))
 	c.o.Metrics.LastSync.Set(float64(done.UnixNano()) / 1e9)
 	if full {
-		c.lastFull = done
+		c.lastFull, c.lastCheck = done, done
 	}
 	c.observeLatency(m.TriggerTimes, done, c.last != nil)
 	if c.last != nil && c.o.Conntrack != nil {
@@ -169,6 +188,32 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	}
 	c.last = &m
 	return nil
+}
+
+// needFull tells whether this sync rewrites everything: the first, the
+// one after a failure, and then as CheckEvery and FullEvery say.
+func (c *Controller) needFull(ctx context.Context) bool {
+	if c.last == nil {
+		return true
+	}
+	since := time.Since(c.lastFull)
+	ch, ok := c.b.(Checker)
+	if !ok {
+		return since >= c.o.CheckEvery
+	}
+	if since >= c.o.FullEvery {
+		return true
+	}
+	if time.Since(c.lastCheck) < c.o.CheckEvery {
+		return false
+	}
+	c.lastCheck = time.Now()
+	if what := ch.Drift(ctx); what != "" {
+		c.o.Log.Warn("the service rules were changed behind skeind's back; rewriting them all", "what", what)
+		c.o.Metrics.Repairs.Inc()
+		return true
+	}
+	return false
 }
 
 // serviceKey is the Service a port belongs to.
@@ -431,6 +476,7 @@ type Metrics struct {
 	Rules       prometheus.Gauge
 	LastSync    prometheus.Gauge
 	Skipped     *prometheus.GaugeVec
+	Repairs     prometheus.Counter
 }
 
 // NewMetrics registers the proxy's metrics on reg.
@@ -455,6 +501,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "skein_proxy_objects_skipped", Help: "Services, ports and endpoints left out of the rules, by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.Duration, m.Programming, m.Rules, m.LastSync, m.Skipped)
+	m.Repairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "skein_proxy_repairs_total",
+		Help: "Full syncs made because the service rules in the kernel were changed by something else.",
+	})
+	reg.MustRegister(m.Duration, m.Programming, m.Rules, m.LastSync, m.Skipped, m.Repairs)
 	return m
 }

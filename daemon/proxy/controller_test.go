@@ -9,8 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/skein-net/skein/daemon/cluster"
 	"github.com/skein-net/skein/daemon/proxy/proxytest"
@@ -185,5 +188,76 @@ func TestControllerIsolatesRefusedService(t *testing.T) {
 	}
 	if !slices.Contains(programmed(), "shop/api") {
 		t.Errorf("the changed Service is still left out: %v", programmed())
+	}
+}
+
+// checkingBackend can tell whether its rules were changed behind it.
+type checkingBackend struct {
+	fakeBackend
+	drift  string
+	checks int
+}
+
+func (c *checkingBackend) Drift(context.Context) string {
+	c.checks++
+	return c.drift
+}
+
+// TestControllerFullSyncs: with a backend that can check its rules, a
+// periodic sync rewrites everything only when they changed behind it
+// (counted) or FullEvery has passed; without, every CheckEvery.
+func TestControllerFullSyncs(t *testing.T) {
+	ctx := context.Background()
+	st := state(t, same)
+	run := func(b Backend, o Options, before func(i int)) {
+		t.Helper()
+		o.NodeName, o.Log = "node1", slog.New(slog.DiscardHandler)
+		c := New(b, o)
+		for i := range 4 {
+			before(i)
+			if err := c.Sync(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	full := func(syncs []string) []bool {
+		var out []bool
+		for _, s := range syncs {
+			out = append(out, strings.HasPrefix(s, "full=true"))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		o     Options
+		drift map[int]string // before sync i
+		want  []bool
+		fixes float64
+	}{
+		{"intact, checked every sync", Options{CheckEvery: time.Nanosecond}, nil, []bool{true, false, false, false}, 0},
+		{"changed behind it", Options{CheckEvery: time.Nanosecond}, map[int]string{2: "a chain flushed"}, []bool{true, false, true, false}, 1},
+		{"changed, not checked yet", Options{CheckEvery: time.Hour}, map[int]string{1: "a chain flushed"}, []bool{true, false, false, false}, 0},
+		{"intact, FullEvery passed", Options{CheckEvery: time.Nanosecond, FullEvery: time.Nanosecond}, nil, []bool{true, true, true, true}, 0},
+	} {
+		b := &checkingBackend{}
+		tc.o.Metrics = NewMetrics(prometheus.NewRegistry())
+		run(b, tc.o, func(i int) { b.drift = tc.drift[i] })
+		if diff := cmp.Diff(tc.want, full(b.syncs)); diff != "" {
+			t.Errorf("%s: full syncs (-want +got):\n%s", tc.name, diff)
+		}
+		if got := testutil.ToFloat64(tc.o.Metrics.Repairs); got != tc.fixes {
+			t.Errorf("%s: %v repairs counted, want %v", tc.name, got, tc.fixes)
+		}
+		if tc.o.CheckEvery == time.Hour && b.checks != 0 {
+			t.Errorf("%s: checked %d times within CheckEvery", tc.name, b.checks)
+		}
+	}
+	for _, every := range []time.Duration{time.Nanosecond, time.Hour} {
+		b := &fakeBackend{}
+		run(b, Options{CheckEvery: every}, func(int) {})
+		want := []bool{true, every == time.Nanosecond, every == time.Nanosecond, every == time.Nanosecond}
+		if diff := cmp.Diff(want, full(b.syncs)); diff != "" {
+			t.Errorf("a backend that cannot check, CheckEvery %v: full syncs (-want +got):\n%s", every, diff)
+		}
 	}
 }

@@ -94,7 +94,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 		return ctrls, err
 	}
 	px := proxy.New(b, proxy.Options{
-		NodeName: f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(f.port), FullEvery: f.resync, Log: log,
+		NodeName: f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(f.port), CheckEvery: f.resync, Log: log,
 		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{},
 	})
 	p := named{controller: px, name: "proxy", services: true}

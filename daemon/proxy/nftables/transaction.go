@@ -215,13 +215,13 @@ func keysWhere[V any](m map[string]V, keep func(string, V) bool) []string {
 	return out
 }
 
-func isFixedChain(name string) bool {
-	switch name {
-	case "nat-prerouting", "nat-output", "nat-postrouting", "filter-prerouting", "filter-output",
-		chainServices, chainMarkMasq, chainReject:
-		return true
-	}
-	return false
+// fixedChains are the skeleton's chains, written whole by a full sync
+// only.
+var fixedChains = []string{
+	"nat-prerouting", "nat-output", "nat-postrouting", "filter-prerouting", "filter-output",
+	chainServices, chainMarkMasq, chainReject,
 }
+
+func isFixedChain(name string) bool { return slices.Contains(fixedChains, name) }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
