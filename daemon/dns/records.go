@@ -8,6 +8,8 @@ import (
 	miekg "github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/skein-net/skein/daemon/cluster"
 )
 
 // service is one Service's names, built once per change of the Service
@@ -103,11 +105,12 @@ func (b builder) build(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice
 	for _, e := range eps {
 		s.endpoints = append(s.endpoints, b.addrRR(s.name+"."+s.namespace+".endpoints."+b.origin, e.addr))
 	}
-	if headless(svc) {
+	if cluster.Headless(svc) {
 		b.headless(s, fqdn, svc, eps)
 		return s, nil
 	}
-	for _, ip := range clusterIPs(svc) {
+	ips, _ := cluster.ClusterIPs(svc) // the Service proxy reports the others
+	for _, ip := range ips {
 		s.addrs = append(s.addrs, b.addrRR(fqdn, ip))
 		s.ptrs = append(s.ptrs, ptr{ip, fqdn})
 	}
@@ -190,32 +193,6 @@ func srvKey(name string, proto corev1.Protocol) (string, bool) {
 	return "_" + strings.ToLower(name) + "._" + p, true
 }
 
-func headless(svc *corev1.Service) bool {
-	return svc.Spec.ClusterIP == corev1.ClusterIPNone
-}
-
-// clusterIPs are the Service's usable ClusterIPs, at most one per family.
-func clusterIPs(svc *corev1.Service) []netip.Addr {
-	ips := svc.Spec.ClusterIPs
-	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
-		ips = []string{svc.Spec.ClusterIP}
-	}
-	var out []netip.Addr
-	seen := map[bool]bool{}
-	for _, s := range ips {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() {
-			continue
-		}
-		a = a.Unmap()
-		if !seen[a.Is4()] {
-			seen[a.Is4()] = true
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // endpoint is a ready endpoint: its address, hostname and ports.
 type endpoint struct {
 	addr     netip.Addr
@@ -263,7 +240,7 @@ func readyEndpoints(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice) (
 			}
 			for _, s := range e.Addresses {
 				a, err := netip.ParseAddr(s)
-				if err != nil || a.Is4() != (es.AddressType == discoveryv1.AddressTypeIPv4) {
+				if err != nil || !cluster.UsableAddr(a) || a.Is4() != (es.AddressType == discoveryv1.AddressTypeIPv4) {
 					continue
 				}
 				if i, ok := seen[a]; ok {

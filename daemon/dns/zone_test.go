@@ -239,3 +239,54 @@ func TestZoneFollowsSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestUnusableAddresses: a loopback, link-local or multicast address
+// (which the API server refuses, and a cluster file may hold) is never
+// answered: not as an endpoint of a headless Service, nor as a ClusterIP.
+func TestUnusableAddresses(t *testing.T) {
+	h := testHandler(t, true)
+	h.zone.Store(NewMemo("cluster.local", 5).Build(testState(t, func(s string) string {
+		return s + `---
+apiVersion: v1
+kind: Service
+metadata: {name: lo, namespace: shop}
+spec:
+  clusterIP: None
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lo-1, namespace: shop, labels: {kubernetes.io/service-name: lo}}
+addressType: IPv4
+endpoints:
+- {addresses: [127.0.0.1]}
+- {addresses: [224.0.0.1]}
+- {addresses: [10.244.1.20]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: meta, namespace: shop}
+spec:
+  clusterIP: 169.254.169.254
+  clusterIPs: [169.254.169.254, "fd00:96::99"]
+  ipFamilyPolicy: PreferDualStack
+  ports:
+  - {name: http, port: 80, protocol: TCP}
+`
+	}), 1))
+	for _, tc := range []struct {
+		name string
+		qt   uint16
+		want []string
+	}{
+		{"lo.shop.svc.cluster.local.", miekg.TypeA, []string{"lo.shop.svc.cluster.local. IN A 10.244.1.20"}},
+		{"meta.shop.svc.cluster.local.", miekg.TypeAAAA, []string{"meta.shop.svc.cluster.local. IN AAAA fd00:96::99"}},
+		{"meta.shop.svc.cluster.local.", miekg.TypeA, nil},
+		{"1.0.0.127.in-addr.arpa.", miekg.TypePTR, nil},
+		{"254.169.254.169.in-addr.arpa.", miekg.TypePTR, nil},
+	} {
+		r := ask(h, tc.name, tc.qt)
+		if diff := cmp.Diff(tc.want, rrs(r.Answer)); diff != "" {
+			t.Errorf("%s %s (-want +got):\n%s", tc.name, miekg.TypeToString[tc.qt], diff)
+		}
+	}
+}

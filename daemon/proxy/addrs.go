@@ -8,17 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// usableAddr applies the API server's rules for Service and endpoint
-// addresses to every source (a cluster file is not validated by anyone
-// else): no zone, and not unspecified, loopback, link-local, multicast
-// or the IPv4 broadcast address. An endpoint 127.0.0.1 would DNAT to the
-// node's own loopback, 169.254.169.254 to a cloud's metadata server.
-func usableAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsValid() && ip.Zone() == "" && !ip.IsUnspecified() && !ip.IsLoopback() &&
-		!ip.IsLinkLocalUnicast() && !ip.IsMulticast() && ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
 // reserved returns the reserved prefix holding ip: a binary search, as
 // Reserved is sorted and disjoint (ReservedOf makes it so).
 func reserved(ip netip.Addr, cfg Config) (netip.Prefix, bool) {

@@ -327,37 +327,25 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return nil, nil
 	}
-	ips := svc.Spec.ClusterIPs
-	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
-		ips = []string{svc.Spec.ClusterIP}
+	if cluster.Headless(svc) {
+		return nil, nil // DNS only
 	}
-	if len(ips) == 0 {
+	ips, invalid := cluster.ClusterIPs(svc)
+	for _, why := range invalid {
+		bad("invalid-cluster-ip", "%s", why)
+	}
+	if len(ips) == 0 && len(invalid) == 0 {
 		bad("no-cluster-ip", "the Service has no clusterIP")
 		return nil, problems
 	}
-	if ips[0] == corev1.ClusterIPNone {
-		return nil, nil // headless: DNS only
-	}
 	affinity := affinitySeconds(svc, bad)
 	var out []ServicePort
-	seenFamily := map[int]bool{}
-	for _, s := range ips {
-		ip, err := netip.ParseAddr(s)
-		if err != nil || !usableAddr(ip) {
-			bad("invalid-cluster-ip", "clusterIP %q is not a usable IP address", s)
-			continue
-		}
-		ip = ip.Unmap()
+	for _, ip := range ips {
 		if p, ok := reserved(ip, cfg); ok {
 			bad("reserved-address", "clusterIP %s is inside %s, a node's address or pod network", ip, p)
 			continue
 		}
 		fam := family(ip)
-		if seenFamily[fam] {
-			bad("invalid-cluster-ip", "two IPv%d clusterIPs", fam)
-			continue
-		}
-		seenFamily[fam] = true
 		if !slices.Contains(cfg.Families, fam) {
 			bad("family-not-on-node", "clusterIP %s is IPv%d and this node has no IPv%d pod network", ip, fam, fam)
 			continue
@@ -440,7 +428,7 @@ func externalAddrs(svc *corev1.Service, fam int, cfg Config, bad func(reason, fo
 	var out []netip.Addr
 	add := func(s, what string) {
 		ip, err := netip.ParseAddr(s)
-		if err != nil || !usableAddr(ip) {
+		if err != nil || !cluster.UsableAddr(ip) {
 			if fam == 4 { // report once, not per family
 				bad("invalid-external-ip", "%s %q is not a usable IP address", what, s)
 			}
@@ -517,7 +505,7 @@ func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam i
 			local := ptrOr(e.NodeName, "") == nodeName
 			for _, s := range e.Addresses {
 				ip, err := netip.ParseAddr(s)
-				if err != nil || family(ip.Unmap()) != fam || !usableAddr(ip) {
+				if err != nil || family(ip.Unmap()) != fam || !cluster.UsableAddr(ip) {
 					*problems = append(*problems, Problem{obj, "invalid-endpoint-address", fmt.Sprintf("%q is not a usable IPv%d address", s, fam)})
 					continue
 				}
