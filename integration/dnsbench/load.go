@@ -24,7 +24,7 @@ import (
 type loadRun struct {
 	server, what, how string
 	throughputResult
-	syncs string // skeind's Service proxy syncs during the run
+	syncs string // what the server did during the run (see during)
 
 }
 

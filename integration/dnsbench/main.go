@@ -189,7 +189,7 @@ func measure(ctx context.Context, api kubernetes.Interface, n *node) (result, er
 	}
 	fmt.Fprintf(os.Stderr, "%d new Services, each timed to its name ...\n", *changes)
 	var err error
-	watch := n.proxySyncs(ctx, "skeind")
+	watch := n.during(ctx, "skeind")
 	if r.changes, err = newNames(ctx, api, n); err != nil {
 		return r, err
 	}
@@ -220,7 +220,7 @@ func load(ctx context.Context, n *node, servers []string, what string, names []s
 		}
 		for _, w := range []int{*workers, 1} {
 			fmt.Fprintf(os.Stderr, "%s: %s, %d in flight ...\n", s, what, w)
-			watch := n.proxySyncs(ctx, s)
+			watch := n.during(ctx, s)
 			t, err := throughput(n.Client, addr, names, w, *duration, 0)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s, err)
@@ -238,7 +238,7 @@ func load(ctx context.Context, n *node, servers []string, what string, names []s
 		if _, err := throughput(n.Client, n.servers[s].addr, names, 1, 0, len(names)); err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
 		}
-		watch := n.proxySyncs(ctx, s)
+		watch := n.during(ctx, s)
 		t, err := paced(n.Client, n.servers[s].addr, names, rate, *duration)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
@@ -291,7 +291,7 @@ func report(r result) {
 		cores(), runtime.Version(), *services, *endpoints, *serverCPU)
 	fmt.Println("Throughput and latency (A questions over UDP, names taken in turn; each run", *duration, "long):")
 	fmt.Println()
-	fmt.Println("| server | names | load | questions/s | p50 | p99 | unanswered | skeind's proxy syncs during the run |")
+	fmt.Println("| server | names | load | questions/s | p50 | p99 | unanswered | during the run: skeind's proxy syncs; GC cycles |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, x := range r.runs {
 		fmt.Printf("| %s | %s | %s | %.0f | %.3f ms | %.3f ms | %d | %s |\n", x.server, x.what, x.how, x.qps,
@@ -320,7 +320,7 @@ func report(r result) {
 		}
 		fmt.Printf("| %s | %.1f ms | %.1f ms | %.1f ms | %d |\n", s, ms(harness.Percentile(d, 50)), ms(harness.Percentile(d, 99)), ms(harness.Percentile(d, 100)), over)
 	}
-	fmt.Printf("\nskeind's Service proxy syncs meanwhile (count, total time): %s\n\n", r.changeSyncs)
+	fmt.Printf("\nskeind meanwhile: Service proxy syncs (count, total time); GC cycles: %s\n\n", r.changeSyncs)
 	fmt.Println("Cold start and memory:")
 	fmt.Println()
 	fmt.Println("| server | start to the last Service's name answering | peak RSS after it | peak RSS at the end |")

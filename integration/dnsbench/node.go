@@ -172,21 +172,35 @@ func (n *node) skeindWithoutDNS(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("skeind --dns=false not ready after 2 minutes\n%s", tail(s.log))
 }
 
-// proxySyncs starts watching skeind's Service proxy syncs (none for
-// another server); the function it returns says how many ran since, and
-// for how long in all.
-func (n *node) proxySyncs(ctx context.Context, server string) func() string {
-	if server != "skeind" {
-		return func() string { return "" }
+// during starts watching a server while it runs: skeind's Service proxy
+// syncs (how many, for how long in all) and each server's Go garbage
+// collections (both are Go programs; a collection's marking takes CPU
+// the answers wait for on one core). The function it returns says what
+// happened since.
+func (n *node) during(ctx context.Context, server string) func() string {
+	url := "http://127.0.0.1:9897/metrics"
+	if server == "coredns" {
+		url = "http://127.0.0.1:9153/metrics"
 	}
-	const url, metric = "http://127.0.0.1:9897/metrics", "skein_proxy_sync_duration_seconds"
-	c0, d0, err0 := harness.HistogramTotals(ctx, n.NS, url, metric)
+	read := func() (syncs int, took time.Duration, gcs int, err error) {
+		if server == "skeind" {
+			if syncs, took, err = harness.HistogramTotals(ctx, n.NS, url, "skein_proxy_sync_duration_seconds"); err != nil {
+				return
+			}
+		}
+		gcs, _, err = harness.HistogramTotals(ctx, n.NS, url, "go_gc_duration_seconds")
+		return
+	}
+	s0, t0, g0, err0 := read()
 	return func() string {
-		c, d, err := harness.HistogramTotals(ctx, n.NS, url, metric)
+		s, t, g, err := read()
 		if err0 != nil || err != nil {
 			return "unknown"
 		}
-		return fmt.Sprintf("%d, %.0f ms", c-c0, ms(d-d0))
+		if server != "skeind" {
+			return fmt.Sprintf("GC %d", g-g0)
+		}
+		return fmt.Sprintf("syncs %d, %.0f ms; GC %d", s-s0, ms(t-t0), g-g0)
 	}
 }
 
