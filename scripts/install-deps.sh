@@ -15,6 +15,11 @@ declare -A want=(
   [curl]=curl
   [flock]=util-linux
   [setsid]=util-linux
+  [unshare]=util-linux
+  [nsenter]=util-linux
+  [containerd]=containerd # the real nodes' container runtime (Debian's 1.6)
+  [ctr]=containerd
+  [runc]=runc
 )
 
 missing=()
@@ -25,6 +30,7 @@ done
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u) # one package, many commands
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: need root to install: ${missing[*]}" >&2
   exit 1

@@ -1,0 +1,173 @@
+// Command netexec is the test image of the real-node clusters, in the
+// spirit of the upstream test image's netexec: one program, static, with
+// no shell beside it.
+//
+//	netexec serve [--port 8080]   HTTP and UDP on the port
+//	netexec get URL               prints the body of a GET
+//	netexec udp ADDR MESSAGE      sends one datagram, prints the answer
+//	netexec lookup NAME           prints the addresses the resolver gives
+//
+// Over HTTP: /hostname, /clientip (the address the connection came
+// from), /echo?msg=, /healthz (200 while ready, else 503) and
+// /ready?ready=false|true (readiness set by the test). Over UDP: a
+// datagram "hostname", "clientip" or "echo TEXT" is answered in kind.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(args)
+	case "get":
+		err = get(args)
+	case "udp":
+		err = udp(args)
+	case "lookup":
+		err = lookup(args)
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netexec:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: netexec serve [--port N] | get URL | udp ADDR MESSAGE | lookup NAME")
+	os.Exit(2)
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	port := fs.Int("port", 8080, "the HTTP (TCP) and UDP port")
+	_ = fs.Parse(args)
+	host, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	var notReady atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hostname", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, host) })
+	mux.HandleFunc("/clientip", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.RemoteAddr) })
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.URL.Query().Get("msg")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if notReady.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		notReady.Store(r.URL.Query().Get("ready") == "false")
+		fmt.Fprintf(w, "ready %v", !notReady.Load())
+	})
+	pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", *port))
+	if err != nil {
+		return err
+	}
+	go serveUDP(pc, host)
+	srv := &http.Server{Addr: fmt.Sprintf(":%d", *port), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+// serveUDP answers each datagram on its own.
+func serveUDP(pc net.PacketConn, host string) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		msg := strings.TrimSpace(string(buf[:n]))
+		var out string
+		switch {
+		case msg == "hostname":
+			out = host
+		case msg == "clientip":
+			out = from.String()
+		case strings.HasPrefix(msg, "echo "):
+			out = strings.TrimPrefix(msg, "echo ")
+		default:
+			out = "unknown: " + msg
+		}
+		_, _ = pc.WriteTo([]byte(out), from)
+	}
+}
+
+func get(args []string) error {
+	if len(args) != 1 {
+		usage()
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Print(string(body))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", args[0], resp.Status)
+	}
+	return nil
+}
+
+func udp(args []string) error {
+	if len(args) != 2 {
+		usage()
+	}
+	c, err := net.Dial("udp", args[0])
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte(args[1])); err != nil {
+		return err
+	}
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	fmt.Print(string(buf[:n]))
+	return nil
+}
+
+func lookup(args []string) error {
+	if len(args) != 1 {
+		usage()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Println(strings.Join(addrs, "\n"))
+	return nil
+}
