@@ -19,12 +19,17 @@ type Relay struct {
 	wg   sync.WaitGroup
 }
 
-// NewRelay starts a relay into n.
+// NewRelay starts a relay into n, on a free port.
 func NewRelay(n *NetNS, target string) (*Relay, error) {
+	return NewRelayAt(n, "127.0.0.1:0", target)
+}
+
+// NewRelayAt starts a relay into n listening on addr there.
+func NewRelayAt(n *NetNS, addr, target string) (*Relay, error) {
 	var ln net.Listener
 	if err := n.Do(func() error {
 		var err error
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
 		return nil, err

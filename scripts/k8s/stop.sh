@@ -15,7 +15,7 @@ ours() { # name pid: alive, not a zombie, and started for this run directory
   argv=$(tr '\0' '\n' < "/proc/$2/cmdline")
   [[ "$(head -1 <<< "$argv")" == *"$1"* && "$argv" == *"$run/"* ]]
 }
-for c in kube-controller-manager kube-apiserver etcd; do
+for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f=$run/$c.pid
   [ -f "$f" ] || continue
   pid=$(cat "$f")
