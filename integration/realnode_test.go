@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skein-net/skein/integration/harness"
 	"github.com/skein-net/skein/integration/images"
@@ -95,10 +102,12 @@ func testImages(t *testing.T, dir string) (pause, netexec string) {
 // plane, with the test images in their containerd.
 func TestRealNodes(t *testing.T) {
 	run, bin := realControlPlane(t)
-	pause, netexec := testImages(t, t.TempDir())
+	imgDir := t.TempDir()
+	pause, netexec := testImages(t, imgDir)
+	skein := skeinImage(t, imgDir)
 	c, err := harness.NewRealCluster(ctx(t), harness.RealOptions{
 		Prefix: uniq("r"), Nodes: 2, K8sRun: run, Kubelet: filepath.Join(bin, "kubelet"),
-		Images: []string{pause, netexec}, PauseImage: "localhost/skein-test/pause:1.0", APIPort: realAPIPort,
+		Images: []string{pause, netexec, skein}, PauseImage: "localhost/skein-test/pause:1.0", APIPort: realAPIPort,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -128,13 +137,242 @@ func TestRealNodes(t *testing.T) {
 		deadline := time.Now().Add(time.Minute)
 		for {
 			obj, err = c.API().CoreV1().Nodes().Get(ctx(t), n.Name, metav1.GetOptions{})
-			if err == nil && len(obj.Status.Images) >= 2 {
+			if err == nil && len(obj.Status.Images) >= 3 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("Node %s reports images %v, want the pause and netexec images", n.Name, obj.Status.Images)
+				t.Fatalf("Node %s reports images %v, want the pause, netexec and skein images", n.Name, obj.Status.Images)
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
+	// skein installed as users install it: the nodes become Ready once
+	// its DaemonSet's pod has placed the plugin and written the conflist.
+	installSkein(t, run, bin)
+	for _, n := range c.Nodes {
+		if err := n.WaitReady(ctx(t), 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("pods and Services", func(t *testing.T) { testRealTraffic(t, c) })
+}
+
+// testRealTraffic: kubelet's pods get their addresses from skein, in
+// their node's podCIDR; every pod reaches every other by address, and
+// the Service by ClusterIP and by name from every node; the NodePort
+// answers on every node's address from the other nodes.
+func testRealTraffic(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	webApp(t, api, int32(2*len(c.Nodes)))
+	pods, err := api.CoreV1().Pods("default").List(ctx(t), metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	perNode := map[string]int{}
+	for _, p := range pods.Items {
+		node, err := api.CoreV1().Nodes().Get(ctx(t), p.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cidr, err := netip.ParsePrefix(node.Spec.PodCIDR)
+		ip, perr := netip.ParseAddr(p.Status.PodIP)
+		if err != nil || perr != nil || !cidr.Contains(ip) {
+			t.Errorf("pod %s on %s has address %q, outside its node's podCIDR %q", p.Name, p.Spec.NodeName, p.Status.PodIP, node.Spec.PodCIDR)
+		}
+		perNode[p.Spec.NodeName]++
+		urls = append(urls, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/hostname")
+	}
+	if len(perNode) != len(c.Nodes) {
+		t.Errorf("web pods per node: %v, want some on each of %d nodes", perNode, len(c.Nodes))
+	}
+	svc, err := api.CoreV1().Services("default").Get(ctx(t), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.Nodes {
+		out, err := runOn(t, api, n.Name, fmt.Sprintf("pods-from-%d", i+1), append([]string{"get"}, urls...)...)
+		if err != nil {
+			t.Errorf("pod to pod, from %s: %v", n.Name, err)
+		}
+		for _, p := range pods.Items {
+			if !strings.Contains(out, p.Name) {
+				t.Errorf("from %s, pod %s did not answer:\n%s", n.Name, p.Name, out)
+			}
+		}
+		svcURLs := []string{"http://" + svc.Spec.ClusterIP + "/hostname", "http://web/hostname", "http://web.default.svc.cluster.local/hostname"}
+		if out, err := runOn(t, api, n.Name, fmt.Sprintf("service-from-%d", i+1), append([]string{"get"}, svcURLs...)...); err != nil {
+			t.Errorf("the Service from %s: %v\n%s", n.Name, err, out)
+		}
+		other := c.Nodes[(i+1)%len(c.Nodes)]
+		code, body, err := n.NS.HTTPGet(ctx(t), "http://"+net.JoinHostPort(other.IP.String(), "30080")+"/hostname")
+		if err != nil || code != 200 || !strings.HasPrefix(body, "web-") {
+			t.Errorf("NodePort of %s from %s: %d %q %v", other.Name, n.Name, code, body, err)
+		}
+	}
+}
+
+// skeinImage builds skein's image as conf/deploy/Dockerfile describes
+// it, from this machine's files: skeind, the plugin and portmap (static,
+// from the test build) under /opt/skein/bin, and the nftables and
+// iptables (iptables-nft) userspace with the libraries and extensions
+// they load.
+func skeinImage(t *testing.T, dir string) string {
+	t.Helper()
+	progs := map[string]string{"/usr/sbin/nft": "/usr/sbin/nft", "/usr/sbin/xtables-nft-multi": "/usr/sbin/xtables-nft-multi"}
+	const ext = "/usr/lib/x86_64-linux-gnu/xtables"
+	mods, err := filepath.Glob(ext + "/*.so")
+	if err != nil || len(mods) == 0 {
+		t.Fatalf("no iptables extensions in %s (%v)", ext, err)
+	}
+	for _, m := range mods {
+		progs[m] = m
+	}
+	files, err := images.WithLibraries(progs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"skeind", "skein", "portmap", "loopback"} {
+		files = append(files, images.File{Path: "/opt/skein/bin/" + name, From: filepath.Join(pluginDir, name)})
+	}
+	for _, tool := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
+		files = append(files, images.File{Path: "/usr/sbin/" + tool, Link: "xtables-nft-multi"})
+	}
+	for _, f := range []string{"/etc/protocols", "/etc/services", "/etc/ethertypes"} {
+		if _, err := os.Stat(f); err == nil {
+			files = append(files, images.File{Path: f, From: f})
+		}
+	}
+	out := filepath.Join(dir, "skein.tar")
+	im := images.Image{Ref: skeinTestImage, Files: files, Entrypoint: []string{"/opt/skein/bin/skeind"},
+		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
+	if err := im.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const skeinTestImage = "localhost/skein-test/skein:1.0"
+
+// installSkein applies conf/deploy as a user does (kubectl apply -k),
+// through a kustomization that only replaces the image and tells skeind
+// where the API server is.
+func installSkein(t *testing.T, run, bin string) {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, filepath.Join(root, "conf/deploy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, tag, _ := strings.Cut(skeinTestImage, ":1")
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [%s]
+images:
+- {name: ghcr.io/skein-net/skein, newName: %s, newTag: "1%s"}
+patches:
+- target: {kind: ConfigMap, name: skein-config}
+  patch: |-
+    - {op: add, path: /data/api-server-host, value: "127.0.0.1"}
+    - {op: add, path: /data/api-server-port, value: "%d"}
+`, base, name, tag, realAPIPort)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", filepath.Join(run, "admin.kubeconfig"),
+		"apply", "-k", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl apply -k: %v\n%s", err, out)
+	}
+}
+
+const netexecImage = "localhost/skein-test/netexec:1.0"
+
+// webApp deploys the test image, replicas pods spread over the nodes,
+// ready when its /healthz answers, behind the ClusterIP and NodePort
+// Service "web" (HTTP on port 80, NodePort 30080, to the pods' 8080).
+func webApp(t *testing.T, api kubernetes.Interface, replicas int32) {
+	t.Helper()
+	labels := map[string]string{"app": "web"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+					}},
+					TerminationGracePeriodSeconds: new(int64),
+					Containers: []corev1.Container{{
+						Name: "web", Image: netexecImage, ImagePullPolicy: corev1.PullNever,
+						Args:  []string{"--port", "8080"},
+						Ports: []corev1.ContainerPort{{ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+							PeriodSeconds: 1,
+						},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := api.AppsV1().Deployments("default").Create(ctx(t), dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeNodePort, Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), NodePort: 30080}},
+		},
+	}
+	if _, err := api.CoreV1().Services("default").Create(ctx(t), svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the web Deployment to be ready", func() bool {
+		d, err := api.AppsV1().Deployments("default").Get(ctx(t), "web", metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas == replicas && d.Status.UpdatedReplicas == replicas
+	})
+}
+
+// runOn runs the test image once on a node with args (netexec get ...)
+// and returns what it printed, or an error with it when it failed.
+func runOn(t *testing.T, api kubernetes.Interface, node, name string, args ...string) (string, error) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeName: node, RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "check", Image: netexecImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"/netexec"}, Args: args}},
+		},
+	}
+	if _, err := api.CoreV1().Pods("default").Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = api.CoreV1().Pods("default").Delete(ctx(t), name, metav1.DeleteOptions{}) }()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		p, err := api.CoreV1().Pods("default").Get(ctx(t), name, metav1.GetOptions{})
+		if err == nil && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed) {
+			msg := ""
+			if cs := p.Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Terminated != nil {
+				msg = cs[0].State.Terminated.Message
+			}
+			if p.Status.Phase == corev1.PodFailed {
+				return msg, fmt.Errorf("%s on %s failed: %s", name, node, msg)
+			}
+			return msg, nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return "", fmt.Errorf("%s on %s did not finish in 90 s", name, node)
 }

@@ -38,8 +38,11 @@ func ModuleRoot() (string, error) {
 
 // Packages of skein's binaries.
 const (
-	SkeinPlugin = "./plugins/skein"
-	Skeind      = "./daemon/cmd/skeind"
+	// LoopbackPlugin is shipped in skein's image: containerd 1.x runs it
+	// for every pod.
+	LoopbackPlugin = "github.com/containernetworking/plugins/plugins/main/loopback"
+	SkeinPlugin    = "./plugins/skein"
+	Skeind         = "./daemon/cmd/skeind"
 )
 
 // BuildPlugins builds packages (static, as `make build` does) into dir;
@@ -50,7 +53,7 @@ func BuildPlugins(dir string, pkgs ...string) error {
 		return err
 	}
 	if len(pkgs) == 0 {
-		pkgs = append([]string{SkeinPlugin, Skeind}, ReferencePlugins...)
+		pkgs = append([]string{SkeinPlugin, Skeind, LoopbackPlugin}, ReferencePlugins...)
 	}
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
 	cmd.Dir = root

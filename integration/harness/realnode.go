@@ -51,6 +51,7 @@ type RealOptions struct {
 type RealCluster struct {
 	opts     RealOptions
 	Underlay *NetNS
+	Upstream *Upstream // the nodes' resolver of names outside the cluster
 	Nodes    []*RealNode
 	Dir      string
 	api      kubernetes.Interface
@@ -66,6 +67,10 @@ type RealNode struct {
 	init  *exec.Cmd
 	c     *RealCluster
 }
+
+// ClusterDNSIP is the kube-dns Service's ClusterIP the real nodes'
+// kubelets give pods (and skein's ConfigMap, SKEIN_CLUSTER_DNS_IP).
+const ClusterDNSIP = "10.96.0.10"
 
 // cgroupHierarchies are the cgroup v1 hierarchies a kubelet with the
 // cgroupfs driver uses; cgroup v2 (unified) is added when mounted.
@@ -94,7 +99,10 @@ func (c *RealCluster) build(ctx context.Context) error {
 		return err
 	}
 	c.Underlay = ul
-	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip addr add "+OutsideIP+"/24 dev ul0 && ip link set ul0 up"); err != nil {
+	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip addr add "+OutsideIP+"/24 dev ul0 && ip addr add "+UpstreamIP+"/24 dev ul0 && ip link set ul0 up"); err != nil {
+		return err
+	}
+	if c.Upstream, err = NewUpstream(ul, UpstreamIP); err != nil {
 		return err
 	}
 	ca, err := LoadCA(c.opts.K8sRun)
@@ -172,12 +180,13 @@ func (n *RealNode) prepare(ca *CA) error {
 			return err
 		}
 	}
-	// Pods resolve outside names nowhere but through the cluster's DNS.
+	// The node's resolver: skeind's upstream (its DaemonSet's dnsPolicy
+	// is Default), the one outside the cluster.
 	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), []byte("nameserver "+UpstreamIP+"\n"), 0o644); err != nil {
 		return err
 	}
 	data := map[string]any{"N": n, "API": n.relay.Addr, "Pause": n.c.opts.PauseImage, "Kubelet": n.c.opts.Kubelet,
-		"Images": n.c.opts.Images, "Cgroup": n.cgroup(), "Hierarchies": n.hierarchies()}
+		"Images": n.c.opts.Images, "Cgroup": n.cgroup(), "Hierarchies": n.hierarchies(), "DNS": ClusterDNSIP}
 	for name, tmpl := range map[string]string{"kubeconfig": kubeconfigTmpl, "containerd.toml": containerdTmpl,
 		"kubelet.yaml": kubeletTmpl, "node.sh": nodeScriptTmpl} {
 		t := template.Must(template.New(name).Parse(tmpl))
@@ -377,6 +386,9 @@ func (c *RealCluster) Close() error {
 			errs = append(errs, n.NS.Delete())
 		}
 	}
+	if c.Upstream != nil {
+		c.Upstream.Close()
+	}
 	if c.Underlay != nil {
 		errs = append(errs, c.Underlay.Delete())
 	}
@@ -436,6 +448,7 @@ protectKernelDefaults: false
 failSwapOn: false
 resolvConf: {{.N.Dir}}/resolv.conf
 clusterDomain: cluster.local
+clusterDNS: [{{.DNS}}]
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}

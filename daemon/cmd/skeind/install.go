@@ -23,7 +23,7 @@ func installCNI(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("skeind install-cni", flag.ContinueOnError)
 	from := fs.String("from", filepath.Dir(self), "directory holding the plugins to install")
 	to := fs.String("to", "/opt/cni/bin", "the container runtime's CNI plugin directory")
-	names := fs.String("plugins", "skein,portmap", "comma-separated plugins to install (the conflist chains portmap)")
+	names := fs.String("plugins", "skein,portmap,loopback", "comma-separated plugins to install (the conflist chains portmap; containerd 1.x runs loopback for every pod's lo)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

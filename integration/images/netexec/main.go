@@ -3,9 +3,13 @@
 // no shell beside it.
 //
 //	netexec serve [--port 8080]   HTTP and UDP on the port
-//	netexec get URL               prints the body of a GET
+//	netexec get URL...            prints the body of a GET of each URL
 //	netexec udp ADDR MESSAGE      sends one datagram, prints the answer
 //	netexec lookup NAME           prints the addresses the resolver gives
+//
+// What the last three print goes to /dev/termination-log as well, when
+// it exists (in a Kubernetes container), so that a test reads it from
+// the Pod's status without reaching the kubelet.
 //
 // Over HTTP: /hostname, /clientip (the address the connection came
 // from), /echo?msg=, /healthz (200 while ready, else 503) and
@@ -46,7 +50,19 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "netexec:", err)
+		say("error: " + err.Error())
 		os.Exit(1)
+	}
+}
+
+// out is what the command printed, for the termination log.
+var out strings.Builder
+
+func say(s string) {
+	fmt.Print(s)
+	out.WriteString(s)
+	if _, err := os.Stat("/dev/termination-log"); err == nil {
+		_ = os.WriteFile("/dev/termination-log", []byte(out.String()), 0o644)
 	}
 }
 
@@ -116,24 +132,34 @@ func serveUDP(pc net.PacketConn, host string) {
 }
 
 func get(args []string) error {
-	if len(args) != 1 {
+	if len(args) == 0 {
 		usage()
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(args[0])
+	for _, url := range args {
+		body, err := getOne(c, url)
+		if err != nil {
+			return err
+		}
+		say(url + " " + body + "\n")
+	}
+	return nil
+}
+
+func getOne(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return "", err
 	}
-	fmt.Print(string(body))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", args[0], resp.Status)
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return nil
+	return string(body), nil
 }
 
 func udp(args []string) error {
@@ -154,7 +180,7 @@ func udp(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Print(string(buf[:n]))
+	say(string(buf[:n]))
 	return nil
 }
 
@@ -168,6 +194,6 @@ func lookup(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(strings.Join(addrs, "\n"))
+	say(strings.Join(addrs, "\n") + "\n")
 	return nil
 }
