@@ -2,13 +2,16 @@ package integration
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,6 +158,223 @@ func TestRealNodes(t *testing.T) {
 		}
 	}
 	t.Run("pods and Services", func(t *testing.T) { testRealTraffic(t, c) })
+	t.Run("hostPort", func(t *testing.T) { testRealHostPort(t, c) })
+	t.Run("readiness", func(t *testing.T) { testRealReadiness(t, c) })
+	t.Run("deleted pods release their addresses", func(t *testing.T) { testRealRelease(t, c) })
+	// Last: the node goes.
+	t.Run("a deleted node leaves every route", func(t *testing.T) { testRealNodeGone(t, c) })
+}
+
+// waitUntil polls cond every 250 ms until it holds, failing the test
+// after timeout: real nodes take seconds where the virtual ones take
+// milliseconds.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// checks numbers the check pods of a test run.
+var checks atomic.Int32
+
+func checkName(what string) string { return fmt.Sprintf("%s-%d", what, checks.Add(1)) }
+
+// testRealHostPort: a pod's hostPort answers on its node's address, from
+// another node.
+func testRealHostPort(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "hostport"},
+		Spec: corev1.PodSpec{
+			NodeName: n1.Name, TerminationGracePeriodSeconds: new(int64),
+			Containers: []corev1.Container{{Name: "web", Image: netexecImage, ImagePullPolicy: corev1.PullNever,
+				Ports: []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 18080, Protocol: corev1.ProtocolTCP}}}},
+		},
+	}
+	if _, err := api.CoreV1().Pods("default").Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = api.CoreV1().Pods("default").Delete(ctx(t), "hostport", metav1.DeleteOptions{}) }()
+	url := "http://" + net.JoinHostPort(n1.IP.String(), "18080") + "/hostname"
+	waitUntil(t, time.Minute, "the hostPort to answer from "+n2.Name, func() bool {
+		code, body, err := n2.NS.HTTPGet(ctx(t), url)
+		return err == nil && code == 200 && body == "hostport"
+	})
+}
+
+// webPods are the web Deployment's pods, by name.
+func webPods(t *testing.T, api kubernetes.Interface) []corev1.Pod {
+	t.Helper()
+	pods, err := api.CoreV1().Pods("default").List(ctx(t), metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pods.Items
+}
+
+// endpointReady tells whether ip is a ready endpoint of web's slices.
+func endpointReady(t *testing.T, api kubernetes.Interface, ip string) bool {
+	slices, err := api.DiscoveryV1().EndpointSlices("default").List(ctx(t), metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
+	if err != nil {
+		return false
+	}
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if len(e.Addresses) > 0 && e.Addresses[0] == ip {
+				return e.Conditions.Ready == nil || *e.Conditions.Ready
+			}
+		}
+	}
+	return false
+}
+
+// serviceAnswers asks the web Service n times from a pod on node and
+// returns the pods that answered, with how often.
+func serviceAnswers(t *testing.T, api kubernetes.Interface, node string, n int) map[string]int {
+	t.Helper()
+	args := []string{"get"}
+	for range n {
+		args = append(args, "http://web/hostname")
+	}
+	out, err := runOn(t, api, node, checkName("spread"), args...)
+	if err != nil {
+		t.Fatalf("the Service from %s: %v", node, err)
+	}
+	seen := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			seen[f[1]]++
+		}
+	}
+	return seen
+}
+
+// testRealReadiness: a pod whose readiness probe fails leaves the
+// Service's endpoints (through the real EndpointSlice controller) and
+// gets no new connections; it comes back when the probe passes again.
+func testRealReadiness(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	target := webPods(t, api)[0]
+	client := c.Nodes[len(c.Nodes)-1].Name
+	set := func(ready string) {
+		t.Helper()
+		url := "http://" + net.JoinHostPort(target.Status.PodIP, "8080") + "/ready?ready=" + ready
+		if out, err := runOn(t, api, client, checkName("ready"), "get", url); err != nil {
+			t.Fatalf("set %s's readiness: %v\n%s", target.Name, err, out)
+		}
+	}
+	set("false")
+	waitUntil(t, time.Minute, target.Name+" to leave the ready endpoints", func() bool { return !endpointReady(t, api, target.Status.PodIP) })
+	// The proxy syncs at most once a second: give it that second.
+	time.Sleep(1500 * time.Millisecond)
+	if seen := serviceAnswers(t, api, client, 40); seen[target.Name] > 0 || len(seen) == 0 {
+		t.Errorf("40 connections with %s not ready reached %v", target.Name, seen)
+	}
+	set("true")
+	waitUntil(t, time.Minute, target.Name+" to be ready again", func() bool { return endpointReady(t, api, target.Status.PodIP) })
+	time.Sleep(1500 * time.Millisecond)
+	// Four endpoints: the chance that 60 connections miss one is 3e-8.
+	if seen := serviceAnswers(t, api, client, 60); seen[target.Name] == 0 {
+		t.Errorf("60 connections with %s ready again reached %v", target.Name, seen)
+	}
+}
+
+// storeAddrs are the addresses a node's IPAM store holds.
+func storeAddrs(n *harness.RealNode) map[string]bool {
+	out := map[string]bool{}
+	_ = filepath.WalkDir(n.HostPath("/var/lib/cni"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if a, perr := netip.ParseAddr(d.Name()); perr == nil {
+				out[a.String()] = true
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// podAddrs are the addresses of a node's pods on the pod network.
+func podAddrs(t *testing.T, api kubernetes.Interface, node string) map[string]bool {
+	pods, err := api.CoreV1().Pods("").List(ctx(t), metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, p := range pods.Items {
+		if !p.Spec.HostNetwork {
+			if p.Status.PodIP == "" {
+				out["(pending "+p.Name+")"] = true
+			} else {
+				out[p.Status.PodIP] = true
+			}
+		}
+	}
+	return out
+}
+
+// testRealRelease: pods deleted (the Deployment scaled down) give their
+// addresses back: each node's IPAM store then holds exactly the
+// addresses of its pods.
+func testRealRelease(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	scale, err := api.AppsV1().Deployments("default").GetScale(ctx(t), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = int32(len(c.Nodes))
+	if _, err := api.AppsV1().Deployments("default").UpdateScale(ctx(t), "web", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, time.Minute, "the Deployment to scale down", func() bool { return len(webPods(t, api)) == len(c.Nodes) })
+	for _, n := range c.Nodes {
+		var store, pods map[string]bool
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			store, pods = storeAddrs(n), podAddrs(t, api, n.Name)
+			if len(store) > 0 && maps.Equal(store, pods) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if !maps.Equal(store, pods) {
+			t.Errorf("%s: the IPAM store holds %v, the node's pods have %v", n.Name, slices.Sorted(maps.Keys(store)), slices.Sorted(maps.Keys(pods)))
+		}
+	}
+}
+
+// testRealNodeGone: a node that goes away and is deleted from the API
+// leaves no route on the other nodes.
+func testRealNodeGone(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	gone, stay := c.Nodes[len(c.Nodes)-1], c.Nodes[0]
+	obj, err := api.CoreV1().Nodes().Get(ctx(t), gone.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cidr := obj.Spec.PodCIDR
+	routes := func() string {
+		out, err := stay.NS.Exec(ctx(t), "ip", "route", "show", cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	if routes() == "" {
+		t.Fatalf("%s has no route to %s's pods (%s) to begin with", stay.Name, gone.Name, cidr)
+	}
+	if err := gone.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.CoreV1().Nodes().Delete(ctx(t), gone.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, time.Minute, stay.Name+" to drop its route to "+gone.Name, func() bool { return routes() == "" })
 }
 
 // testRealTraffic: kubelet's pods get their addresses from skein, in
@@ -337,7 +557,7 @@ func webApp(t *testing.T, api kubernetes.Interface, replicas int32) {
 	if _, err := api.CoreV1().Services("default").Create(ctx(t), svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the web Deployment to be ready", func() bool {
+	waitUntil(t, time.Minute, "the web Deployment to be ready", func() bool {
 		d, err := api.AppsV1().Deployments("default").Get(ctx(t), "web", metav1.GetOptions{})
 		return err == nil && d.Status.ReadyReplicas == replicas && d.Status.UpdatedReplicas == replicas
 	})

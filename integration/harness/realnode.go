@@ -301,6 +301,22 @@ func (n *RealNode) Logs() string {
 	return b.String()
 }
 
+// HostPath is where, on the host, the node keeps a path of its own view
+// of the file system: what it wrote under /etc, /opt, /var/lib or
+// /var/log is in that overlay's upper layer.
+func (n *RealNode) HostPath(p string) string {
+	for _, d := range []string{"/etc", "/opt", "/var/lib", "/var/log"} {
+		if rest, ok := strings.CutPrefix(p, d+"/"); ok {
+			return filepath.Join(n.Dir, "overlay"+strings.ReplaceAll(d, "/", "-"), "upper", rest)
+		}
+	}
+	return p
+}
+
+// Stop ends the node as a machine that goes away would: its kubelet,
+// containerd and pods, at once.
+func (n *RealNode) Stop() error { return n.stop() }
+
 // stop ends every process of the node, pods' included (all are in its
 // cgroup), and removes its cgroups.
 func (n *RealNode) stop() error {

@@ -135,7 +135,9 @@ func get(args []string) error {
 	if len(args) == 0 {
 		usage()
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
+	// A connection per request: each goes through the Service's load
+	// balancing afresh.
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for _, url := range args {
 		body, err := getOne(c, url)
 		if err != nil {
