@@ -12,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -160,6 +162,7 @@ func TestRealNodes(t *testing.T) {
 	t.Run("pods and Services", func(t *testing.T) { testRealTraffic(t, c) })
 	t.Run("hostPort", func(t *testing.T) { testRealHostPort(t, c) })
 	t.Run("readiness", func(t *testing.T) { testRealReadiness(t, c) })
+	t.Run("upgrade without an outage", func(t *testing.T) { testRealUpgrade(t, c) })
 	t.Run("deleted pods release their addresses", func(t *testing.T) { testRealRelease(t, c) })
 	// Last: the node goes.
 	t.Run("a deleted node leaves every route", func(t *testing.T) { testRealNodeGone(t, c) })
@@ -332,19 +335,28 @@ func testRealRelease(t *testing.T, c *harness.RealCluster) {
 		t.Fatal(err)
 	}
 	waitUntil(t, time.Minute, "the Deployment to scale down", func() bool { return len(webPods(t, api)) == len(c.Nodes) })
-	for _, n := range c.Nodes {
-		var store, pods map[string]bool
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			store, pods = storeAddrs(n), podAddrs(t, api, n.Name)
-			if len(store) > 0 && maps.Equal(store, pods) || time.Now().After(deadline) {
-				break
+	var store, pods map[string]bool
+	same := func() bool {
+		for _, n := range c.Nodes {
+			if store, pods = storeAddrs(n), podAddrs(t, api, n.Name); !maps.Equal(store, pods) {
+				return false
 			}
-			time.Sleep(250 * time.Millisecond)
 		}
-		if !maps.Equal(store, pods) {
-			t.Errorf("%s: the IPAM store holds %v, the node's pods have %v", n.Name, slices.Sorted(maps.Keys(store)), slices.Sorted(maps.Keys(pods)))
-		}
+		return true
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !same() && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if !same() {
+		t.Errorf("an IPAM store holds %v, its node's pods have %v", slices.Sorted(maps.Keys(store)), slices.Sorted(maps.Keys(pods)))
+	}
+	total := 0
+	for _, n := range c.Nodes {
+		total += len(storeAddrs(n))
+	}
+	if total != len(c.Nodes) {
+		t.Errorf("the IPAM stores hold %d addresses in all, the %d web pods' expected", total, len(c.Nodes))
 	}
 }
 
@@ -464,7 +476,7 @@ func skeinImage(t *testing.T, dir string) string {
 		}
 	}
 	out := filepath.Join(dir, "skein.tar")
-	im := images.Image{Ref: skeinTestImage, Files: files, Entrypoint: []string{"/opt/skein/bin/skeind"},
+	im := images.Image{Ref: skeinTestImage, Also: []string{skeinNextImage}, Files: files, Entrypoint: []string{"/opt/skein/bin/skeind"},
 		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
 	if err := im.Write(out); err != nil {
 		t.Fatal(err)
@@ -472,7 +484,10 @@ func skeinImage(t *testing.T, dir string) string {
 	return out
 }
 
-const skeinTestImage = "localhost/skein-test/skein:1.0"
+const (
+	skeinTestImage = "localhost/skein-test/skein:1.0"
+	skeinNextImage = "localhost/skein-test/skein:1.1" // the same image: an upgrade's new tag
+)
 
 // installSkein applies conf/deploy as a user does (kubectl apply -k),
 // through a kustomization that only replaces the image and tells skeind
@@ -595,4 +610,169 @@ func runOn(t *testing.T, api kubernetes.Interface, node, name string, args ...st
 		time.Sleep(250 * time.Millisecond)
 	}
 	return "", fmt.Errorf("%s on %s did not finish in 90 s", name, node)
+}
+
+// nodeState is what a skeind restart must leave as it is on a node: the
+// overlay device and the bridge (by interface index: not made again),
+// and the conflist (by inode: not rewritten).
+func nodeState(t *testing.T, n *harness.RealNode) string {
+	t.Helper()
+	out, err := n.NS.Exec(ctx(t), "cat", "/sys/class/net/skein.vxlan/ifindex", "/sys/class/net/cni0/ifindex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(n.HostPath("/etc/cni/net.d/10-skein.conflist"), &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("ifindex %s, conflist inode %d", strings.Join(strings.Fields(out), " "), st.Ino)
+}
+
+// podsState is what a skeind restart must leave as it is of the web
+// pods: the same pods, addresses and containers.
+func podsState(t *testing.T, api kubernetes.Interface) string {
+	t.Helper()
+	var out []string
+	for _, p := range webPods(t, api) {
+		restarts := int32(0)
+		for _, cs := range p.Status.ContainerStatuses {
+			restarts += cs.RestartCount
+		}
+		out = append(out, fmt.Sprintf("%s %s %s restarts %d", p.Name, p.UID, p.Status.PodIP, restarts))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
+}
+
+// skeinRolledOut tells whether every node runs a ready skein pod of the
+// DaemonSet's current generation with image.
+func skeinRolledOut(t *testing.T, api kubernetes.Interface, nodes int, image string) bool {
+	ds, err := api.AppsV1().DaemonSets("kube-system").Get(ctx(t), "skein", metav1.GetOptions{})
+	if err != nil || ds.Status.ObservedGeneration < ds.Generation {
+		return false
+	}
+	st := ds.Status
+	if int(st.UpdatedNumberScheduled) != nodes || int(st.NumberReady) != nodes || int(st.NumberAvailable) != nodes {
+		return false
+	}
+	pods, err := api.CoreV1().Pods("kube-system").List(ctx(t), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=skein"})
+	if err != nil || len(pods.Items) != nodes {
+		return false
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Spec.Containers[0].Image != image {
+			return false
+		}
+	}
+	return true
+}
+
+// testRealUpgrade: a rolling update of the skein DaemonSet to a new
+// tag while a pod on each node keeps connecting to the Service (by
+// ClusterIP) and to a pod on another node (by address), five times a
+// second each: no connection fails twice in a row. Then a deleted skeind
+// pod comes back, and neither brings anything to be made again: the
+// same devices, conflist and pods.
+func testRealUpgrade(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	svc, err := api.CoreV1().Services("default").Get(ctx(t), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := webPods(t, api)
+	before := map[string]string{}
+	for _, n := range c.Nodes {
+		before[n.Name] = nodeState(t, n)
+	}
+	podsBefore := podsState(t, api)
+	var loops []string
+	for i, n := range c.Nodes {
+		var remote string
+		for _, p := range pods {
+			if p.Spec.NodeName != n.Name {
+				remote = "http://" + net.JoinHostPort(p.Status.PodIP, "8080") + "/hostname"
+			}
+		}
+		name := fmt.Sprintf("loop-%d", i+1)
+		loops = append(loops, name)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				NodeName: n.Name, RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{Name: "loop", Image: netexecImage, ImagePullPolicy: corev1.PullNever,
+					Command: []string{"/netexec"},
+					Args:    []string{"loop", "--for", "45s", "--every", "200ms", "http://" + svc.Spec.ClusterIP + "/hostname", remote}}},
+			},
+		}
+		if _, err := api.CoreV1().Pods("default").Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, name := range loops {
+			_ = api.CoreV1().Pods("default").Delete(ctx(t), name, metav1.DeleteOptions{})
+		}
+	}()
+	waitUntil(t, time.Minute, "the loop pods to run", func() bool {
+		for _, name := range loops {
+			p, err := api.CoreV1().Pods("default").Get(ctx(t), name, metav1.GetOptions{})
+			if err != nil || p.Status.Phase != corev1.PodRunning {
+				return false
+			}
+		}
+		return true
+	})
+	ds, err := api.AppsV1().DaemonSets("kube-system").Get(ctx(t), "skein", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ds.Spec.Template.Spec.InitContainers {
+		ds.Spec.Template.Spec.InitContainers[i].Image = skeinNextImage
+	}
+	for i := range ds.Spec.Template.Spec.Containers {
+		ds.Spec.Template.Spec.Containers[i].Image = skeinNextImage
+	}
+	start := time.Now()
+	if _, err := api.AppsV1().DaemonSets("kube-system").Update(ctx(t), ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Minute, "the DaemonSet to roll out "+skeinNextImage, func() bool {
+		return skeinRolledOut(t, api, len(c.Nodes), skeinNextImage)
+	})
+	t.Logf("rolled out on %d nodes in %s", len(c.Nodes), time.Since(start).Round(100*time.Millisecond))
+	for _, name := range loops {
+		var p *corev1.Pod
+		waitUntil(t, time.Minute, name+" to finish", func() bool {
+			p, err = api.CoreV1().Pods("default").Get(ctx(t), name, metav1.GetOptions{})
+			return err == nil && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed)
+		})
+		msg := ""
+		if cs := p.Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Terminated != nil {
+			msg = cs[0].State.Terminated.Message
+		}
+		t.Logf("%s on %s: %s", name, p.Spec.NodeName, msg)
+		if p.Status.Phase != corev1.PodSucceeded || !strings.Contains(msg, " failed=0") || strings.Contains(msg, "ok=0 ") {
+			t.Errorf("%s: connections failed across the upgrade: %s", name, msg)
+		}
+	}
+	// A deleted skeind pod comes back.
+	victims, err := api.CoreV1().Pods("kube-system").List(ctx(t), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=skein"})
+	if err != nil || len(victims.Items) == 0 {
+		t.Fatalf("no skein pods: %v", err)
+	}
+	if err := api.CoreV1().Pods("kube-system").Delete(ctx(t), victims.Items[0].Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Minute, "a new skein pod on "+victims.Items[0].Spec.NodeName, func() bool {
+		_, err := api.CoreV1().Pods("kube-system").Get(ctx(t), victims.Items[0].Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) && skeinRolledOut(t, api, len(c.Nodes), skeinNextImage)
+	})
+	for _, n := range c.Nodes {
+		if after := nodeState(t, n); after != before[n.Name] {
+			t.Errorf("%s: %s before skeind's restarts, %s after", n.Name, before[n.Name], after)
+		}
+	}
+	if after := podsState(t, api); after != podsBefore {
+		t.Errorf("the web pods before skeind's restarts:\n%s\nafter:\n%s", podsBefore, after)
+	}
 }

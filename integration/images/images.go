@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -35,7 +36,8 @@ type File struct {
 
 // Image is what to build.
 type Image struct {
-	Ref        string // e.g. localhost/skein/pause:1.0
+	Ref        string   // e.g. localhost/skein/pause:1.0
+	Also       []string // more references to the same image (tags)
 	Files      []File
 	Entrypoint []string
 	Env        []string
@@ -71,7 +73,15 @@ func (im Image) Write(out string) error {
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return err
 	}
-	return tarball.WriteToFile(out, tag, img)
+	refs := map[name.Reference]v1.Image{tag: img}
+	for _, r := range im.Also {
+		t, err := name.NewTag(r)
+		if err != nil {
+			return fmt.Errorf("image %q: %w", r, err)
+		}
+		refs[t] = img
+	}
+	return tarball.MultiRefWriteToFile(out, refs)
 }
 
 // layer is the image's files as a tar stream, parent directories first.

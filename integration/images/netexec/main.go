@@ -6,6 +6,11 @@
 //	netexec get URL...            prints the body of a GET of each URL
 //	netexec udp ADDR MESSAGE      sends one datagram, prints the answer
 //	netexec lookup NAME           prints the addresses the resolver gives
+//	netexec loop --for D --every I URL...
+//	                              GETs every URL each interval for a while,
+//	                              a failure tried once more at once; prints
+//	                              how many answered, answered on the retry,
+//	                              and failed twice
 //
 // What the last three print goes to /dev/termination-log as well, when
 // it exists (in a Kubernetes container), so that a test reads it from
@@ -45,6 +50,8 @@ func main() {
 		err = udp(args)
 	case "lookup":
 		err = lookup(args)
+	case "loop":
+		err = loop(args)
 	default:
 		usage()
 	}
@@ -67,7 +74,7 @@ func say(s string) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: netexec serve [--port N] | get URL | udp ADDR MESSAGE | lookup NAME")
+	fmt.Fprintln(os.Stderr, "usage: netexec serve [--port N] | get URL... | udp ADDR MESSAGE | lookup NAME | loop --for D --every I URL...")
 	os.Exit(2)
 }
 
@@ -197,5 +204,36 @@ func lookup(args []string) error {
 		return err
 	}
 	say(strings.Join(addrs, "\n") + "\n")
+	return nil
+}
+
+func loop(args []string) error {
+	fs := flag.NewFlagSet("loop", flag.ExitOnError)
+	length := fs.Duration("for", time.Minute, "how long to go on")
+	every := fs.Duration("every", 200*time.Millisecond, "the interval between two rounds")
+	_ = fs.Parse(args)
+	if fs.NArg() == 0 {
+		usage()
+	}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var ok, retried, failed int
+	var fails []string
+	end := time.Now().Add(*length)
+	for t := time.NewTicker(*every); time.Now().Before(end); <-t.C {
+		for _, url := range fs.Args() {
+			if _, err := getOne(c, url); err == nil {
+				ok++
+				continue
+			}
+			if _, err := getOne(c, url); err == nil {
+				retried++
+				continue
+			} else if len(fails) < 10 {
+				fails = append(fails, time.Now().UTC().Format("15:04:05.000")+" "+err.Error())
+			}
+			failed++
+		}
+	}
+	say(fmt.Sprintf("ok=%d retried=%d failed=%d\n%s", ok, retried, failed, strings.Join(fails, "\n")))
 	return nil
 }
