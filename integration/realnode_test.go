@@ -6,10 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -24,95 +22,37 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skein-net/skein/integration/harness"
-	"github.com/skein-net/skein/integration/images"
 )
 
-// Ports of the real-node tests' control plane: apart from make test's
-// (17443 and on), which the other tests share meanwhile.
-const (
-	realAPIPort   = 17543
-	realEtcdPort  = 17579
-	realKCMPort   = 17557
-	realSchedPort = 17559
-)
-
-// realControlPlane starts a control plane of its own for real nodes
-// (scripts/k8s/start.sh with REAL_NODES=1: the controllers and the
-// scheduler they need), building the kubelet and the scheduler first
-// where missing, and stops it when the test ends. It returns the run
-// directory and the binaries' directory.
-func realControlPlane(t *testing.T) (run, bin string) {
+// realPlane starts a control plane of its own for real nodes, and
+// stops it when the test ends.
+func realPlane(t *testing.T) *harness.RealPlane {
 	t.Helper()
 	requireRoot(t)
-	root, err := filepath.Abs("..")
+	p, err := harness.StartRealPlane(filepath.Join(os.TempDir(), uniq("k8s")), harness.DefaultRealPorts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command(filepath.Join(root, "scripts/k8s/build.sh"))
-	build.Env = append(os.Environ(), "WHAT=kubelet kube-scheduler kube-apiserver kube-controller-manager etcd kubectl")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the control plane: %v\n%s", err, out)
-	}
-	home := os.Getenv("SKEIN_K8S_HOME")
-	if home == "" {
-		home = "/var/tmp/skein-k8s"
-	}
-	run = filepath.Join(os.TempDir(), uniq("k8s"))
-	env := append(os.Environ(), "SKEIN_K8S_RUN="+run, "REAL_NODES=1", "WIPE=1",
-		"APISERVER_PORT="+itoa(realAPIPort), "ETCD_PORT="+itoa(realEtcdPort),
-		"CONTROLLER_MANAGER_PORT="+itoa(realKCMPort), "SCHEDULER_PORT="+itoa(realSchedPort))
 	t.Cleanup(func() {
-		stop := exec.Command(filepath.Join(root, "scripts/k8s/stop.sh"))
-		stop.Env = append(env, "WIPE=1")
-		if out, err := stop.CombinedOutput(); err != nil {
-			t.Errorf("stop the control plane: %v\n%s", err, out)
+		if err := p.Stop(); err != nil {
+			t.Error(err)
 		}
-		os.RemoveAll(run)
 	})
-	start := exec.Command(filepath.Join(root, "scripts/k8s/start.sh"))
-	start.Env = env
-	if out, err := start.CombinedOutput(); err != nil {
-		t.Fatalf("start the control plane: %v\n%s", err, out)
-	}
-	return run, filepath.Join(home, "bin")
-}
-
-func itoa(i int) string { return strconv.Itoa(i) }
-
-// testImages builds the pause and netexec images into dir.
-func testImages(t *testing.T, dir string) (pause, netexec string) {
-	t.Helper()
-	var files []string
-	for _, name := range []string{"pause", "netexec"} {
-		bin, err := images.GoBinary("github.com/skein-net/skein/integration/images/"+name, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(dir, name+".tar")
-		im := images.Image{Ref: "localhost/skein-test/" + name + ":1.0", Files: []images.File{{Path: "/" + name, From: bin}},
-			Entrypoint: []string{"/" + name}}
-		if name == "netexec" {
-			im.Entrypoint = append(im.Entrypoint, "serve")
-		}
-		if err := im.Write(out); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, out)
-	}
-	return files[0], files[1]
+	return p
 }
 
 // TestRealNodes: nodes that are real Kubernetes nodes (containerd and a
 // kubelet each, in namespaces of their own) register with the control
 // plane, with the test images in their containerd.
 func TestRealNodes(t *testing.T) {
-	run, bin := realControlPlane(t)
-	imgDir := t.TempDir()
-	pause, netexec := testImages(t, imgDir)
-	skein := skeinImage(t, imgDir)
+	plane := realPlane(t)
+	imgs, err := harness.TestImages(t.TempDir(), pluginDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := harness.NewRealCluster(ctx(t), harness.RealOptions{
-		Prefix: uniq("r"), Nodes: 2, K8sRun: run, Kubelet: filepath.Join(bin, "kubelet"),
-		Images: []string{pause, netexec, skein}, PauseImage: "localhost/skein-test/pause:1.0", APIPort: realAPIPort,
+		Prefix: uniq("r"), Nodes: 2, K8sRun: plane.Run, Kubelet: filepath.Join(plane.Bin, "kubelet"),
+		Images: imgs, PauseImage: harness.PauseImage, APIPort: plane.Ports.API,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +93,9 @@ func TestRealNodes(t *testing.T) {
 	}
 	// skein installed as users install it: the nodes become Ready once
 	// its DaemonSet's pod has placed the plugin and written the conflist.
-	installSkein(t, run, bin)
+	if err := plane.InstallSkein(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range c.Nodes {
 		if err := n.WaitReady(ctx(t), 3*time.Minute); err != nil {
 			t.Fatal(err)
@@ -444,88 +386,7 @@ func testRealTraffic(t *testing.T, c *harness.RealCluster) {
 	}
 }
 
-// skeinImage builds skein's image as conf/deploy/Dockerfile describes
-// it, from this machine's files: skeind, the plugin and portmap (static,
-// from the test build) under /opt/skein/bin, and the nftables and
-// iptables (iptables-nft) userspace with the libraries and extensions
-// they load.
-func skeinImage(t *testing.T, dir string) string {
-	t.Helper()
-	progs := map[string]string{"/usr/sbin/nft": "/usr/sbin/nft", "/usr/sbin/xtables-nft-multi": "/usr/sbin/xtables-nft-multi"}
-	const ext = "/usr/lib/x86_64-linux-gnu/xtables"
-	mods, err := filepath.Glob(ext + "/*.so")
-	if err != nil || len(mods) == 0 {
-		t.Fatalf("no iptables extensions in %s (%v)", ext, err)
-	}
-	for _, m := range mods {
-		progs[m] = m
-	}
-	files, err := images.WithLibraries(progs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"skeind", "skein", "portmap", "loopback"} {
-		files = append(files, images.File{Path: "/opt/skein/bin/" + name, From: filepath.Join(pluginDir, name)})
-	}
-	for _, tool := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
-		files = append(files, images.File{Path: "/usr/sbin/" + tool, Link: "xtables-nft-multi"})
-	}
-	for _, f := range []string{"/etc/protocols", "/etc/services", "/etc/ethertypes"} {
-		if _, err := os.Stat(f); err == nil {
-			files = append(files, images.File{Path: f, From: f})
-		}
-	}
-	out := filepath.Join(dir, "skein.tar")
-	im := images.Image{Ref: skeinTestImage, Also: []string{skeinNextImage}, Files: files, Entrypoint: []string{"/opt/skein/bin/skeind"},
-		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
-	if err := im.Write(out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-const (
-	skeinTestImage = "localhost/skein-test/skein:1.0"
-	skeinNextImage = "localhost/skein-test/skein:1.1" // the same image: an upgrade's new tag
-)
-
-// installSkein applies conf/deploy as a user does (kubectl apply -k),
-// through a kustomization that only replaces the image and tells skeind
-// where the API server is.
-func installSkein(t *testing.T, run, bin string) {
-	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	base, err := filepath.Rel(dir, filepath.Join(root, "conf/deploy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	name, tag, _ := strings.Cut(skeinTestImage, ":1")
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources: [%s]
-images:
-- {name: ghcr.io/skein-net/skein, newName: %s, newTag: "1%s"}
-patches:
-- target: {kind: ConfigMap, name: skein-config}
-  patch: |-
-    - {op: add, path: /data/api-server-host, value: "127.0.0.1"}
-    - {op: add, path: /data/api-server-port, value: "%d"}
-`, base, name, tag, realAPIPort)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", filepath.Join(run, "admin.kubeconfig"),
-		"apply", "-k", dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl apply -k: %v\n%s", err, out)
-	}
-}
-
-const netexecImage = "localhost/skein-test/netexec:1.0"
+const netexecImage = harness.NetexecImage
 
 // webApp deploys the test image, replicas pods spread over the nodes,
 // ready when its /healthz answers, behind the ClusterIP and NodePort
@@ -727,17 +588,17 @@ func testRealUpgrade(t *testing.T, c *harness.RealCluster) {
 		t.Fatal(err)
 	}
 	for i := range ds.Spec.Template.Spec.InitContainers {
-		ds.Spec.Template.Spec.InitContainers[i].Image = skeinNextImage
+		ds.Spec.Template.Spec.InitContainers[i].Image = harness.SkeinNextImage
 	}
 	for i := range ds.Spec.Template.Spec.Containers {
-		ds.Spec.Template.Spec.Containers[i].Image = skeinNextImage
+		ds.Spec.Template.Spec.Containers[i].Image = harness.SkeinNextImage
 	}
 	start := time.Now()
 	if _, err := api.AppsV1().DaemonSets("kube-system").Update(ctx(t), ds, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 2*time.Minute, "the DaemonSet to roll out "+skeinNextImage, func() bool {
-		return skeinRolledOut(t, api, len(c.Nodes), skeinNextImage)
+	waitUntil(t, 2*time.Minute, "the DaemonSet to roll out "+harness.SkeinNextImage, func() bool {
+		return skeinRolledOut(t, api, len(c.Nodes), harness.SkeinNextImage)
 	})
 	t.Logf("rolled out on %d nodes in %s", len(c.Nodes), time.Since(start).Round(100*time.Millisecond))
 	for _, name := range loops {
@@ -765,7 +626,7 @@ func testRealUpgrade(t *testing.T, c *harness.RealCluster) {
 	}
 	waitUntil(t, 2*time.Minute, "a new skein pod on "+victims.Items[0].Spec.NodeName, func() bool {
 		_, err := api.CoreV1().Pods("kube-system").Get(ctx(t), victims.Items[0].Name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err) && skeinRolledOut(t, api, len(c.Nodes), skeinNextImage)
+		return apierrors.IsNotFound(err) && skeinRolledOut(t, api, len(c.Nodes), harness.SkeinNextImage)
 	})
 	for _, n := range c.Nodes {
 		if after := nodeState(t, n); after != before[n.Name] {

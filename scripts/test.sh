@@ -23,7 +23,8 @@ fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
   if [ "$(id -u)" -eq 0 ] && [ -z "${SKEIN_TEST_KUBECONFIG:-}" ]; then
     echo "== starting a kube-apiserver for the tests that need one"
-    if kc=$(scripts/k8s.sh up); then
+    # The kubelet and the scheduler too: TestRealNodes runs real nodes.
+    if kc=$(WHAT="etcd kube-apiserver kube-controller-manager kube-proxy kubectl kubelet kube-scheduler" scripts/k8s.sh up); then
       export SKEIN_TEST_KUBECONFIG=$kc
       export SKEIN_TEST_K8S_RUN=$(dirname "$kc")
       export SKEIN_TEST_KUBECTL=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}/bin/kubectl

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the upstream Kubernetes end-to-end tests (e2e.test) and their
+# test image's program (agnhost) at the control plane's version, from the
+# Go module proxy alone, into $SKEIN_K8S_HOME/bin beside the control
+# plane (scripts/k8s/build.sh), with the same caches and stamps: a
+# binary whose stamp still matches is not built again.
+#
+# scripts/k8s/e2e/ is a module of its own (the control plane's module
+# graph plus what the tests import), so that the tests' dependencies do
+# not move the versions the control plane is built with. REGEN=1 writes
+# its go.mod anew from scripts/k8s/module's.
+#   scripts/k8s/build-e2e.sh      build e2e.test and agnhost where missing or stale
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+K8S_VERSION=v1.37.1 # as scripts/k8s/build.sh
+home=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}
+bin=$home/bin
+export GOMODCACHE=$home/gomodcache GOCACHE=$home/gocache
+export GOFLAGS="-buildvcs=false -modcacherw" GOTOOLCHAIN=local CGO_ENABLED=0
+mkdir -p "$bin"
+exec 9>"$home/.build.lock"
+flock -n 9 || { echo "k8s e2e build: waiting for another build in $home" >&2; flock 9; }
+say() { echo "k8s e2e build [$(date -u +%T)]: $*" >&2; }
+
+cd "$here/e2e"
+if [ "${REGEN:-0}" = 1 ]; then
+  sed -e 's#^module skein.test/k8sbuild#module skein.test/k8se2e#' "$here/module/go.mod" |
+    awk '/^tool \(/{skip=1; print "tool k8s.io/kubernetes/test/images/agnhost"; next} skip&&/^\)/{skip=0; next} !skip' > go.mod
+  cp "$here/module/go.sum" go.sum
+  go mod tidy
+fi
+go mod download
+
+date=$(go list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
+minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+ldflags="-s -w"
+for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+done
+graph=$(cat go.mod go.sum | sha256sum | cut -c1-16)
+
+build() { # name "go build" or "go test -c", package
+  local name=$1 how=$2 pkg=$3 stamp t0=$SECONDS
+  stamp="$how $pkg k8s=$K8S_VERSION graph=$graph $(go env GOVERSION) ldflags=$(echo "$ldflags" | sha256sum | cut -c1-16)"
+  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.stamp" 2>/dev/null)" = "$stamp" ] && [ "${FORCE:-0}" != 1 ]; then
+    return
+  fi
+  say "building $name"
+  # shellcheck disable=SC2086 # $how is two or three words
+  nice $how -trimpath -ldflags "$ldflags" -o "$bin/.$name.new" "$pkg"
+  mv -f "$bin/.$name.new" "$bin/$name"
+  echo "$stamp" > "$bin/.$name.stamp"
+  say "$name built in $((SECONDS - t0)) s"
+}
+build agnhost "go build" k8s.io/kubernetes/test/images/agnhost
+build e2e.test "go test -c" k8s.io/kubernetes/test/e2e
+say "binaries in $bin"
