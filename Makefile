@@ -1,5 +1,5 @@
 # Every target calls a script in scripts/; see each script for details.
-.PHONY: build test unit integration bench lint fuzz demo demo-down clean
+.PHONY: build test unit integration e2e bench lint fuzz demo demo-down clean
 
 build:
 	scripts/build.sh
@@ -12,6 +12,9 @@ unit:
 
 integration:
 	scripts/test.sh integration
+
+e2e:
+	scripts/e2e.sh
 
 bench:
 	scripts/bench/all.sh

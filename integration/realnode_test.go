@@ -29,7 +29,7 @@ import (
 func realPlane(t *testing.T) *harness.RealPlane {
 	t.Helper()
 	requireRoot(t)
-	p, err := harness.StartRealPlane(filepath.Join(os.TempDir(), uniq("k8s")), harness.DefaultRealPorts)
+	p, err := harness.StartRealPlane(filepath.Join(os.TempDir(), uniq("k8s")), harness.DefaultRealPorts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ declare -A want=(
   [containerd]=containerd # the real nodes' container runtime (Debian's 1.6)
   [ctr]=containerd
   [runc]=runc
+  [nc.openbsd]=netcat-openbsd # the upstream test image's nc (make e2e)
+  [busybox]=busybox-static    # and its small tools
 )
 
 missing=()

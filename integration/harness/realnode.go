@@ -38,7 +38,14 @@ type RealOptions struct {
 	// APIPort is the API server's port on the host's loopback; every node
 	// reaches it on the same address of its own loopback.
 	APIPort int
+	// ControlPlane, when set, is a namespace attached to the underlay at
+	// ControlPlaneIP (no default route): a control plane running there
+	// reaches the kubelets, and nothing it sends leaves the machine.
+	ControlPlane *NetNS
 }
+
+// ControlPlaneIP is the underlay address of RealOptions.ControlPlane.
+const ControlPlaneIP = underlayPrefix + "3"
 
 // RealCluster is a cluster of real Kubernetes nodes: each a network
 // namespace on a shared underlay, with mount and UTS namespaces of its
@@ -104,6 +111,15 @@ func (c *RealCluster) build(ctx context.Context) error {
 	}
 	if c.Upstream, err = NewUpstream(ul, UpstreamIP); err != nil {
 		return err
+	}
+	if cp := c.opts.ControlPlane; cp != nil {
+		script := "ip link add ul-cp type veth peer name eth0 netns " + cp.Name + " && ip link set ul-cp master ul0 up"
+		if _, err := ul.Exec(ctx, "sh", "-c", script); err != nil {
+			return err
+		}
+		if _, err := cp.Exec(ctx, "sh", "-c", "ip addr add "+ControlPlaneIP+"/24 dev eth0 && ip link set eth0 up"); err != nil {
+			return err
+		}
 	}
 	ca, err := LoadCA(c.opts.K8sRun)
 	if err != nil {

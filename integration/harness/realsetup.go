@@ -25,6 +25,11 @@ type RealPlane struct {
 	Run   string // its run directory: admin.kubeconfig, pki/
 	Bin   string // the binaries: kubelet, kubectl, ...
 	Ports RealPorts
+	// NS, when set, is the network namespace the control plane runs in
+	// (RealOptions.ControlPlane attaches it to the nodes' underlay); the
+	// API server is relayed to the host's loopback.
+	NS    *NetNS
+	relay *Relay
 	root  string
 	env   []string
 }
@@ -32,7 +37,7 @@ type RealPlane struct {
 // StartRealPlane builds what is missing of the control plane, the
 // kubelet and the scheduler included, and starts it in the run
 // directory run.
-func StartRealPlane(run string, ports RealPorts) (*RealPlane, error) {
+func StartRealPlane(run string, ports RealPorts, ns *NetNS) (*RealPlane, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
@@ -46,14 +51,23 @@ func StartRealPlane(run string, ports RealPorts) (*RealPlane, error) {
 	if home == "" {
 		home = "/var/tmp/skein-k8s"
 	}
-	p := &RealPlane{Run: run, Bin: filepath.Join(home, "bin"), Ports: ports, root: root}
+	p := &RealPlane{Run: run, Bin: filepath.Join(home, "bin"), Ports: ports, NS: ns, root: root}
 	p.env = append(os.Environ(), "SKEIN_K8S_RUN="+run, "REAL_NODES=1", "WIPE=1",
 		"APISERVER_PORT="+strconv.Itoa(ports.API), "ETCD_PORT="+strconv.Itoa(ports.Etcd),
 		"CONTROLLER_MANAGER_PORT="+strconv.Itoa(ports.ControllerManager), "SCHEDULER_PORT="+strconv.Itoa(ports.Scheduler))
 	start := exec.Command(filepath.Join(root, "scripts/k8s/start.sh"))
+	if ns != nil {
+		start = exec.Command("ip", "netns", "exec", ns.Name, filepath.Join(root, "scripts/k8s/start.sh"))
+	}
 	start.Env = p.env
 	if out, err := start.CombinedOutput(); err != nil {
 		return nil, errors.Join(fmt.Errorf("start the control plane: %v\n%s", err, out), p.Stop())
+	}
+	if ns != nil {
+		api := "127.0.0.1:" + strconv.Itoa(ports.API)
+		if p.relay, err = NewRelayInto(ns, api, api); err != nil {
+			return nil, errors.Join(err, p.Stop())
+		}
 	}
 	return p, nil
 }
@@ -68,6 +82,9 @@ func (p *RealPlane) Stop() error {
 	out, err := stop.CombinedOutput()
 	if err != nil {
 		err = fmt.Errorf("stop the control plane: %v\n%s", err, out)
+	}
+	if p.relay != nil {
+		err = errors.Join(err, p.relay.Close())
 	}
 	return errors.Join(err, os.RemoveAll(p.Run))
 }

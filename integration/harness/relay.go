@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"io"
 	"net"
 	"strings"
@@ -49,9 +50,37 @@ func NewRelayAt(n *NetNS, addr, target string) (*Relay, error) {
 	return r, nil
 }
 
+// NewRelayInto starts a relay the other way: listening on addr in the
+// test's own namespace, it forwards every connection to target as
+// dialled inside n (a server in a namespace, reached from the host's
+// loopback).
+func NewRelayInto(n *NetNS, addr, target string) (*Relay, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{Addr: ln.Addr().String(), ln: ln}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go pipeVia(c, func() (net.Conn, error) { return n.Dial(context.Background(), "tcp", target) })
+		}
+	}()
+	return r, nil
+}
+
 func pipe(c net.Conn, target string) {
+	pipeVia(c, func() (net.Conn, error) { return net.Dial("tcp", target) })
+}
+
+func pipeVia(c net.Conn, dial func() (net.Conn, error)) {
 	defer c.Close()
-	up, err := net.Dial("tcp", target)
+	up, err := dial()
 	if err != nil {
 		return
 	}

@@ -40,6 +40,7 @@ type Image struct {
 	Also       []string // more references to the same image (tags)
 	Files      []File
 	Entrypoint []string
+	Cmd        []string // the entry point's default arguments
 	Env        []string
 }
 
@@ -69,7 +70,7 @@ func (im Image) Write(out string) error {
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", "amd64"
-	cfg.Config.Entrypoint, cfg.Config.Env = im.Entrypoint, im.Env
+	cfg.Config.Entrypoint, cfg.Config.Cmd, cfg.Config.Env = im.Entrypoint, im.Cmd, im.Env
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return err
 	}
