@@ -33,6 +33,7 @@ var (
 	skip  = flag.String("skip", "", "e2e.test's --ginkgo.skip")
 	nodes = flag.Int("nodes", 2, "real nodes")
 	keep  = flag.Bool("keep", false, "leave the cluster up after the tests (the output says how to end it)")
+	logTo = flag.String("log", "", "where e2e.test's full output goes (default: the work directory, removed at the end)")
 )
 
 // Upstream's names of the images the chosen tests use.
@@ -137,7 +138,11 @@ func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work 
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
-	log, err := os.Create(filepath.Join(work, "e2e.log"))
+	logPath := *logTo
+	if logPath == "" {
+		logPath = filepath.Join(work, "e2e.log")
+	}
+	log, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
@@ -162,7 +167,7 @@ func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work 
 	err = cmd.Wait()
 	fmt.Println(strings.Join(summary, "\n"))
 	if err != nil {
-		return fmt.Errorf("e2e.test: %w (its log: %s)", err, filepath.Join(work, "e2e.log"))
+		return fmt.Errorf("e2e.test: %w (its output: %s)", err, logPath)
 	}
 	return nil
 }
