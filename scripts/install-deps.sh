@@ -22,6 +22,7 @@ declare -A want=(
   [runc]=runc
   [nc.openbsd]=netcat-openbsd # the upstream test image's nc (make e2e)
   [busybox]=busybox-static    # and its small tools
+  [wget]=wget
 )
 
 missing=()

@@ -282,6 +282,9 @@ func (mm *Memo) indexSlices(st *cluster.State) map[string]string {
 		if svc == "" {
 			continue // not a Service's slice
 		}
+		if _, ok := es.Labels[corev1.IsHeadlessService]; ok {
+			continue // a headless Service's: no rules, as kube-proxy
+		}
 		key := serviceName{es.Namespace, svc}
 		set := mm.slicesOf[key]
 		switch {
@@ -318,6 +321,10 @@ func newMemoEntry(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 	return e
 }
 
+// LabelProxyName marks a Service another proxy programs: kube-proxy
+// leaves such Services alone, and so does skein's.
+const LabelProxyName = "service.kubernetes.io/service-proxy-name"
+
 func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg Config) ([]ServicePort, []Problem) {
 	obj := "Service " + svc.Namespace + "/" + svc.Name
 	var problems []Problem
@@ -326,6 +333,9 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return nil, nil
+	}
+	if _, other := svc.Labels[LabelProxyName]; other {
+		return nil, nil // another proxy's, as kube-proxy leaves it
 	}
 	if cluster.Headless(svc) {
 		return nil, nil // DNS only

@@ -112,3 +112,36 @@ var b2 = func() *discoveryv1.EndpointSlice {
 		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.64.4.1"}}}}
 }()
+
+// TestOtherProxysServices: a Service labelled with another proxy's name
+// gets no rules, and an EndpointSlice labelled headless gives no
+// endpoints, as kube-proxy does; without the labels both are programmed.
+func TestOtherProxysServices(t *testing.T) {
+	pname, port, proto := "http", int32(8080), corev1.ProtocolTCP
+	ready := true
+	build := func(svcLabels, sliceLabels map[string]string) Model {
+		t.Helper()
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns", Labels: svcLabels},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Name: pname, Port: 80, Protocol: proto}}}}
+		labels := map[string]string{discoveryv1.LabelServiceName: "web"}
+		for k, v := range sliceLabels {
+			labels[k] = v
+		}
+		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "ns", Labels: labels},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
+		st := &cluster.State{Services: []*corev1.Service{svc}, EndpointSlices: []*discoveryv1.EndpointSlice{es}}
+		var memo Memo
+		return memo.Build(st, Config{NodeName: "node1", Families: []int{4}})
+	}
+	if m := build(nil, nil); len(m.Ports) != 1 || len(m.Ports[0].Endpoints) != 1 {
+		t.Fatalf("without labels: %d ports", len(m.Ports))
+	}
+	if m := build(map[string]string{LabelProxyName: "another"}, nil); len(m.Ports) != 0 || len(m.Problems) != 0 {
+		t.Errorf("another proxy's Service: %d ports, problems %v", len(m.Ports), m.Problems)
+	}
+	if m := build(nil, map[string]string{corev1.IsHeadlessService: ""}); len(m.Ports) != 1 || len(m.Ports[0].Endpoints) != 0 {
+		t.Errorf("a slice labelled headless: ports %d, endpoints %v", len(m.Ports), m.Ports[0].Endpoints)
+	}
+}

@@ -173,11 +173,13 @@ func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work 
 }
 
 // agnhostImage is the upstream test image under its upstream name:
-// agnhost, with dash as /bin/sh, curl, OpenBSD's nc and busybox's small
-// tools, as the tests run them.
+// agnhost, with dash as /bin/sh, curl, GNU wget, OpenBSD's nc and
+// busybox's small tools, as the tests run them.
 func agnhostImage(dir, agnhost string) (string, error) {
 	files, err := images.WithLibraries(map[string]string{
 		"/bin/dash": "/bin/dash", "/usr/bin/curl": "/usr/bin/curl", "/usr/bin/nc": "/bin/nc.openbsd",
+		// GNU wget: busybox-static's segfaults on this kind of machine.
+		"/usr/bin/wget": "/usr/bin/wget",
 	})
 	if err != nil {
 		return "", err
@@ -186,7 +188,7 @@ func agnhostImage(dir, agnhost string) (string, error) {
 		images.File{Path: "/agnhost", From: agnhost},
 		images.File{Path: "/bin/sh", Link: "dash"},
 		images.File{Path: "/bin/busybox", From: "/bin/busybox"})
-	for _, tool := range []string{"cat", "sleep", "ls", "grep", "hostname", "timeout", "wget", "test", "true", "false",
+	for _, tool := range []string{"cat", "sleep", "ls", "grep", "hostname", "timeout", "test", "true", "false",
 		"head", "tail", "sed", "awk", "cut", "tr", "wc", "mkdir", "rm", "cp", "mv", "touch", "date", "ps", "kill",
 		"env", "ip", "nslookup", "ping", "sort", "uniq", "xargs", "seq", "dd", "printf", "id", "stat"} {
 		files = append(files, images.File{Path: "/bin/" + tool, Link: "busybox"})
