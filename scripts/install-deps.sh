@@ -23,6 +23,7 @@ declare -A want=(
   [nc.openbsd]=netcat-openbsd # the upstream test image's nc (make e2e)
   [busybox]=busybox-static    # and its small tools
   [wget]=wget
+  [dig]=bind9-dnsutils        # the upstream DNS tests' probe
 )
 
 missing=()

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/skein-net/skein/integration/harness"
 	"github.com/skein-net/skein/integration/images"
 )
@@ -116,6 +118,17 @@ func run() (err error) {
 		if err := n.WaitReady(ctx, 3*time.Minute); err != nil {
 			return fmt.Errorf("%w\n%s", err, n.Logs())
 		}
+		// The API server reaches pods (its proxy to them), as a control
+		// plane node of the cluster would: through the pod's node.
+		obj, err := c.API().CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cidr := range obj.Spec.PodCIDRs {
+			if _, err := cp.Exec(ctx, "ip", "route", "add", cidr, "via", n.IP.String()); err != nil {
+				return err
+			}
+		}
 	}
 	return e2e(ctx, plane, cp, work)
 }
@@ -125,7 +138,7 @@ func run() (err error) {
 func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work string) error {
 	args := []string{"netns", "exec", cp.Name, filepath.Join(plane.Bin, "e2e.test"),
 		"--kubeconfig=" + plane.Kubeconfig(), "--provider=local", "--report-dir=" + filepath.Join(work, "report"),
-		"--ginkgo.no-color", "--ginkgo.timeout=2h", "--non-blocking-taints=node-role.kubernetes.io/control-plane",
+		"--ginkgo.no-color", "--ginkgo.v", "--ginkgo.poll-progress-after=120s", "--ginkgo.timeout=2h", "--non-blocking-taints=node-role.kubernetes.io/control-plane",
 		"--ginkgo.focus=" + *focus}
 	if *skip != "" {
 		args = append(args, "--ginkgo.skip="+*skip)
@@ -160,8 +173,8 @@ func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work 
 			strings.HasPrefix(l, "[FAIL]"), strings.HasPrefix(l, "• [FAILED]"):
 			summary = append(summary, l)
 		}
-		if strings.HasPrefix(l, "•") || strings.Contains(l, "[FAIL]") {
-			fmt.Println(l)
+		if strings.HasPrefix(l, "[sig-") || strings.HasPrefix(l, "•") || strings.Contains(l, "[FAIL]") {
+			fmt.Println(l) // each spec's name, and how it ended
 		}
 	}
 	err = cmd.Wait()
@@ -173,13 +186,14 @@ func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work 
 }
 
 // agnhostImage is the upstream test image under its upstream name:
-// agnhost, with dash as /bin/sh, curl, GNU wget, OpenBSD's nc and
+// agnhost, with dash as /bin/sh, curl, GNU wget, dig, OpenBSD's nc and
 // busybox's small tools, as the tests run them.
 func agnhostImage(dir, agnhost string) (string, error) {
 	files, err := images.WithLibraries(map[string]string{
 		"/bin/dash": "/bin/dash", "/usr/bin/curl": "/usr/bin/curl", "/usr/bin/nc": "/bin/nc.openbsd",
 		// GNU wget: busybox-static's segfaults on this kind of machine.
 		"/usr/bin/wget": "/usr/bin/wget",
+		"/usr/bin/dig":  "/usr/bin/dig", // the DNS tests' probe
 	})
 	if err != nil {
 		return "", err
