@@ -41,6 +41,7 @@ var (
 // Upstream's names of the images the chosen tests use.
 const (
 	agnhostRef = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
+	glibcRef   = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1"
 	pauseRef   = "registry.k8s.io/pause:3.10.2"
 )
 
@@ -98,10 +99,14 @@ func run() (err error) {
 	if err != nil {
 		return err
 	}
+	glibc, err := glibcDNSImage(work)
+	if err != nil {
+		return err
+	}
 	say("starting %d real nodes ...", *nodes)
 	c, err := harness.NewRealCluster(ctx, harness.RealOptions{
 		Prefix: prefix, Nodes: *nodes, K8sRun: plane.Run, Kubelet: filepath.Join(plane.Bin, "kubelet"),
-		Images: append(imgs, agnhost), PauseImage: harness.PauseImage, APIPort: plane.Ports.API, ControlPlane: cp,
+		Images: append(imgs, agnhost, glibc), PauseImage: harness.PauseImage, APIPort: plane.Ports.API, ControlPlane: cp,
 	})
 	if err != nil {
 		return err
@@ -186,19 +191,25 @@ func e2e(ctx context.Context, plane *harness.RealPlane, cp *harness.NetNS, work 
 }
 
 // agnhostImage is the upstream test image under its upstream name:
-// agnhost, with dash as /bin/sh, curl, GNU wget, dig, OpenBSD's nc and
+// agnhost, with dash as /bin/sh, curl, GNU wget, dig, getent, OpenBSD's nc and
 // busybox's small tools, as the tests run them.
 func agnhostImage(dir, agnhost string) (string, error) {
 	files, err := images.WithLibraries(map[string]string{
 		"/bin/dash": "/bin/dash", "/usr/bin/curl": "/usr/bin/curl", "/usr/bin/nc": "/bin/nc.openbsd",
 		// GNU wget: busybox-static's segfaults on this kind of machine.
-		"/usr/bin/wget": "/usr/bin/wget",
-		"/usr/bin/dig":  "/usr/bin/dig", // the DNS tests' probe
+		"/usr/bin/wget":   "/usr/bin/wget",
+		"/usr/bin/dig":    "/usr/bin/dig", // the DNS tests' probe, with getent
+		"/usr/bin/getent": "/usr/bin/getent",
 	})
 	if err != nil {
 		return "", err
 	}
+	nss := filepath.Join(dir, "nsswitch.conf")
+	if err := os.WriteFile(nss, []byte("hosts: files dns\n"), 0o644); err != nil {
+		return "", err
+	}
 	files = append(files,
+		images.File{Path: "/etc/nsswitch.conf", From: nss},
 		images.File{Path: "/agnhost", From: agnhost},
 		images.File{Path: "/bin/sh", Link: "dash"},
 		images.File{Path: "/bin/busybox", From: "/bin/busybox"})
@@ -209,6 +220,28 @@ func agnhostImage(dir, agnhost string) (string, error) {
 	}
 	out := filepath.Join(dir, "agnhost.tar")
 	im := images.Image{Ref: agnhostRef, Files: files, Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
+		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
+	return out, im.Write(out)
+}
+
+// glibcDNSImage is the DNS tests' second querier under its upstream
+// name: glibc's resolver (getent) and dig, with dash and busybox's small
+// tools for the probe's loop.
+func glibcDNSImage(dir string) (string, error) {
+	files, err := images.WithLibraries(map[string]string{
+		"/bin/dash": "/bin/dash", "/usr/bin/dig": "/usr/bin/dig", "/usr/bin/getent": "/usr/bin/getent",
+	})
+	if err != nil {
+		return "", err
+	}
+	nss := filepath.Join(dir, "nsswitch.conf") // agnhostImage wrote it
+	files = append(files, images.File{Path: "/bin/sh", Link: "dash"}, images.File{Path: "/bin/busybox", From: "/bin/busybox"},
+		images.File{Path: "/etc/nsswitch.conf", From: nss})
+	for _, tool := range []string{"seq", "sleep", "test", "cat", "echo", "ls", "mkdir"} {
+		files = append(files, images.File{Path: "/bin/" + tool, Link: "busybox"})
+	}
+	out := filepath.Join(dir, "glibc-dns-testing.tar")
+	im := images.Image{Ref: glibcRef, Files: files, Entrypoint: []string{"/bin/sh"},
 		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
 	return out, im.Write(out)
 }
