@@ -76,6 +76,29 @@ func (s *Conn) Transact(w *Batch) error {
 		return fmt.Errorf("netlink send: %w", err)
 	}
 	var errs []error
+	err := s.receive(func(m syscall.NetlinkMessage) bool {
+		seq := m.Header.Seq
+		if m.Header.Type != unix.NLMSG_ERROR || seq < base || seq >= s.seq || len(m.Data) < 4 {
+			return false // not about this batch
+		}
+		if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
+			what := "commit"
+			if i := int(seq - base); i > 0 {
+				what = w.what[i]
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", what, syscall.Errno(-code)))
+			if seq == base {
+				return true // the batch as a whole failed; nothing else may come
+			}
+		}
+		return seq == lastSeq
+	})
+	return errors.Join(append(errs, err)...)
+}
+
+// receive reads the socket's messages and hands each to each until it
+// says the exchange is over.
+func (s *Conn) receive(each func(m syscall.NetlinkMessage) (done bool)) error {
 	buf := make([]byte, 64<<10)
 	for {
 		n, _, err := unix.Recvfrom(s.fd, buf, 0)
@@ -90,23 +113,8 @@ func (s *Conn) Transact(w *Batch) error {
 			return fmt.Errorf("netlink receive: %w", err)
 		}
 		for _, m := range msgs {
-			seq := m.Header.Seq
-			if m.Header.Type != unix.NLMSG_ERROR || seq < base || seq >= s.seq || len(m.Data) < 4 {
-				continue // not about this batch
-			}
-			if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
-				what := "commit"
-				if i := int(seq - base); i > 0 {
-					what = w.what[i]
-				}
-				errs = append(errs, fmt.Errorf("%s: %w", what, syscall.Errno(-code)))
-				if seq == base {
-					// The batch as a whole failed; nothing else may come.
-					return errors.Join(errs...)
-				}
-			}
-			if seq == lastSeq {
-				return errors.Join(errs...)
+			if each(m) {
+				return nil
 			}
 		}
 	}

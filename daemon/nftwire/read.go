@@ -79,40 +79,30 @@ func (s *Conn) query(req *Batch, each func(typ uint16, attrs []byte)) error {
 	if err := unix.Sendto(s.fd, req.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("netlink send: %w", err)
 	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, _, err := unix.Recvfrom(s.fd, buf, 0)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return fmt.Errorf("netlink receive: %w", err)
+	var err error
+	if rerr := s.receive(func(m syscall.NetlinkMessage) bool {
+		if m.Header.Seq != seq {
+			return false // an earlier request's
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return fmt.Errorf("netlink receive: %w", err)
+		switch m.Header.Type {
+		case unix.NLMSG_DONE:
+			return true
+		case unix.NLMSG_ERROR:
+			if len(m.Data) < 4 {
+				err = errors.New("netlink: short error message")
+			} else if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
+				err = syscall.Errno(-code)
+			}
+			return true
 		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue // an earlier request's
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) < 4 {
-					return errors.New("netlink: short error message")
-				}
-				if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
-					return syscall.Errno(-code)
-				}
-				return nil
-			}
-			if len(m.Data) >= 4 {
-				each(m.Header.Type, m.Data[4:]) // past nftables' own header
-			}
+		if len(m.Data) >= 4 {
+			each(m.Header.Type, m.Data[4:]) // past nftables' own header
 		}
+		return false
+	}); rerr != nil {
+		return rerr
 	}
+	return err
 }
 
 // eachAttr calls f with each netlink attribute of b.

@@ -204,12 +204,11 @@ func agnhostImage(dir, agnhost string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nss := filepath.Join(dir, "nsswitch.conf")
-	if err := os.WriteFile(nss, []byte("hosts: files dns\n"), 0o644); err != nil {
+	nss, err := nsswitch(dir)
+	if err != nil {
 		return "", err
 	}
-	files = append(files,
-		images.File{Path: "/etc/nsswitch.conf", From: nss},
+	files = append(files, nss,
 		images.File{Path: "/agnhost", From: agnhost},
 		images.File{Path: "/bin/sh", Link: "dash"},
 		images.File{Path: "/bin/busybox", From: "/bin/busybox"})
@@ -234,9 +233,11 @@ func glibcDNSImage(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nss := filepath.Join(dir, "nsswitch.conf") // agnhostImage wrote it
-	files = append(files, images.File{Path: "/bin/sh", Link: "dash"}, images.File{Path: "/bin/busybox", From: "/bin/busybox"},
-		images.File{Path: "/etc/nsswitch.conf", From: nss})
+	nss, err := nsswitch(dir)
+	if err != nil {
+		return "", err
+	}
+	files = append(files, images.File{Path: "/bin/sh", Link: "dash"}, images.File{Path: "/bin/busybox", From: "/bin/busybox"}, nss)
 	for _, tool := range []string{"seq", "sleep", "test", "cat", "echo", "ls", "mkdir"} {
 		files = append(files, images.File{Path: "/bin/" + tool, Link: "busybox"})
 	}
@@ -244,6 +245,13 @@ func glibcDNSImage(dir string) (string, error) {
 	im := images.Image{Ref: glibcRef, Files: files, Entrypoint: []string{"/bin/sh"},
 		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
 	return out, im.Write(out)
+}
+
+// nsswitch is the images' /etc/nsswitch.conf: glibc's getent reads
+// names from /etc/hosts, then DNS.
+func nsswitch(dir string) (images.File, error) {
+	p := filepath.Join(dir, "nsswitch.conf")
+	return images.File{Path: "/etc/nsswitch.conf", From: p}, os.WriteFile(p, []byte("hosts: files dns\n"), 0o644)
 }
 
 func say(format string, args ...any) {

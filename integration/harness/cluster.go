@@ -104,15 +104,9 @@ func NewCluster(o ClusterOptions) (*Cluster, error) {
 
 func (c *Cluster) build() error {
 	ctx := context.Background()
-	ul, err := NewNetNS(c.opts.Prefix + "-ul")
+	ul, up, err := newUnderlay(ctx, c.opts.Prefix)
+	c.Underlay, c.Upstream = ul, up
 	if err != nil {
-		return err
-	}
-	c.Underlay = ul
-	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip addr add "+OutsideIP+"/24 dev ul0 && ip addr add "+UpstreamIP+"/24 dev ul0 && ip link set ul0 up"); err != nil {
-		return err
-	}
-	if c.Upstream, err = NewUpstream(ul, UpstreamIP); err != nil {
 		return err
 	}
 	if c.opts.Kubeconfig != "" {
@@ -140,12 +134,7 @@ func (c *Cluster) build() error {
 			return err
 		}
 		c.Nodes = append(c.Nodes, n)
-		port := fmt.Sprintf("ul-n%d", i)
-		script := fmt.Sprintf("ip link add %[1]s type veth peer name eth0 netns %[2]s && ip link set %[1]s master ul0 up", port, n.NS.Name)
-		if _, err := ul.Exec(ctx, "sh", "-c", script); err != nil {
-			return err
-		}
-		if _, err := n.NS.Exec(ctx, "sh", "-c", fmt.Sprintf("ip addr add %s/24 dev eth0 && ip link set eth0 up", n.IP)); err != nil {
+		if err := attach(ctx, ul, n.NS, fmt.Sprintf("ul-n%d", i), n.IP.String()); err != nil {
 			return err
 		}
 	}

@@ -101,23 +101,13 @@ func NewRealCluster(ctx context.Context, o RealOptions) (*RealCluster, error) {
 }
 
 func (c *RealCluster) build(ctx context.Context) error {
-	ul, err := NewNetNS(c.opts.Prefix + "-ul")
+	ul, up, err := newUnderlay(ctx, c.opts.Prefix)
+	c.Underlay, c.Upstream = ul, up
 	if err != nil {
 		return err
 	}
-	c.Underlay = ul
-	if _, err := ul.Exec(ctx, "sh", "-c", "ip link add ul0 type bridge && ip addr add "+OutsideIP+"/24 dev ul0 && ip addr add "+UpstreamIP+"/24 dev ul0 && ip link set ul0 up"); err != nil {
-		return err
-	}
-	if c.Upstream, err = NewUpstream(ul, UpstreamIP); err != nil {
-		return err
-	}
 	if cp := c.opts.ControlPlane; cp != nil {
-		script := "ip link add ul-cp type veth peer name eth0 netns " + cp.Name + " && ip link set ul-cp master ul0 up"
-		if _, err := ul.Exec(ctx, "sh", "-c", script); err != nil {
-			return err
-		}
-		if _, err := cp.Exec(ctx, "sh", "-c", "ip addr add "+ControlPlaneIP+"/24 dev eth0 && ip link set eth0 up"); err != nil {
+		if err := attach(ctx, ul, cp, "ul-cp", ControlPlaneIP); err != nil {
 			return err
 		}
 	}
@@ -136,12 +126,10 @@ func (c *RealCluster) build(ctx context.Context) error {
 		if n.NS, err = NewNetNS(fmt.Sprintf("%s-n%d", c.opts.Prefix, i)); err != nil {
 			return err
 		}
-		port := fmt.Sprintf("ul-n%d", i)
-		script := fmt.Sprintf("ip link add %[1]s type veth peer name eth0 netns %[2]s && ip link set %[1]s master ul0 up", port, n.NS.Name)
-		if _, err := ul.Exec(ctx, "sh", "-c", script); err != nil {
+		if err := attach(ctx, ul, n.NS, fmt.Sprintf("ul-n%d", i), n.IP.String()); err != nil {
 			return err
 		}
-		if _, err := n.NS.Exec(ctx, "sh", "-c", fmt.Sprintf("ip link set lo up && ip addr add %s/24 dev eth0 && ip link set eth0 up && ip route add default via %s", n.IP, OutsideIP)); err != nil {
+		if _, err := n.NS.Exec(ctx, "sh", "-c", "ip link set lo up && ip route add default via "+OutsideIP); err != nil {
 			return err
 		}
 		apiAddr := fmt.Sprintf("127.0.0.1:%d", c.opts.APIPort)

@@ -35,19 +35,7 @@ func NewRelayAt(n *NetNS, addr, target string) (*Relay, error) {
 	}); err != nil {
 		return nil, err
 	}
-	r := &Relay{Addr: ln.Addr().String(), ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go pipe(c, target)
-		}
-	}()
-	return r, nil
+	return serve(ln, func() (net.Conn, error) { return net.Dial("tcp", target) }), nil
 }
 
 // NewRelayInto starts a relay the other way: listening on addr in the
@@ -59,6 +47,11 @@ func NewRelayInto(n *NetNS, addr, target string) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	return serve(ln, func() (net.Conn, error) { return n.Dial(context.Background(), "tcp", target) }), nil
+}
+
+// serve relays every connection ln accepts to one dial makes.
+func serve(ln net.Listener, dial func() (net.Conn, error)) *Relay {
 	r := &Relay{Addr: ln.Addr().String(), ln: ln}
 	r.wg.Add(1)
 	go func() {
@@ -68,17 +61,13 @@ func NewRelayInto(n *NetNS, addr, target string) (*Relay, error) {
 			if err != nil {
 				return
 			}
-			go pipeVia(c, func() (net.Conn, error) { return n.Dial(context.Background(), "tcp", target) })
+			go pipe(c, dial)
 		}
 	}()
-	return r, nil
+	return r
 }
 
-func pipe(c net.Conn, target string) {
-	pipeVia(c, func() (net.Conn, error) { return net.Dial("tcp", target) })
-}
-
-func pipeVia(c net.Conn, dial func() (net.Conn, error)) {
+func pipe(c net.Conn, dial func() (net.Conn, error)) {
 	defer c.Close()
 	up, err := dial()
 	if err != nil {

@@ -12,7 +12,8 @@
 #   scripts/k8s/build-e2e.sh      build e2e.test and agnhost where missing or stale
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-K8S_VERSION=v1.37.1 # as scripts/k8s/build.sh
+# shellcheck source=scripts/k8s/versions.sh
+. "$here/versions.sh"
 home=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}
 bin=$home/bin
 export GOMODCACHE=$home/gomodcache GOCACHE=$home/gocache
@@ -31,12 +32,7 @@ if [ "${REGEN:-0}" = 1 ]; then
 fi
 go mod download
 
-date=$(go list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
-minor=$(echo "$K8S_VERSION" | cut -d. -f2)
-ldflags="-s -w"
-for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-  ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
-done
+ldflags=$(release_ldflags)
 graph=$(cat go.mod go.sum | sha256sum | cut -c1-16)
 
 build() { # name "go build" or "go test -c", package

@@ -12,7 +12,7 @@
 # v0.<minor>.<patch> tag; its go.mod and go.sum are checked in, so every
 # machine builds the same graph. REGEN=1 writes them anew from the
 # release's go.mod (for a new version: set K8S_VERSION and ETCD_VERSION
-# below, run with REGEN=1, commit the result).
+# in versions.sh, run with REGEN=1, commit the result).
 #
 # Everything goes under $SKEIN_K8S_HOME (default /var/tmp/skein-k8s,
 # kept across runs on one machine): bin/ (the binaries and a stamp each),
@@ -28,9 +28,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-K8S_VERSION=v1.37.1
-STAGING_VERSION=v0.${K8S_VERSION#v1.}
-ETCD_VERSION=v3.7.0 # the version Kubernetes v1.37 itself pins
+# shellcheck source=scripts/k8s/versions.sh
+. "$here/versions.sh"
 home=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}
 module=$here/module
 bin=$home/bin
@@ -73,14 +72,7 @@ if [ "${REGEN:-0}" = 1 ] || ! [ -f go.mod ]; then
 fi
 go mod download
 
-# The release's commit time as build date, so that two builds of one
-# version with one toolchain are the same bytes.
-date=$(go list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
-minor=$(echo "$K8S_VERSION" | cut -d. -f2)
-ldflags="-s -w"
-for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-  ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
-done
+ldflags=$(release_ldflags)
 tags=selinux,notest,grpcnotrace # the tags of upstream's release builds
 graph=$(cat go.mod go.sum | sha256sum | cut -c1-16)
 

@@ -159,8 +159,10 @@ func (b *Backend) Sync(ctx context.Context, m *proxy.Model, full bool) (int, err
 			if err := b.transact(w); err != nil {
 				return rules, fmt.Errorf("nftables table %s %s: %w", f.ip, Table, err)
 			}
+			// The transaction landed: a failed read-back is no failed sync,
+			// only an outline unknown, which Drift reports (a full sync then).
 			if err := b.note(fam, !partial); err != nil {
-				return rules, fmt.Errorf("read back the table %s %s: %w", f.ip, Table, err)
+				delete(b.left, fam)
 			}
 		}
 		b.synced[fam] = true
