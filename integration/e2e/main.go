@@ -42,6 +42,8 @@ var (
 const (
 	agnhostRef = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
 	glibcRef   = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1"
+	busyboxRef = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"
+	boomRef    = "registry.k8s.io/e2e-test-images/regression-issue-74839:1.5"
 	pauseRef   = "registry.k8s.io/pause:3.10.2"
 )
 
@@ -103,10 +105,21 @@ func run() (err error) {
 	if err != nil {
 		return err
 	}
+	busybox, err := busyboxImage(work)
+	if err != nil {
+		return err
+	}
+	// The conntrack INVALID test's server: a static Go program, alone.
+	boom := filepath.Join(work, "regression-issue-74839.tar")
+	err = images.Image{Ref: boomRef, Files: []images.File{{Path: "/regression-issue-74839", From: filepath.Join(plane.Bin, "regression-issue-74839")}},
+		Entrypoint: []string{"/regression-issue-74839"}}.Write(boom)
+	if err != nil {
+		return err
+	}
 	say("starting %d real nodes ...", *nodes)
 	c, err := harness.NewRealCluster(ctx, harness.RealOptions{
 		Prefix: prefix, Nodes: *nodes, K8sRun: plane.Run, Kubelet: filepath.Join(plane.Bin, "kubelet"),
-		Images: append(imgs, agnhost, glibc), PauseImage: harness.PauseImage, APIPort: plane.Ports.API, ControlPlane: cp,
+		Images: append(imgs, agnhost, glibc, busybox, boom), PauseImage: harness.PauseImage, APIPort: plane.Ports.API, ControlPlane: cp,
 	})
 	if err != nil {
 		return err
@@ -244,6 +257,24 @@ func glibcDNSImage(dir string) (string, error) {
 	out := filepath.Join(dir, "glibc-dns-testing.tar")
 	im := images.Image{Ref: glibcRef, Files: files, Entrypoint: []string{"/bin/sh"},
 		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
+	return out, im.Write(out)
+}
+
+// busyboxImage is the upstream busybox test image under its name:
+// busybox-static and every applet it has, as links.
+func busyboxImage(dir string) (string, error) {
+	list, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		return "", fmt.Errorf("busybox --list: %w", err)
+	}
+	files := []images.File{{Path: "/bin/busybox", From: "/bin/busybox"}}
+	for _, applet := range strings.Fields(string(list)) {
+		if applet != "busybox" {
+			files = append(files, images.File{Path: "/bin/" + applet, Link: "busybox"})
+		}
+	}
+	out := filepath.Join(dir, "busybox.tar")
+	im := images.Image{Ref: busyboxRef, Files: files, Cmd: []string{"sh"}, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
 	return out, im.Write(out)
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the upstream Kubernetes end-to-end tests (e2e.test) and their
-# test image's program (agnhost) at the control plane's version, from the
+# test images' programs (agnhost, and regression-issue-74839 for the
+# conntrack INVALID test) at the control plane's version, from the
 # Go module proxy alone, into $SKEIN_K8S_HOME/bin beside the control
 # plane (scripts/k8s/build.sh), with the same caches and stamps: a
 # binary whose stamp still matches is not built again.
@@ -9,7 +10,7 @@
 # graph plus what the tests import), so that the tests' dependencies do
 # not move the versions the control plane is built with. REGEN=1 writes
 # its go.mod anew from scripts/k8s/module's.
-#   scripts/k8s/build-e2e.sh      build e2e.test and agnhost where missing or stale
+#   scripts/k8s/build-e2e.sh      build e2e.test and the images' programs where missing or stale
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/k8s/versions.sh
@@ -49,5 +50,6 @@ build() { # name "go build" or "go test -c", package
   say "$name built in $((SECONDS - t0)) s"
 }
 build agnhost "go build" k8s.io/kubernetes/test/images/agnhost
+build regression-issue-74839 "go build" k8s.io/kubernetes/test/images/regression-issue-74839
 build e2e.test "go test -c" k8s.io/kubernetes/test/e2e
 say "binaries in $bin"
