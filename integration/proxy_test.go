@@ -2,6 +2,7 @@ package integration
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -60,8 +61,17 @@ func testServiceProxy(t *testing.T, backend string) {
 		}
 	}
 	outside := c.Underlay
+	// Zones for traffic distribution: node1 in z1, node2 in z2.
+	c.Nodes[0].Labels = map[string]string{"topology.kubernetes.io/zone": "z1"}
+	c.Nodes[1].Labels = map[string]string{"topology.kubernetes.io/zone": "z2"}
+	lbReady := true // whether lb's one endpoint, on node1, is ready
 	services := func(webEndpoints []clusterPod, udpEndpoint clusterPod) string {
 		return strings.Join([]string{
+			sliceYAML("lb", `{clusterIP: 10.96.0.14, type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32100, ports: [{port: 80, nodePort: 30082}]}`,
+				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: %t}}", a.IPs[0], a.node, lbReady)),
+			sliceYAML("zoned", `{clusterIP: 10.96.0.15, trafficDistribution: PreferClose, ports: [{port: 80}]}`,
+				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}, hints: {forZones: [{name: z1}]}}", a.IPs[0], a.node),
+				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}, hints: {forZones: [{name: z2}]}}", b.IPs[0], b.node)),
 			service("web", `{clusterIP: 10.96.0.10, type: NodePort, ports: [{port: 80, nodePort: 30081}]}`, "TCP", webEndpoints...),
 			service("sticky", `{clusterIP: 10.96.0.11, sessionAffinity: ClientIP, ports: [{port: 80}]}`, "TCP", a, b, b2),
 			service("empty", `{clusterIP: 10.96.0.12, ports: [{port: 80}]}`, "TCP"),
@@ -175,6 +185,55 @@ func testServiceProxy(t *testing.T, backend string) {
 		}
 	})
 
+	t.Run("load balancer health checks", func(t *testing.T) {
+		// A load balancer outside probes each node as it would
+		// kube-proxy's: the proxy health port, and lb's health-check
+		// node port, 200 only where lb has a ready endpoint (node1).
+		probe := func(n *harness.ClusterNode, port int, path string) (int, string) {
+			code, body, err := outside.HTTPGet(ctx(t), fmt.Sprintf("http://%s:%d%s", n.IP, port, path))
+			if err != nil {
+				t.Fatalf("probe %s:%d%s: %v", n.Name, port, path, err)
+			}
+			return code, body
+		}
+		for _, n := range c.Nodes {
+			if code, body := probe(n, 10256, "/healthz"); code != 200 || !strings.Contains(body, `"nodeEligible":true`) {
+				t.Errorf("%s's proxy health port: %d %s", n.Name, code, body)
+			}
+		}
+		if code, body := probe(c.Nodes[0], 32100, "/"); code != 200 || !strings.Contains(body, `"localEndpoints": 1`) || !strings.Contains(body, `"name": "lb"`) {
+			t.Errorf("node1, lb's endpoint on it: %d %s", code, body)
+		}
+		if code, body := probe(c.Nodes[1], 32100, "/"); code != 503 || !strings.Contains(body, `"localEndpoints": 0`) {
+			t.Errorf("node2, no endpoint of lb: %d %s", code, body)
+		}
+		// The endpoint goes NotReady: node1 fails the check too.
+		lbReady = false
+		defer func() { lbReady = true }()
+		if err := c.WriteFile(c.Nodes, services([]clusterPod{a, b}, b)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "node1's health check to fail", func() bool { code, _ := probe(c.Nodes[0], 32100, "/"); return code == 503 })
+		lbReady = true
+		if err := c.WriteFile(c.Nodes, services([]clusterPod{a, b}, b)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "node1's health check to pass again", func() bool { code, _ := probe(c.Nodes[0], 32100, "/"); return code == 200 })
+	})
+
+	t.Run("traffic distribution by zone", func(t *testing.T) {
+		// zoned's endpoints are hinted for their nodes' zones: each
+		// node's pods reach the endpoint in their zone only.
+		for _, tc := range []struct{ from, want clusterPod }{{client, a}, {b2, b}} {
+			for i := range 20 {
+				name, _, err := harness.Ask(ctx(t), tc.from.NS, "10.96.0.15:80")
+				if err != nil || name != tc.want.name {
+					t.Fatalf("connection %d from %s reached %q (%v), want %s in its zone", i, tc.from.name, name, err, tc.want.name)
+				}
+			}
+		}
+	})
+
 	t.Run("UDP endpoint replaced", func(t *testing.T) {
 		var conn net.Conn
 		if err := client.NS.Do(func() error {
@@ -266,6 +325,24 @@ func testServiceProxy(t *testing.T, backend string) {
 			}
 		}
 	})
+}
+
+// sliceYAML renders a Service in namespace default (spec in YAML flow
+// style) and its EndpointSlice of the given endpoints (YAML flow style)
+// on harness.Echo's TCP port.
+func sliceYAML(name, spec string, endpoints ...string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: default}
+spec: %[2]s
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: %[1]s-1, namespace: default, labels: {kubernetes.io/service-name: %[1]s}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints: [%[3]s]
+`, name, spec, strings.Join(endpoints, ", "))
 }
 
 // proxyRules returns what of the proxy's a backend holds in ns.

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
@@ -104,6 +105,7 @@ func TestRealNodes(t *testing.T) {
 	t.Run("pods and Services", func(t *testing.T) { testRealTraffic(t, c) })
 	t.Run("hostPort", func(t *testing.T) { testRealHostPort(t, c) })
 	t.Run("readiness", func(t *testing.T) { testRealReadiness(t, c) })
+	t.Run("load balancer health checks", func(t *testing.T) { testRealHealthChecks(t, c) })
 	t.Run("upgrade without an outage", func(t *testing.T) { testRealUpgrade(t, c) })
 	t.Run("deleted pods release their addresses", func(t *testing.T) { testRealRelease(t, c) })
 	// Last: the node goes.
@@ -228,6 +230,75 @@ func testRealReadiness(t *testing.T, c *harness.RealCluster) {
 	if seen := serviceAnswers(t, api, client, 60); seen[target.Name] == 0 {
 		t.Errorf("60 connections with %s ready again reached %v", target.Name, seen)
 	}
+}
+
+// setReady turns a netexec pod's readiness probe to pass or fail, from a
+// pod on node.
+func setReady(t *testing.T, api kubernetes.Interface, node string, pod corev1.Pod, ready bool) {
+	t.Helper()
+	url := fmt.Sprintf("http://%s/ready?ready=%t", net.JoinHostPort(pod.Status.PodIP, "8080"), ready)
+	if out, err := runOn(t, api, node, checkName("ready"), "get", url); err != nil {
+		t.Fatalf("set %s's readiness: %v\n%s", pod.Name, err, out)
+	}
+}
+
+// testRealHealthChecks: a LoadBalancer Service with externalTrafficPolicy
+// Local gets its healthCheckNodePort from the API server; a load
+// balancer probing it hears 200 from the node with a ready endpoint and
+// 503 from the other, and 503 once that endpoint goes NotReady. Every
+// node's proxy health port answers 200.
+func testRealHealthChecks(t *testing.T, c *harness.RealCluster) {
+	api := c.API()
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	var target corev1.Pod
+	for _, p := range webPods(t, api) {
+		if p.Spec.NodeName == n1.Name {
+			target = p
+		}
+	}
+	if target.Name == "" {
+		t.Fatalf("no web pod on %s", n1.Name)
+	}
+	patch := []byte(`{"metadata":{"labels":{"lb":"yes"}}}`)
+	if _, err := api.CoreV1().Pods("default").Patch(ctx(t), target.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := api.CoreV1().Services("default").Create(ctx(t), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "lb"},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Selector: map[string]string{"app": "web", "lb": "yes"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = api.CoreV1().Services("default").Delete(ctx(t), "lb", metav1.DeleteOptions{}) }()
+	if svc.Spec.HealthCheckNodePort == 0 {
+		t.Fatalf("the API server gave lb no healthCheckNodePort")
+	}
+	probe := func(from, to *harness.RealNode, port int32, path string) (int, string) {
+		code, body, err := from.NS.HTTPGet(ctx(t), fmt.Sprintf("http://%s%s", net.JoinHostPort(to.IP.String(), fmt.Sprint(port)), path))
+		if err != nil {
+			return 0, err.Error()
+		}
+		return code, body
+	}
+	hc := svc.Spec.HealthCheckNodePort
+	waitUntil(t, time.Minute, fmt.Sprintf("%s's health check on %d to pass", n1.Name, hc), func() bool { c, _ := probe(n2, n1, hc, "/"); return c == 200 })
+	if code, body := probe(n1, n2, hc, "/"); code != 503 || !strings.Contains(body, `"localEndpoints": 0`) {
+		t.Errorf("%s, without an endpoint of lb: %d %s", n2.Name, code, body)
+	}
+	for _, n := range c.Nodes {
+		if code, body := probe(n1, n, 10256, "/healthz"); code != 200 {
+			t.Errorf("%s's proxy health port: %d %s", n.Name, code, body)
+		}
+	}
+	setReady(t, api, n2.Name, target, false)
+	waitUntil(t, time.Minute, n1.Name+"'s health check to fail with its endpoint NotReady", func() bool { c, _ := probe(n2, n1, hc, "/"); return c == 503 })
+	setReady(t, api, n2.Name, target, true)
+	waitUntil(t, time.Minute, n1.Name+"'s health check to pass again", func() bool { c, _ := probe(n2, n1, hc, "/"); return c == 200 })
 }
 
 // storeAddrs are the addresses a node's IPAM store holds.

@@ -310,10 +310,12 @@ type object struct {
 		Labels            map[string]string `json:"labels"`
 		Annotations       map[string]string `json:"annotations"`
 		CreationTimestamp metav1.Time       `json:"creationTimestamp"`
+		DeletionTimestamp *metav1.Time      `json:"deletionTimestamp"`
 	} `json:"metadata"`
 	Spec struct {
-		PodCIDR  string   `json:"podCIDR"`
-		PodCIDRs []string `json:"podCIDRs"`
+		PodCIDR  string         `json:"podCIDR"`
+		PodCIDRs []string       `json:"podCIDRs"`
+		Taints   []corev1.Taint `json:"taints"`
 		// A Service's spec, allocated only when a document has one.
 		*corev1.ServiceSpec
 	} `json:"spec"`
@@ -364,9 +366,9 @@ func convert(o *object) (*item, error) {
 		}
 		n := &corev1.Node{}
 		n.Name = o.Metadata.Name
-		n.Annotations = o.Metadata.Annotations
-		n.CreationTimestamp = o.Metadata.CreationTimestamp
-		n.Spec.PodCIDR, n.Spec.PodCIDRs = o.Spec.PodCIDR, o.Spec.PodCIDRs
+		n.Annotations, n.Labels = o.Metadata.Annotations, o.Metadata.Labels
+		n.CreationTimestamp, n.DeletionTimestamp = o.Metadata.CreationTimestamp, o.Metadata.DeletionTimestamp
+		n.Spec.PodCIDR, n.Spec.PodCIDRs, n.Spec.Taints = o.Spec.PodCIDR, o.Spec.PodCIDRs, o.Spec.Taints
 		n.Status.Addresses = o.Status.Addresses
 		return &item{key: n.Name, node: n}, nil
 	case "Service", "EndpointSlice":

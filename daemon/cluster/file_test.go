@@ -25,8 +25,9 @@ kind: List
 items:
 - apiVersion: v1
   kind: Node
-  metadata: {name: node2, annotations: {skein.dev/vtep-mac: "0e:00:00:00:00:02"}}
-  spec: {podCIDRs: [10.244.2.0/24, "fd00:10:244:2::/64"]}
+  metadata: {name: node2, annotations: {skein.dev/vtep-mac: "0e:00:00:00:00:02"}, labels: {topology.kubernetes.io/zone: z2},
+    deletionTimestamp: "2026-01-02T00:00:00Z"}
+  spec: {podCIDRs: [10.244.2.0/24, "fd00:10:244:2::/64"], taints: [{key: ToBeDeletedByClusterAutoscaler, effect: NoSchedule}]}
   status: {addresses: [{type: InternalIP, address: 172.30.0.12}]}
 - apiVersion: v1
   kind: Service
@@ -44,6 +45,12 @@ func TestParseFile(t *testing.T) {
 	n2, ok := st.Node("node2")
 	if !ok || len(n2.Spec.PodCIDRs) != 2 || n2.Annotations["skein.dev/vtep-mac"] == "" {
 		t.Fatalf("node2 = %+v", n2)
+	}
+	// What the Service proxy reads: the zone, and whether the node is
+	// going away.
+	if n2.Labels["topology.kubernetes.io/zone"] != "z2" || n2.DeletionTimestamp == nil ||
+		len(n2.Spec.Taints) != 1 || n2.Spec.Taints[0].Key != "ToBeDeletedByClusterAutoscaler" {
+		t.Errorf("node2's labels, deletion and taints: %+v", n2)
 	}
 	// JSON works as well.
 	st, err = ParseFile([]byte(`{"kind":"NodeList","items":[{"kind":"Node","metadata":{"name":"a"}}]}`))

@@ -304,10 +304,14 @@ func trim(obj any) {
 }
 
 // relevantChange tells whether an update touches what skeind reads: pod
-// CIDRs, addresses and annotations. Status heartbeats do not.
+// CIDRs, addresses, annotations, labels (the zone), taints and deletion
+// (whether load balancers may send to the node). Status heartbeats do not.
 func relevantChange(old, cur *corev1.Node) bool {
 	return !reflect.DeepEqual(old.Spec.PodCIDRs, cur.Spec.PodCIDRs) ||
 		old.Spec.PodCIDR != cur.Spec.PodCIDR ||
 		!reflect.DeepEqual(old.Status.Addresses, cur.Status.Addresses) ||
-		!reflect.DeepEqual(old.Annotations, cur.Annotations)
+		!reflect.DeepEqual(old.Annotations, cur.Annotations) ||
+		!reflect.DeepEqual(old.Labels, cur.Labels) ||
+		!reflect.DeepEqual(old.Spec.Taints, cur.Spec.Taints) ||
+		!old.DeletionTimestamp.Equal(cur.DeletionTimestamp)
 }

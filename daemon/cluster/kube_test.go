@@ -33,6 +33,9 @@ func TestRelevantChange(t *testing.T) {
 		"podCIDRs":   func(n *corev1.Node) { n.Spec.PodCIDRs = []string{"10.244.9.0/24"} },
 		"address":    func(n *corev1.Node) { n.Status.Addresses[0].Address = "172.30.0.99" },
 		"annotation": func(n *corev1.Node) { n.Annotations["skein.dev/vtep-mac"] = "0e:00:00:00:00:01" },
+		"zone label": func(n *corev1.Node) { n.Labels = map[string]string{corev1.LabelTopologyZone: "z1"} },
+		"taint":      func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "ToBeDeletedByClusterAutoscaler"}} },
+		"deletion":   func(n *corev1.Node) { n.DeletionTimestamp = &metav1.Time{Time: time.Now()} },
 	} {
 		cur := base.DeepCopy()
 		mod(cur)

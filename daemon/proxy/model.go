@@ -38,6 +38,11 @@ type Config struct {
 	Reserved []netip.Prefix
 	// OverlayPort is the VXLAN UDP port: no UDP NodePort may take it.
 	OverlayPort uint16
+	// Zone is this node's topology.kubernetes.io/zone label: endpoints
+	// hinted for it are preferred (traffic distribution).
+	Zone string
+	// Zones are every node's zone: a hint naming another is reported.
+	Zones []string
 }
 
 // ServicePort is one port of one Service in one family: the unit every
@@ -69,6 +74,11 @@ type Endpoint struct {
 	// Ready endpoints take new connections; when none is ready, serving
 	// and terminating ones do (graceful drain).
 	Ready bool
+	// The EndpointSlice's topology hints as they concern this node:
+	// whether the endpoint has zone (node) hints, and whether they name
+	// this node's zone (this node).
+	ZoneHinted, NodeHinted bool
+	ForZone, ForNode       bool
 }
 
 // AddrPort is where the endpoint listens.
@@ -109,9 +119,51 @@ func HashID(s string) string {
 }
 
 // ClusterEndpoints are those that take traffic to the ClusterIP: the
-// local ones only under internalTrafficPolicy: Local.
+// local ones only under internalTrafficPolicy: Local; else, when the
+// slices' topology hints allow (see topology), the ready ones hinted for
+// this node or its zone.
 func (sp *ServicePort) ClusterEndpoints() []Endpoint {
-	return usable(sp.Endpoints, sp.InternalLocal)
+	if sp.InternalLocal {
+		return usable(sp.Endpoints, true)
+	}
+	if hinted := topology(sp.Endpoints); hinted != nil {
+		var out []Endpoint
+		for _, e := range sp.Endpoints {
+			if e.Ready && hinted(e) {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	return usable(sp.Endpoints, false)
+}
+
+// topology picks, as kube-proxy does, which hints narrow the endpoints
+// (nil: none do). Node hints (trafficDistribution: PreferSameNode) when
+// every ready endpoint has them and one names this node; else zone hints
+// (PreferClose, PreferSameZone) when every ready endpoint has them and
+// one names this node's zone. A Service half-hinted (the EndpointSlice
+// controller is moving it) or hinted only elsewhere uses every endpoint:
+// hints are a preference, never a reason to refuse traffic.
+func topology(eps []Endpoint) func(Endpoint) bool {
+	ready, allNode, forNode, allZone, forZone := false, true, false, true, false
+	for _, e := range eps {
+		if !e.Ready {
+			continue
+		}
+		ready = true
+		allNode, forNode = allNode && e.NodeHinted, forNode || e.ForNode
+		allZone, forZone = allZone && e.ZoneHinted, forZone || e.ForZone
+	}
+	switch {
+	case !ready:
+		return nil
+	case allNode && forNode:
+		return func(e Endpoint) bool { return e.ForNode }
+	case allZone && forZone:
+		return func(e Endpoint) bool { return e.ForZone }
+	}
+	return nil
 }
 
 // LocalEndpoints are the usable endpoints on this node.
@@ -144,10 +196,23 @@ type Problem struct {
 	Detail string
 }
 
+// HealthCheck is what a load balancer probes on this node for a
+// LoadBalancer Service with externalTrafficPolicy: Local: its
+// healthCheckNodePort, answering whether this node has a ready endpoint
+// of the Service (as kube-proxy's service health server).
+type HealthCheck struct {
+	Namespace, Service string
+	Port               uint16
+	LocalReady         int // ready endpoints on this node, by address
+}
+
 // Model is the desired state of every backend.
 type Model struct {
 	Ports    []*ServicePort // sorted by Name, then family and protocol; shared, not to be modified
 	Problems []Problem
+	// HealthChecks are the health-check node ports this node serves,
+	// sorted by Service; no two share a port.
+	HealthChecks []HealthCheck
 	// TriggerTimes holds, per EndpointSlice "ns/name", its
 	// endpoints.kubernetes.io/last-change-trigger-time annotation.
 	TriggerTimes map[string]string
@@ -210,6 +275,7 @@ type memoEntry struct {
 	slices   []*discoveryv1.EndpointSlice
 	ports    []*ServicePort
 	problems []Problem
+	check    *HealthCheck
 }
 
 // Build implements the package's Build.
@@ -260,9 +326,25 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	mm.spare, mm.services = mm.services, next
 	entries = mm.sorted(entries)
 	m.Ports = make([]*ServicePort, 0, len(entries))
+	var checkPorts map[uint16]string
 	for _, e := range entries {
 		m.Ports = append(m.Ports, e.ports...)
 		m.Problems = append(m.Problems, e.problems...)
+		if e.check == nil {
+			continue
+		}
+		// Two Services on one port (the API server allocates them apart;
+		// an object written around it): the first by name keeps it.
+		if checkPorts == nil {
+			checkPorts = map[uint16]string{}
+		}
+		if first, taken := checkPorts[e.check.Port]; taken {
+			m.Problems = append(m.Problems, Problem{Object: "Service " + e.key, Reason: "health-check-port-taken",
+				Detail: fmt.Sprintf("healthCheckNodePort %d is Service %s's too", e.check.Port, first)})
+			continue
+		}
+		checkPorts[e.check.Port] = e.key
+		m.HealthChecks = append(m.HealthChecks, *e.check)
 	}
 	return m
 }
@@ -308,6 +390,7 @@ func newMemoEntry(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 	// Its own copy: eslices may be this build's scratch.
 	e := &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: slices.Clone(eslices)}
 	ports, problems := servicePorts(svc, eslices, cfg)
+	e.check = healthCheck(svc, ports, &problems)
 	gen := gens.Add(1)
 	for i := range ports {
 		sp := &ports[i]
@@ -374,11 +457,40 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 			named[sp.PortName+"/"+sp.Protocol] = true
 			sp.External, sp.AffinitySeconds = external, affinity
 			sp.NodePort = nodePort(svc, p, sp.Protocol, cfg, bad)
-			sp.Endpoints = endpoints(eslices, p, fam, cfg.NodeName, &problems)
+			sp.Endpoints = endpoints(eslices, p, fam, cfg, &problems)
 			out = append(out, sp)
 		}
 	}
 	return out, problems
+}
+
+// healthCheck is the Service's health-check node port on this node, nil
+// for none: a LoadBalancer Service with externalTrafficPolicy: Local has
+// one (the API server allocates it).
+func healthCheck(svc *corev1.Service, ports []ServicePort, problems *[]Problem) *HealthCheck {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		return nil
+	}
+	obj := "Service " + svc.Namespace + "/" + svc.Name
+	switch p := svc.Spec.HealthCheckNodePort; {
+	case p == 0:
+		*problems = append(*problems, Problem{obj, "invalid-health-check-port", "externalTrafficPolicy is Local and healthCheckNodePort is not set"})
+		return nil
+	case p < 1 || p > 65535:
+		*problems = append(*problems, Problem{obj, "invalid-health-check-port", fmt.Sprintf("healthCheckNodePort %d is out of range", p)})
+		return nil
+	}
+	// By address: an endpoint serving two ports (or two families' ports
+	// of one pod) is one endpoint to a load balancer.
+	local := map[netip.Addr]bool{}
+	for i := range ports {
+		for _, e := range ports[i].Endpoints {
+			if e.Local && e.Ready {
+				local[e.Addr] = true
+			}
+		}
+	}
+	return &HealthCheck{Namespace: svc.Namespace, Service: svc.Name, Port: uint16(svc.Spec.HealthCheckNodePort), LocalReady: len(local)}
 }
 
 // affinitySeconds is how long a ClientIP affinity lasts; 0 for none.
@@ -458,7 +570,10 @@ func externalAddrs(svc *corev1.Service, fam int, cfg Config, bad func(reason, fo
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if in.IP != "" {
+			// ipMode Proxy: the load balancer must see the traffic (it
+			// terminates TLS, or proxies it), so it is not short-cut on
+			// the node; VIP, the default, is.
+			if in.IP != "" && (in.IPMode == nil || *in.IPMode != corev1.LoadBalancerIPModeProxy) {
 				add(in.IP, "load-balancer ingress IP")
 			}
 		}
@@ -471,7 +586,7 @@ func externalAddrs(svc *corev1.Service, fam int, cfg Config, bad func(reason, fo
 // from every slice of the Service: the slice's port of the same name and
 // protocol gives the target port (the EndpointSlice controller resolves
 // a named targetPort per pod).
-func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam int, nodeName string, problems *[]Problem) []Endpoint {
+func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam int, cfg Config, problems *[]Problem) []Endpoint {
 	want := discoveryv1.AddressTypeIPv4
 	if fam == 6 {
 		want = discoveryv1.AddressTypeIPv6
@@ -512,7 +627,12 @@ func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam i
 			if !ready && (!serving || !terminating) {
 				continue
 			}
-			local := ptrOr(e.NodeName, "") == nodeName
+			local := ptrOr(e.NodeName, "") == cfg.NodeName
+			hints := hintsOf(e.Hints, cfg)
+			if hints.unknownZone != "" && fam == slices.Min(cfg.Families) { // reported once, not per family
+				*problems = append(*problems, Problem{obj, "unknown-zone-hint",
+					fmt.Sprintf("an endpoint is hinted for zone %q, which no node is in", hints.unknownZone)})
+			}
 			for _, s := range e.Addresses {
 				ip, err := netip.ParseAddr(s)
 				if err != nil || family(ip.Unmap()) != fam || !cluster.UsableAddr(ip) {
@@ -523,7 +643,8 @@ func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam i
 				if old, ok := byAddr[ap]; ok && old.Ready {
 					continue // listed twice (slices overlap while they move): ready wins
 				}
-				byAddr[ap] = Endpoint{Addr: ap.Addr(), Port: ap.Port(), Local: local, Ready: ready}
+				byAddr[ap] = Endpoint{Addr: ap.Addr(), Port: ap.Port(), Local: local, Ready: ready,
+					ZoneHinted: hints.zoned, NodeHinted: hints.noded, ForZone: hints.forZone, ForNode: hints.forNode}
 			}
 		}
 	}
@@ -532,6 +653,31 @@ func endpoints(eslices []*discoveryv1.EndpointSlice, p corev1.ServicePort, fam i
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
+	return out
+}
+
+// hints is an endpoint's topology hints as they concern this node.
+type hints struct {
+	zoned, noded, forZone, forNode bool
+	unknownZone                    string // a hinted zone no node is in
+}
+
+func hintsOf(h *discoveryv1.EndpointHints, cfg Config) hints {
+	var out hints
+	if h == nil {
+		return out
+	}
+	for _, z := range h.ForZones {
+		out.zoned = true
+		out.forZone = out.forZone || (z.Name != "" && z.Name == cfg.Zone)
+		if out.unknownZone == "" && !slices.Contains(cfg.Zones, z.Name) {
+			out.unknownZone = z.Name
+		}
+	}
+	for _, n := range h.ForNodes {
+		out.noded = true
+		out.forNode = out.forNode || n.Name == cfg.NodeName
+	}
 	return out
 }
 

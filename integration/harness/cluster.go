@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -77,7 +78,9 @@ type ClusterNode struct {
 	Conflist string
 	// Args are extra skeind arguments for the next Start (they override
 	// the cluster's, flags being last-wins).
-	Args    []string
+	Args []string
+	// Labels are the Node object's labels in the cluster file.
+	Labels  map[string]string
 	relay   *Relay
 	cni     *Node
 	daemon  *exec.Cmd
@@ -160,12 +163,17 @@ func (n *ClusterNode) NodeYAML() string {
 	for _, p := range n.PodCIDRs {
 		cidrs = append(cidrs, fmt.Sprintf("%q", p))
 	}
+	var labels []string
+	for k, v := range n.Labels {
+		labels = append(labels, fmt.Sprintf("%q: %q", k, v))
+	}
+	slices.Sort(labels)
 	return fmt.Sprintf(`apiVersion: v1
 kind: Node
-metadata: {name: %s, creationTimestamp: "2026-01-01T00:00:00Z"}
+metadata: {name: %s, creationTimestamp: "2026-01-01T00:00:00Z", labels: {%s}}
 spec: {podCIDRs: [%s]}
 status: {addresses: [{type: InternalIP, address: %s}]}
-`, n.Name, strings.Join(cidrs, ", "), n.IP)
+`, n.Name, strings.Join(labels, ", "), strings.Join(cidrs, ", "), n.IP)
 }
 
 // WriteFile replaces the cluster file (atomically, by rename) with the

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/skein-net/skein/daemon/node"
 	"github.com/skein-net/skein/daemon/overlay"
 	"github.com/skein-net/skein/daemon/proxy"
+	"github.com/skein-net/skein/daemon/proxy/healthcheck"
 	"github.com/skein-net/skein/daemon/proxy/iptables"
 	"github.com/skein-net/skein/daemon/proxy/nftables"
 )
@@ -45,6 +47,8 @@ type named struct {
 	refused func() string
 	// before, when set, is called with the snapshot before Sync.
 	before func(*cluster.State)
+	// queued, when set, is called when a change wakes the controller.
+	queued func()
 	// programmed, when set, holds the snapshot the last successful Sync
 	// programmed; a controller whose from is the same pointer syncs from
 	// that snapshot (not the latest), after each such Sync.
@@ -93,11 +97,17 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 	if err != nil || b == nil {
 		return ctrls, err
 	}
+	// What load balancers probe: kube-proxy counts the rules stale once a
+	// change has waited twice its sync period; skeind's is --resync.
+	hc := healthcheck.New(healthcheck.Options{NodePortAddresses: f.nodePortAddrs, Timeout: 2 * f.resync, Log: log})
+	if run && f.proxyHealth != "" {
+		go hc.Serve(ctx, f.proxyHealth, 10*time.Second)
+	}
 	px := proxy.New(b, proxy.Options{
 		NodeName: f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(f.port), CheckEvery: f.resync, Log: log,
-		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{},
+		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{}, Health: hc,
 	})
-	p := named{controller: px, name: "proxy", services: true}
+	p := named{controller: px, name: "proxy", services: true, queued: hc.Queued}
 	if d != nil {
 		// DNS answers from what the proxy programmed: a new Service's
 		// name once its rules are in, a deleted one's gone before its

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type flags struct {
 	clusterDomain string
 	dnsServers    string
 	healthAddr    string
+	proxyHealth   string
 	minInterval   time.Duration
 	resync        time.Duration
 	masquerade    bool
@@ -75,6 +77,7 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	fs.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for the pods' search list")
 	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods (default, with --dns: --cluster-dns-ip, else --dns-address)")
 	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&f.proxyHealth, "proxy-health-addr", ":10256", "address of the Service proxy's /healthz and /livez for load balancers, as kube-proxy's (empty: none)")
 	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "one sync per interval on average; two may run back to back after a quiet spell")
 	fs.DurationVar(&f.resync, "resync", time.Minute, "how often every controller reconciles unasked (the service proxy checks its rules and rewrites them if changed; whole every hour)")
 	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
@@ -120,6 +123,11 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	}
 	if err := f.dns.check(); err != nil {
 		return nil, nil, err
+	}
+	if f.proxyHealth != "" {
+		if _, port, err := net.SplitHostPort(f.proxyHealth); err != nil || port == "" {
+			return nil, nil, fmt.Errorf("--proxy-health-addr %q is not host:port", f.proxyHealth)
+		}
 	}
 	if f.nodeIP != "" {
 		if _, err := netip.ParseAddr(f.nodeIP); err != nil {

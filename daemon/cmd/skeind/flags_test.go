@@ -69,6 +69,12 @@ func TestParseFlagsFromEnvironment(t *testing.T) {
 			err:  `--dns-ttl 1.5s: want whole seconds, at least 1s`,
 		},
 		{
+			name: "a proxy health address without a port is refused",
+			args: []string{"--proxy-health-addr", "0.0.0.0"},
+			env:  []string{"NODE_NAME=n1"},
+			err:  `--proxy-health-addr "0.0.0.0" is not host:port`,
+		},
+		{
 			name: "values from the environment are validated like flags",
 			env:  []string{"NODE_NAME=n1", "SKEIN_PROXY=ipvs"},
 			err:  `--proxy "ipvs": want nftables, iptables or none`,

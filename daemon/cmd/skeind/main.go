@@ -172,6 +172,9 @@ func (d *daemon) dispatch(ctx context.Context, updates <-chan *cluster.State, ct
 			svcs := last == nil || !slices.Equal(last.Services, st.Services) || !slices.Equal(last.EndpointSlices, st.EndpointSlices)
 			for i, c := range ctrls {
 				if c.from == nil && (nodes || (c.services && svcs)) {
+					if c.queued != nil {
+						c.queued()
+					}
 					runners[i].Trigger()
 				}
 			}
