@@ -69,6 +69,7 @@ func testServiceProxy(t *testing.T, backend string) {
 		return strings.Join([]string{
 			sliceYAML("lb", `{clusterIP: 10.96.0.14, type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32100, ports: [{port: 80, nodePort: 30082}]}`,
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: %t}}", a.IPs[0], a.node, lbReady)),
+			service("itl", `{clusterIP: 10.96.0.16, type: NodePort, internalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30083}]}`, "TCP", b),
 			sliceYAML("zoned", `{clusterIP: 10.96.0.15, trafficDistribution: PreferClose, ports: [{port: 80}]}`,
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}, hints: {forZones: [{name: z1}]}}", a.IPs[0], a.node),
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}, hints: {forZones: [{name: z2}]}}", b.IPs[0], b.node)),
@@ -219,6 +220,18 @@ func testServiceProxy(t *testing.T, backend string) {
 			t.Fatal(err)
 		}
 		waitFor(t, "node1's health check to pass again", func() bool { code, _ := probe(c.Nodes[0], 32100, "/"); return code == 200 })
+	})
+
+	t.Run("internalTrafficPolicy Local narrows the ClusterIP only", func(t *testing.T) {
+		// itl's one endpoint is on node2: node1's pods do not reach its
+		// ClusterIP, and node1's NodePort (externalTrafficPolicy
+		// Cluster) reaches it.
+		if name, _, err := harness.Ask(ctx(t), client.NS, "10.96.0.16:80"); err == nil {
+			t.Errorf("a node1 pod reached %s through a Local ClusterIP whose endpoint is on node2", name)
+		}
+		if name, _, err := harness.Ask(ctx(t), outside, c.Nodes[0].IP.String()+":30083"); err != nil || name != b.name {
+			t.Errorf("node1's NodePort 30083: %q (%v), want %s on node2", name, err, b.name)
+		}
 	})
 
 	t.Run("traffic distribution by zone", func(t *testing.T) {

@@ -126,6 +126,14 @@ func (sp *ServicePort) ClusterEndpoints() []Endpoint {
 	if sp.InternalLocal {
 		return usable(sp.Endpoints, true)
 	}
+	return sp.ExternalEndpoints()
+}
+
+// ExternalEndpoints are those that take traffic to the NodePort and the
+// external addresses under externalTrafficPolicy: Cluster: every node's,
+// narrowed by topology hints, whatever the internal policy (which is the
+// ClusterIP's alone).
+func (sp *ServicePort) ExternalEndpoints() []Endpoint {
 	if hinted := topology(sp.Endpoints); hinted != nil {
 		var out []Endpoint
 		for _, e := range sp.Endpoints {

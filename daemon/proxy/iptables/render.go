@@ -304,8 +304,13 @@ func (f iptRenderer) servicePort(r iptRules, sp *proxy.ServicePort, dst []dstEnt
 	}
 	var noEP string
 	switch {
-	case !sp.ExternalLocal && len(cluster) > 0:
+	case !sp.ExternalLocal && !sp.InternalLocal && len(cluster) > 0:
 		r.add("nat", ext, "-j "+iptMarkMasq, "-j "+svc)
+	case !sp.ExternalLocal && sp.InternalLocal && len(sp.ExternalEndpoints()) > 0:
+		// internalTrafficPolicy Local narrows the ClusterIP only: from
+		// outside, every node's endpoints.
+		r.add("nat", ext, "-j "+iptMarkMasq)
+		r.add("nat", ext, f.dispatch(r, sp, ext, sp.ExternalEndpoints())...)
 	case sp.ExternalLocal && len(sp.LocalEndpoints()) > 0:
 		r.add("nat", ext, "-m addrtype --src-type LOCAL -j "+iptMarkMasq)
 		if len(cluster) > 0 {

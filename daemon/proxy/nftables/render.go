@@ -439,10 +439,14 @@ func (f nftRenderer) servicePort(c *nftChunk, free *keyAlloc, sp *proxy.ServiceP
 	// then noEPChain).
 	var noEP, noEPChain string
 	switch {
-	case !sp.ExternalLocal && len(cluster) > 0:
+	case !sp.ExternalLocal && !sp.InternalLocal && len(cluster) > 0:
 		// The ClusterIP's pick, whose own masquerade test can only add
 		// the mark this one sets anyway.
 		r.chains[ext] = []rule{newRule(verdict{"jump", chainMarkMasq}), newRule(verdict{"goto", svc})}
+	case !sp.ExternalLocal && sp.InternalLocal && len(sp.ExternalEndpoints()) > 0:
+		// internalTrafficPolicy Local narrows the ClusterIP only: from
+		// outside, every node's endpoints.
+		r.chains[ext] = append([]rule{newRule(verdict{"jump", chainMarkMasq})}, f.dispatch(c, free, sp, sp.ExternalEndpoints())...)
 	case sp.ExternalLocal && len(sp.LocalEndpoints()) > 0:
 		r.chains[ext] = []rule{newRule(fibLocal{"saddr"}, verdict{"jump", chainMarkMasq}), newRule(verdict{"goto", svl})}
 		r.chains[svl] = f.dispatch(c, free, sp, sp.LocalEndpoints())
