@@ -102,6 +102,7 @@ func TestManifests(t *testing.T) {
 		"list nodes":          func() error { _, err := sa.CoreV1().Nodes().List(c, metav1.ListOptions{}); return err },
 		"list services":       func() error { _, err := sa.CoreV1().Services("").List(c, metav1.ListOptions{}); return err },
 		"list endpointslices": func() error { _, err := sa.DiscoveryV1().EndpointSlices("").List(c, metav1.ListOptions{}); return err },
+		"list servicecidrs":   func() error { _, err := sa.NetworkingV1().ServiceCIDRs().List(c, metav1.ListOptions{}); return err },
 		"watch nodes": func() error {
 			w, err := sa.CoreV1().Nodes().Watch(c, metav1.ListOptions{})
 			if err == nil {

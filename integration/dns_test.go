@@ -93,7 +93,10 @@ func resolvConf(t *testing.T, p clusterPod) {
 // conflist names the settings; changes are answered on every node;
 // queries to the server are not tracked.
 func TestClusterDNS(t *testing.T) {
-	c := newCluster(t, harness.ClusterOptions{Nodes: 2, DualStack: true, Env: []string{"SKEIN_CLUSTER_DNS_IP=" + clusterDNSIP}})
+	// The Service range holds the kube-dns ClusterIP: refusing new
+	// connections into it must spare the node's own addresses.
+	c := newCluster(t, harness.ClusterOptions{Nodes: 2, DualStack: true,
+		Env: []string{"SKEIN_CLUSTER_DNS_IP=" + clusterDNSIP, "SKEIN_SERVICE_CIDR=10.96.0.0/16,fd00:96::/108"}})
 	pods := podsOn(t, c, c.Nodes, 1)
 	p1, p2 := pods[0], pods[1]
 	echoServer(t, p2)
@@ -244,6 +247,14 @@ spec: {clusterIP: 10.96.0.21, ports: [{port: 80, protocol: TCP}]}
 		t.Logf("%d answers, the last after %s, p99 %s", len(r.Latencies), r.Last, harness.Percentile(r.Latencies, 99))
 		if r.Lost > 0 {
 			t.Errorf("%d of %d questions were not answered within 1 s", r.Lost, 2*len(names))
+		}
+	})
+
+	t.Run("the kube-dns ClusterIP from the node", func(t *testing.T) {
+		for _, n := range c.Nodes {
+			if _, err := harness.Lookup(ctx(t), n.NS, clusterDNSIP, "backend.default.svc.cluster.local.", miekg.TypeA); err != nil {
+				t.Errorf("%s asking %s: %v", n.Name, clusterDNSIP, err)
+			}
 		}
 	})
 

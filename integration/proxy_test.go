@@ -67,6 +67,7 @@ func testServiceProxy(t *testing.T, backend string) {
 	lbReady := true // whether lb's one endpoint, on node1, is ready
 	services := func(webEndpoints []clusterPod, udpEndpoint clusterPod) string {
 		return strings.Join([]string{
+			"apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: kubernetes}\nspec: {cidrs: [10.96.0.0/16]}\n",
 			sliceYAML("lb", `{clusterIP: 10.96.0.14, type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32100, ports: [{port: 80, nodePort: 30082}]}`,
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: %t}}", a.IPs[0], a.node, lbReady)),
 			service("itl", `{clusterIP: 10.96.0.16, type: NodePort, internalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30083}]}`, "TCP", b),
@@ -134,6 +135,23 @@ func testServiceProxy(t *testing.T, backend string) {
 			}
 			if d := time.Since(start); d > 500*time.Millisecond {
 				t.Fatalf("connect %d refused only after %s", i, d)
+			}
+		}
+	})
+
+	t.Run("an address no Service holds is refused at once", func(t *testing.T) {
+		// Inside the ServiceCIDR: an address no Service has, and a port
+		// web does not have. From a pod (forwarded) and from the node.
+		for _, from := range []*harness.NetNS{client.NS, c.Nodes[0].NS} {
+			for _, dst := range []string{"10.96.99.99:80", "10.96.0.10:81"} {
+				start := time.Now()
+				_, _, err := harness.Ask(ctx(t), from, dst)
+				if !errors.Is(err, syscall.ECONNREFUSED) {
+					t.Errorf("%s from %s: %v, want connection refused", dst, from.Name, err)
+				}
+				if d := time.Since(start); d > 500*time.Millisecond {
+					t.Errorf("%s from %s refused only after %s", dst, from.Name, d)
+				}
 			}
 		}
 	})
@@ -401,10 +419,11 @@ func testRepair(t *testing.T, c *harness.Cluster, client clusterPod) {
 		}
 		return grepLines(body, `skein_proxy_sync_duration_seconds_count{mode="full"}`)
 	}
-	// Checked every second since the start, never found changed: the
-	// first sync is the only full one.
-	if got := fulls(); got != `skein_proxy_sync_duration_seconds_count{mode="full"} 1` {
-		t.Errorf("before the flush: %q, want one full sync", got)
+	// Checked every second since the start, never found changed: two
+	// full syncs (the first, and the one the ServiceCIDR's arrival
+	// asked for), no repair.
+	if got := fulls(); got != `skein_proxy_sync_duration_seconds_count{mode="full"} 2` {
+		t.Errorf("before the flush: %q, want two full syncs", got)
 	}
 	if _, err := n.NS.Exec(ctx(t), "nft", "flush", "table", "ip", "skein"); err != nil {
 		t.Fatal(err)

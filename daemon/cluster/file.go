@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -21,11 +22,11 @@ import (
 const MaxFileSize = 64 << 20
 
 // ParseFile reads Kubernetes objects from YAML (one or more documents) or
-// JSON: objects, or Lists of them. Nodes, Services and EndpointSlices are
-// kept (a namespaced object without a namespace is in "default", as
-// kubectl has it); kinds skeind does not read are ignored. A document
-// that does not parse fails the whole file, so a half-written file never
-// becomes a snapshot.
+// JSON: objects, or Lists of them. Nodes, Services, EndpointSlices and
+// ServiceCIDRs are kept (a namespaced object without a namespace is in
+// "default", as kubectl has it); kinds skeind does not read are ignored.
+// A document that does not parse fails the whole file, so a half-written
+// file never becomes a snapshot.
 func ParseFile(data []byte) (*State, error) { return (&Parser{}).Parse(data) }
 
 // Parser is ParseFile with a memory: the items of a JSON List that are
@@ -281,7 +282,7 @@ func decodeItem(raw []byte) (*item, error) {
 
 func isList(kind string) bool {
 	switch kind {
-	case "List", "NodeList", "ServiceList", "EndpointSliceList":
+	case "List", "NodeList", "ServiceList", "EndpointSliceList", "ServiceCIDRList":
 		return true
 	}
 	return false
@@ -294,6 +295,7 @@ type item struct {
 	node *corev1.Node
 	svc  *corev1.Service
 	es   *discoveryv1.EndpointSlice
+	cidr *networkingv1.ServiceCIDR
 }
 
 // object is the part of a Kubernetes object (or List) skeind reads: the
@@ -316,6 +318,7 @@ type object struct {
 		PodCIDR  string         `json:"podCIDR"`
 		PodCIDRs []string       `json:"podCIDRs"`
 		Taints   []corev1.Taint `json:"taints"`
+		CIDRs    []string       `json:"cidrs"` // a ServiceCIDR's
 		// A Service's spec, allocated only when a document has one.
 		*corev1.ServiceSpec
 	} `json:"spec"`
@@ -387,6 +390,13 @@ func convert(o *object) (*item, error) {
 			it.es = &discoveryv1.EndpointSlice{ObjectMeta: m, AddressType: o.AddressType, Endpoints: o.Endpoints, Ports: o.Ports}
 		}
 		return it, nil
+	case "ServiceCIDR":
+		if o.Metadata.Name == "" {
+			return nil, fmt.Errorf("a ServiceCIDR without metadata.name")
+		}
+		c := &networkingv1.ServiceCIDR{Spec: networkingv1.ServiceCIDRSpec{CIDRs: o.Spec.CIDRs}}
+		c.Name, c.Labels = o.Metadata.Name, o.Metadata.Labels
+		return &item{key: "ServiceCIDR " + c.Name, cidr: c}, nil
 	case "":
 		return nil, fmt.Errorf("an object without kind")
 	}
@@ -412,6 +422,8 @@ func (st *State) take(it *item, seen map[string]bool) error {
 		st.Services = append(st.Services, it.svc)
 	case it.es != nil:
 		st.EndpointSlices = append(st.EndpointSlices, it.es)
+	case it.cidr != nil:
+		st.ServiceCIDRs = append(st.ServiceCIDRs, it.cidr)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -85,7 +86,7 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 			return c.CoreV1().Nodes().List(ctx, o)
 		}, c.CoreV1().Nodes().Watch)
 	all := []*store{nodes}
-	services, slices := newStore(poke, nil), newStore(poke, nil)
+	services, slices, cidrs := newStore(poke, nil), newStore(poke, nil), newStore(poke, nil)
 	if s.Services {
 		s.reflect(ctx, "services", &corev1.Service{}, services,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -96,6 +97,13 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 				return c.DiscoveryV1().EndpointSlices("").List(ctx, o)
 			}, c.DiscoveryV1().EndpointSlices("").Watch)
 		all = append(all, services, slices)
+		if s.servesServiceCIDRs() {
+			s.reflect(ctx, "servicecidrs", &networkingv1.ServiceCIDR{}, cidrs,
+				func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+					return c.NetworkingV1().ServiceCIDRs().List(ctx, o)
+				}, c.NetworkingV1().ServiceCIDRs().Watch)
+			all = append(all, cidrs)
+		}
 	}
 	s.Log.Info("waiting for the first complete list from the API server", "services", s.Services)
 	for _, st := range all {
@@ -117,6 +125,7 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 		if s.Services {
 			st.Services = pointersOf[corev1.Service](services)
 			st.EndpointSlices = pointersOf[discoveryv1.EndpointSlice](slices)
+			st.ServiceCIDRs = pointersOf[networkingv1.ServiceCIDR](cidrs)
 		}
 		select {
 		case updates <- st.Seal():
@@ -140,6 +149,24 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 			}
 		}
 	}
+}
+
+// servesServiceCIDRs tells whether the API server has
+// networking.k8s.io/v1 ServiceCIDRs (Kubernetes 1.33 on): before, a
+// watch of them would fail forever.
+func (s *KubeSource) servesServiceCIDRs() bool {
+	list, err := s.Client.Discovery().ServerResourcesForGroupVersion("networking.k8s.io/v1")
+	if err != nil {
+		s.Log.Info("no ServiceCIDRs: the API server's networking.k8s.io/v1 cannot be listed; only --service-cidr is used", "err", err)
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == "servicecidrs" {
+			return true
+		}
+	}
+	s.Log.Info("no ServiceCIDRs on this API server; only --service-cidr is used")
+	return false
 }
 
 func (s *KubeSource) gap() time.Duration {

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -72,6 +73,33 @@ func TestKubeSourceServices(t *testing.T) {
 		if len(st.EndpointSlices) == 1 {
 			return
 		}
+	}
+}
+
+// TestKubeSourceServiceCIDRs: ServiceCIDRs are read where the API
+// server serves them; where it does not, snapshots come all the same.
+func TestKubeSourceServiceCIDRs(t *testing.T) {
+	for _, served := range []bool{true, false} {
+		t.Run(fmt.Sprintf("served %t", served), func(t *testing.T) {
+			client := fake.NewClientset(
+				&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
+				&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"},
+					Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/16"}}},
+			)
+			if served {
+				client.Resources = []*metav1.APIResourceList{{GroupVersion: "networking.k8s.io/v1",
+					APIResources: []metav1.APIResource{{Name: "servicecidrs", Kind: "ServiceCIDR"}}}}
+			}
+			_, updates := runSource(t, client)
+			st := <-updates
+			want := 0
+			if served {
+				want = 1
+			}
+			if len(st.Nodes) != 1 || len(st.ServiceCIDRs) != want {
+				t.Errorf("first snapshot: %d nodes, %d ServiceCIDRs; want 1, %d", len(st.Nodes), len(st.ServiceCIDRs), want)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // State is one complete snapshot of the cluster. Its objects are shared
@@ -16,7 +17,10 @@ type State struct {
 	Nodes          []corev1.Node
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
-	facts          *Facts
+	// ServiceCIDRs are the ranges ClusterIPs are allocated from (with
+	// Services, where the API server serves them).
+	ServiceCIDRs []*networkingv1.ServiceCIDR
+	facts        *Facts
 }
 
 // Seal computes the snapshot's Facts once. A source calls it before it

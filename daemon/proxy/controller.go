@@ -109,6 +109,9 @@ type Options struct {
 	Metrics   *Metrics
 	Conntrack Conntrack // nil: none cleared
 	Health    Health    // nil: no health checks served
+	// ServiceCIDRs are Service ranges beside the ServiceCIDR objects
+	// (--service-cidr).
+	ServiceCIDRs []netip.Prefix
 }
 
 // Controller turns snapshots into the backend's rules.
@@ -171,7 +174,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 		return nil
 	}
 	cfg := Config{NodeName: c.o.NodeName, Reserved: withAddr(st.Facts().Reserved, c.o.NodeIP), OverlayPort: c.o.OverlayPort,
-		Zone: me.Labels[corev1.LabelTopologyZone], Zones: zones(st)}
+		Zone: me.Labels[corev1.LabelTopologyZone], Zones: zones(st), ServiceCIDRs: c.o.ServiceCIDRs}
 	for _, p := range cidrs {
 		if f := family(p.Addr()); !slices.Contains(cfg.Families, f) {
 			cfg.Families = append(cfg.Families, f)
@@ -181,7 +184,9 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	m := c.memo.Build(st, cfg)
 	m = c.withoutRefused(m)
 	c.report(m.Problems)
-	full := c.needFull(ctx)
+	// The Service ranges live in the fixed part of the rules, which only
+	// a full sync writes; they change seldom.
+	full := c.needFull(ctx) || (c.last != nil && !slices.Equal(c.last.ServiceCIDRs, m.ServiceCIDRs))
 	mode := "partial"
 	if full {
 		mode = "full"

@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skein-net/skein/daemon/cluster"
@@ -199,4 +201,36 @@ func TestHealthChecks(t *testing.T) {
 			t.Errorf("problems %v, want ns/web's port taken", m.Problems)
 		}
 	})
+}
+
+// TestServiceCIDRs: the Service ranges of the flag and of ServiceCIDR
+// objects, merged; one over a pod network or a node's address, or not a
+// CIDR, is reported and left out.
+func TestServiceCIDRs(t *testing.T) {
+	st := lbState(nil, ep{addr: "10.64.1.1"})
+	st.ServiceCIDRs = []*networkingv1.ServiceCIDR{
+		{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/16", "fd00:96::/108"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "pods"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.0.0.0/8"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "node"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"172.30.0.0/24"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "junk"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.97.0.0", "fe80::%eth0/64"}}},
+	}
+	cfg := Config{NodeName: "node1", Families: []int{4},
+		Reserved:     []netip.Prefix{netip.MustParsePrefix("10.64.0.0/16"), netip.MustParsePrefix("172.30.0.11/32")},
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("10.98.0.1/12")}}
+	m := Build(st, cfg)
+	// 10.96.0.0/16 lies inside the flag's 10.96.0.0/12.
+	want := []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:96::/108")}
+	if diff := cmp.Diff(want, m.ServiceCIDRs, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Service ranges (-want +got):\n%s", diff)
+	}
+	var got []string
+	for _, p := range m.Problems {
+		got = append(got, p.Object+" "+p.Reason)
+	}
+	slices.Sort(got)
+	wantProblems := []string{"ServiceCIDR junk invalid-service-cidr", "ServiceCIDR junk invalid-service-cidr",
+		"ServiceCIDR node service-cidr-overlaps", "ServiceCIDR pods service-cidr-overlaps"}
+	if diff := cmp.Diff(wantProblems, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
 }

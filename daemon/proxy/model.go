@@ -43,6 +43,9 @@ type Config struct {
 	Zone string
 	// Zones are every node's zone: a hint naming another is reported.
 	Zones []string
+	// ServiceCIDRs are Service ranges given by flag, beside the
+	// snapshot's ServiceCIDR objects.
+	ServiceCIDRs []netip.Prefix
 }
 
 // ServicePort is one port of one Service in one family: the unit every
@@ -221,6 +224,10 @@ type Model struct {
 	// HealthChecks are the health-check node ports this node serves,
 	// sorted by Service; no two share a port.
 	HealthChecks []HealthCheck
+	// ServiceCIDRs are the ranges ClusterIPs come from, sorted: a new
+	// connection to an address in one that no Service's rules take is
+	// refused, rather than routed out of the node.
+	ServiceCIDRs []netip.Prefix
 	// TriggerTimes holds, per EndpointSlice "ns/name", its
 	// endpoints.kubernetes.io/last-change-trigger-time annotation.
 	TriggerTimes map[string]string
@@ -304,6 +311,7 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	}
 	mm.reserved, cfg.Reserved = reservedCfg, reservedCfg
 	var m Model
+	m.ServiceCIDRs, m.Problems = serviceCIDRs(st, cfg)
 	m.TriggerTimes = mm.indexSlices(st)
 	next := mm.spare
 	if next == nil {
@@ -470,6 +478,54 @@ func servicePorts(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg
 		}
 	}
 	return out, problems
+}
+
+// serviceCIDRs are the Service ranges of the flag and of the snapshot's
+// ServiceCIDR objects; one that overlaps a pod network or holds a node's
+// address is left out and reported: refusing traffic to it would cut
+// pods or nodes off.
+func serviceCIDRs(st *cluster.State, cfg Config) ([]netip.Prefix, []Problem) {
+	var out []netip.Prefix
+	var problems []Problem
+	add := func(obj string, p netip.Prefix) {
+		p = p.Masked()
+		for _, r := range cfg.Reserved {
+			if p.Overlaps(r) {
+				problems = append(problems, Problem{obj, "service-cidr-overlaps",
+					fmt.Sprintf("%s overlaps %s, a node's address or pod network", p, r)})
+				return
+			}
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, p := range cfg.ServiceCIDRs {
+		add("--service-cidr", p)
+	}
+	for _, sc := range st.ServiceCIDRs {
+		obj := "ServiceCIDR " + sc.Name
+		for _, s := range sc.Spec.CIDRs {
+			p, err := netip.ParsePrefix(s)
+			if err != nil || p.Addr().Zone() != "" || p.Addr().Is4In6() {
+				problems = append(problems, Problem{obj, "invalid-service-cidr", fmt.Sprintf("%q is not a CIDR", s)})
+				continue
+			}
+			add(obj, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	// A range inside another goes: an nftables interval set refuses
+	// overlapping elements. Sorted so, a range's container comes first.
+	kept := out[:0]
+	for _, p := range out {
+		if !slices.ContainsFunc(kept, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
+			kept = append(kept, p)
+		}
+	}
+	return kept, problems
 }
 
 // healthCheck is the Service's health-check node port on this node, nil

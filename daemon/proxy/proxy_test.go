@@ -70,6 +70,7 @@ func TestBuild(t *testing.T) {
 		"Service shop/bad-ip invalid-cluster-ip",
 		"Service shop/bad-port invalid-port",
 		"EndpointSlice shop/bad-port-1 invalid-endpoint-address",
+		"ServiceCIDR hostile invalid-service-cidr",
 	}
 	slices.Sort(reasons)
 	slices.Sort(want)

@@ -105,7 +105,7 @@ func newControllers(ctx context.Context, f *flags, log *slog.Logger, m *health.M
 	}
 	px := proxy.New(b, proxy.Options{
 		NodeName: f.nodeName, NodeIP: nodeIP, OverlayPort: uint16(f.port), CheckEvery: f.resync, Log: log,
-		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{}, Health: hc,
+		Metrics: proxy.NewMetrics(m.Registry), Conntrack: proxy.KernelConntrack{}, Health: hc, ServiceCIDRs: f.serviceCIDRs,
 	})
 	p := named{controller: px, name: "proxy", services: true, queued: hc.Queued}
 	if d != nil {

@@ -32,6 +32,7 @@ type flags struct {
 	masquerade    bool
 	proxy         string
 	nodePortAddrs []string
+	serviceCIDRs  []netip.Prefix
 	staleAfter    time.Duration
 	dns           dnsFlags
 }
@@ -85,6 +86,7 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	fs.DurationVar(&f.staleAfter, "source-stale-after", 5*time.Minute, "/readyz fails once the cluster source has failed for this long (the dataplane keeps the last good snapshot)")
 	f.dns.register(fs)
 	nodePorts := fs.String("nodeport-addresses", "", "comma-separated CIDRs of the node addresses NodePorts answer on (default every local address)")
+	serviceCIDRs := fs.String("service-cidr", "", "comma-separated Service ranges (the API server's --service-cluster-ip-range), beside its ServiceCIDR objects: a new connection to an address in one that no Service holds is refused")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -105,6 +107,16 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 			return nil, nil, fmt.Errorf("--nodeport-addresses: %q is not a CIDR", c)
 		}
 		f.nodePortAddrs = append(f.nodePortAddrs, p.Masked().String())
+	}
+	for _, c := range strings.Split(*serviceCIDRs, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--service-cidr: %q is not a CIDR", c)
+		}
+		f.serviceCIDRs = append(f.serviceCIDRs, p.Masked())
 	}
 	if f.nodeName == "" {
 		return nil, nil, errors.New("--node-name (or $NODE_NAME) is required")

@@ -69,6 +69,12 @@ func TestParseFlagsFromEnvironment(t *testing.T) {
 			err:  `--dns-ttl 1.5s: want whole seconds, at least 1s`,
 		},
 		{
+			name: "a Service range that is not a CIDR is refused",
+			args: []string{"--service-cidr", "10.96.0.0/12,10.300.0.0/16"},
+			env:  []string{"NODE_NAME=n1"},
+			err:  `--service-cidr: "10.300.0.0/16" is not a CIDR`,
+		},
+		{
 			name: "a proxy health address without a port is refused",
 			args: []string{"--proxy-health-addr", "0.0.0.0"},
 			env:  []string{"NODE_NAME=n1"},

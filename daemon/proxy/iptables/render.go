@@ -109,6 +109,9 @@ type iptCache struct {
 	chunks map[string]*iptChunk
 	shared iptRules
 	count  int // rules, everything written
+	// serviceCIDRs are the model's Service ranges of this family, which
+	// the shared SKEIN-SERVICES refuses past the Services.
+	serviceCIDRs []netip.Prefix
 }
 
 // iptChange is what a partial sync writes: the chains of the ports that
@@ -129,7 +132,14 @@ func (f iptRenderer) desired(m *proxy.Model, cache *iptCache, partial bool) (ipt
 	cache.call++
 	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
 	ch := iptChange{before: iptRules{}, after: iptRules{}}
-	reshare := cache.shared == nil
+	var cidrs []netip.Prefix
+	for _, p := range m.ServiceCIDRs {
+		if p.Addr().Is4() == (f.fam == 4) {
+			cidrs = append(cidrs, p)
+		}
+	}
+	reshare := cache.shared == nil || !slices.Equal(cidrs, cache.serviceCIDRs)
+	cache.serviceCIDRs = cidrs
 	for id, c := range cache.chunks {
 		if c.Seen != cache.call && !renewed[id] {
 			ch.before.merge(c.r, false)
@@ -151,7 +161,7 @@ func (f iptRenderer) desired(m *proxy.Model, cache *iptCache, partial bool) (ipt
 		cache.chunks[sp.ID()] = c
 	}
 	if reshare {
-		shared := f.shared(m, cache.chunks)
+		shared := f.shared(m, cache.chunks, cidrs)
 		if cache.shared != nil {
 			ch.before.merge(cache.shared, true)
 		}
@@ -193,7 +203,7 @@ func sameShared(a, b *iptChunk) bool {
 
 // shared renders the chains the ports share, from every port's chunk in
 // the model's order.
-func (f iptRenderer) shared(m *proxy.Model, chunks map[string]*iptChunk) iptRules {
+func (f iptRenderer) shared(m *proxy.Model, chunks map[string]*iptChunk, serviceCIDRs []netip.Prefix) iptRules {
 	r := iptRules{"nat": {iptServices: nil, iptNodePorts: nil}, "filter": {iptServices: nil, iptNodePorts: nil}}
 	r.add("nat", iptMarkMasq, fmt.Sprintf("-j MARK --or-mark 0x%x", proxy.MasqueradeMark))
 	r.add("nat", iptPostrouting,
@@ -226,6 +236,16 @@ func (f iptRenderer) shared(m *proxy.Model, chunks map[string]*iptChunk) iptRule
 	for _, p := range f.nodePorts {
 		r.add("nat", iptServices, "-d "+p+" -j "+iptNodePorts)
 		r.add("filter", iptServices, "-d "+p+" -j "+iptNodePorts)
+	}
+	// Past DNAT (filter's FORWARD and OUTPUT come after nat's), a new
+	// connection still to a Service range was taken by no Service: an
+	// address no Service holds, or a port the Service does not have.
+	// The node's own addresses stay reachable (skeind's DNS answers on
+	// the kube-dns ClusterIP, on the node).
+	for _, p := range serviceCIDRs {
+		r.add("filter", iptServices,
+			"-d "+p.String()+" -p tcp -m addrtype ! --dst-type LOCAL -j "+reject("tcp"),
+			"-d "+p.String()+" -m addrtype ! --dst-type LOCAL -j "+reject(""))
 	}
 	return r
 }

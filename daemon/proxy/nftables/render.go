@@ -45,6 +45,7 @@ const (
 	mapEndpoints    = "endpoints-" // and the group, 00 to ff
 	setHairpin      = "hairpin"
 	setNodePortIPs  = "nodeport-ips"
+	setServiceCIDRs = "service-cidrs"
 )
 
 // nftRules is the desired content of one family's table beyond its fixed
@@ -137,6 +138,8 @@ type nftCache struct {
 	claims  map[string][]string
 	hairpin map[elem]int // element -> the local endpoints behind it
 	count   int          // rules and elements, everything written
+	// serviceCIDRs are the model's Service ranges of this family.
+	serviceCIDRs []netip.Prefix
 }
 
 // nftChange is what a partial sync writes: the rules of the ports that
@@ -163,6 +166,12 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			claims: map[string][]string{}, hairpin: map[elem]int{}}
 	}
 	cache.call++
+	cache.serviceCIDRs = cache.serviceCIDRs[:0]
+	for _, p := range m.ServiceCIDRs {
+		if p.Addr().Is4() == (f.fam == 4) {
+			cache.serviceCIDRs = append(cache.serviceCIDRs, p)
+		}
+	}
 	changed, dirty := f.renderChanged(m, cache)
 	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
 	cache.rebuildGroups(ch, dirty, partial)
@@ -402,6 +411,11 @@ func (f nftRenderer) whole(cache *nftCache) *nftRules {
 		nodePortIPs = append(nodePortIPs, intervalElem(p))
 	}
 	r.sets[setNodePortIPs] = nodePortIPs
+	var cidrs []elem
+	for _, p := range cache.serviceCIDRs {
+		cidrs = append(cidrs, intervalElem(p))
+	}
+	r.sets[setServiceCIDRs] = cidrs
 	for _, c := range cache.chunks {
 		mergeChunk(r, c)
 	}

@@ -130,6 +130,8 @@ type (
 	ctStatusDNAT struct{}
 	// fibLocal is "fib saddr type local" (or daddr).
 	fibLocal struct{ which string }
+	// fibNotLocal is "fib daddr type != local" (or saddr).
+	fibNotLocal struct{ which string }
 	// iifnameNot is `iifname != "name"`.
 	iifnameNot struct{ name string }
 	// l4proto is "meta l4proto tcp".
@@ -223,6 +225,18 @@ func (s fibLocal) exprs(b *exprBuilder) {
 		fib.FlagDADDR = true
 	}
 	b.add(fib, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
+}
+
+func (s fibNotLocal) text() string { return "fib " + s.which + " type != local" }
+
+func (s fibNotLocal) exprs(b *exprBuilder) {
+	fib := &expr.Fib{Register: 1, ResultADDRTYPE: true}
+	if s.which == "saddr" {
+		fib.FlagSADDR = true
+	} else {
+		fib.FlagDADDR = true
+	}
+	b.add(fib, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
 }
 
 func (s iifnameNot) text() string { return "iifname != " + strconv.Quote(s.name) }

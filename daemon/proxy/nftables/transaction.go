@@ -24,6 +24,11 @@ func (f nftRenderer) skeleton(tx nftWriter) {
 		// whether or not the node has a route to its ClusterIP.
 		f.baseChainDecl("filter-prerouting", knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority+"-10"),
 		f.baseChainDecl("filter-output", knftables.FilterType, knftables.OutputHook, knftables.DNATPriority+"-10"),
+		// After DNAT: a new connection still to a Service range was
+		// taken by no Service's rules (an address no Service holds, or a
+		// port the Service does not have).
+		f.baseChainDecl("filter-forward", knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority),
+		f.baseChainDecl("filter-output-post-dnat", knftables.FilterType, knftables.OutputHook, knftables.FilterPriority),
 		{name: chainServices}, {name: chainMarkMasq}, {name: chainReject},
 	} {
 		tx.AddChain(c)
@@ -37,6 +42,7 @@ func (f nftRenderer) skeleton(tx nftWriter) {
 	tx.AddSet(verdictMap(mapNoEPNodePort, proto, port))
 	tx.AddSet(setOf(setHairpin, []nftwire.Datatype{addr, addr}))
 	tx.AddSet(setOf(setNodePortIPs, []nftwire.Datatype{addr}, knftables.IntervalFlag))
+	tx.AddSet(setOf(setServiceCIDRs, []nftwire.Datatype{addr}, knftables.IntervalFlag))
 
 	rule := func(chain string, stmts ...stmt) { tx.Rule(chain, newRule(stmts...)) }
 	rule("nat-prerouting", verdict{"jump", chainServices})
@@ -56,6 +62,10 @@ func (f nftRenderer) skeleton(tx nftWriter) {
 		rule(c, ctStateNew{}, addrProtoPortVmap{f.fam, mapNoEPServices})
 		rule(c, ctStateNew{}, local, protoPortVmap{mapNoEPNodePort})
 	}
+	// The node's own addresses stay reachable (skeind's DNS answers on
+	// the kube-dns ClusterIP, on the node).
+	rule("filter-forward", ctStateNew{}, addrIn{f.fam, "daddr", setServiceCIDRs}, verdict{"goto", chainReject})
+	rule("filter-output-post-dnat", ctStateNew{}, addrIn{f.fam, "daddr", setServiceCIDRs}, fibNotLocal{"daddr"}, verdict{"goto", chainReject})
 	// A TCP reset, which unlike ICMP errors the kernel does not rate-limit.
 	rule(chainReject, l4proto{"tcp"}, reject{tcpReset: true})
 	rule(chainReject, reject{})
@@ -219,6 +229,7 @@ func keysWhere[V any](m map[string]V, keep func(string, V) bool) []string {
 // only.
 var fixedChains = []string{
 	"nat-prerouting", "nat-output", "nat-postrouting", "filter-prerouting", "filter-output",
+	"filter-forward", "filter-output-post-dnat",
 	chainServices, chainMarkMasq, chainReject,
 }
 
