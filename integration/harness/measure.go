@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -130,4 +132,78 @@ func HistogramTotals(ctx context.Context, ns *NetNS, url, metric string) (int, t
 		}
 	}
 	return int(count), time.Duration(sum * float64(time.Second)), nil
+}
+
+// Buckets is a Prometheus histogram's cumulative counts by upper bound
+// (+Inf included), summed over its label sets.
+type Buckets map[float64]float64
+
+// HistogramBuckets reads a histogram's buckets from a /metrics page
+// served in ns.
+func HistogramBuckets(ctx context.Context, ns *NetNS, url, metric string) (Buckets, error) {
+	code, body, err := ns.HTTPGet(ctx, url)
+	if err != nil || code != 200 {
+		return nil, fmt.Errorf("metrics at %s: %d %v", url, code, err)
+	}
+	out := Buckets{}
+	for _, l := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(l, metric+"_bucket{")
+		if !ok {
+			continue
+		}
+		_, le, ok := strings.Cut(rest, `le="`)
+		if !ok {
+			continue
+		}
+		bound, _, _ := strings.Cut(le, `"`)
+		var upper, v float64
+		if bound == "+Inf" {
+			upper = math.Inf(1)
+		} else if _, err := fmt.Sscan(bound, &upper); err != nil {
+			continue
+		}
+		if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err != nil {
+			continue
+		}
+		out[upper] += v
+	}
+	return out, nil
+}
+
+// Since is what the histogram counted after before was read.
+func (b Buckets) Since(before Buckets) Buckets {
+	out := Buckets{}
+	for le, v := range b {
+		out[le] = v - before[le]
+	}
+	return out
+}
+
+// Count is how many observations the histogram holds.
+func (b Buckets) Count() int { return int(b[math.Inf(1)]) }
+
+// Quantile estimates the q-quantile (0 to 1) as Prometheus's
+// histogram_quantile does: linearly within the bucket it falls in; in
+// the +Inf bucket, the highest finite bound. NaN when empty.
+func (b Buckets) Quantile(q float64) float64 {
+	bounds := slices.Sorted(maps.Keys(b))
+	total := b[math.Inf(1)]
+	if total == 0 || len(bounds) == 0 {
+		return math.NaN()
+	}
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for _, le := range bounds {
+		if b[le] >= rank {
+			if math.IsInf(le, 1) {
+				return lower
+			}
+			if b[le] == below {
+				return le
+			}
+			return lower + (le-lower)*(rank-below)/(b[le]-below)
+		}
+		lower, below = le, b[le]
+	}
+	return lower
 }

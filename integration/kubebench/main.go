@@ -1,8 +1,10 @@
 // Command kubebench runs skeind's Service proxy side by side with
 // kube-proxy (iptables mode and nftables mode) against one real API
 // server build, started afresh for each, each in a network namespace of its own
-// playing a node. For each it creates 1,000 and then 10,000 Services with
-// 10 endpoints each in bulk and times until the rules are present, then
+// playing a node. For each it creates 1,000 Services with 10 endpoints
+// each in bulk (five times, deleting them in between) and then 10,000,
+// and times until the rules are present, with the proxy's own network
+// programming histogram, then
 // changes one endpoint 100 times and times each change from the API call
 // to the kernel's nftables event for it, then times TCP connects to a
 // ClusterIP at 10,000 Services; it reports peak RSS and CPU seconds of
@@ -19,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +43,7 @@ var (
 	kubeProxy = flag.String("kube-proxy", "", "the kube-proxy binary")
 	proxies   = flag.String("proxies", "skeind,kube-proxy-nftables,kube-proxy-iptables", "what to measure, in order")
 	sizes     = flag.String("sizes", "1000,10000", "Services (10 endpoints each) after each bulk step")
+	repeat    = flag.Int("repeat", 5, "times the first bulk step is made (its Services deleted in between): one run of it is noisy")
 	changes   = flag.Int("changes", 100, "single endpoint changes")
 	dials     = flag.Int("dials", 5000, "connects timed, to the Service and as many directly")
 	coldLimit = flag.Duration("cold-limit", 10*time.Minute, "give up waiting for a bulk step's or a cold start's rules after this long")
@@ -62,6 +66,7 @@ func main() {
 
 type bulk struct {
 	services      int
+	vip           string        // the last Service's ClusterIP
 	created, took time.Duration // API writes done; rules present (both from the step's start)
 	done          bool
 	syncs         int           // the proxy's rule syncs during the step, from its metrics
@@ -69,8 +74,12 @@ type bulk struct {
 }
 
 type result struct {
-	proxy   string
-	bulks   []bulk
+	proxy string
+	bulks []bulk
+	// prog is the proxy's own network programming histogram over the
+	// bulk steps of each size: from each EndpointSlice's trigger time to
+	// its rules.
+	prog    map[int]harness.Buckets
 	changes []time.Duration
 	via     []time.Duration
 	direct  []time.Duration
@@ -123,8 +132,8 @@ type node struct {
 	table    string // the IPv4 nftables table its rules are in
 	readyURL string
 	// Where the proxy reports its rule syncs: a Prometheus histogram, its
-	// _sum and _count lines.
-	metricsURL, syncMetric string
+	// _sum and _count lines; and its network programming histogram.
+	metricsURL, syncMetric, progMetric string
 }
 
 // syncs reads the proxy's count and total duration of rule syncs so far.
@@ -145,19 +154,42 @@ func measure(ctx context.Context, api kubernetes.Interface, kc, binDir, proxy st
 	}
 	defer stop()
 	have := 0
-	for _, s := range strings.Split(*sizes, ",") {
+	r.prog = map[int]harness.Buckets{}
+steps:
+	for i, s := range strings.Split(*sizes, ",") {
 		var want int
 		fmt.Sscan(s, &want)
-		fmt.Fprintf(os.Stderr, "%s: bulk to %d Services ...\n", proxy, want)
-		b, err := bulkTo(ctx, api, n, have, want)
+		progBefore, err := harness.HistogramBuckets(ctx, n.NS, n.metricsURL, n.progMetric)
 		if err != nil {
 			return r, err
 		}
-		r.bulks = append(r.bulks, b)
-		have = want
-		if !b.done {
-			break // the rest would take longer still
+		runs := 1
+		if i == 0 {
+			runs = max(*repeat, 1)
 		}
+		for k := range runs {
+			if k > 0 {
+				if err := deleteAll(ctx, api, n, r.bulks[len(r.bulks)-1].vip); err != nil {
+					return r, err
+				}
+				have = 0
+			}
+			fmt.Fprintf(os.Stderr, "%s: bulk to %d Services (run %d of %d) ...\n", proxy, want, k+1, runs)
+			b, err := bulkTo(ctx, api, n, have, want)
+			if err != nil {
+				return r, err
+			}
+			r.bulks = append(r.bulks, b)
+			have = want
+			if !b.done {
+				break steps // the rest would take longer still
+			}
+		}
+		progAfter, err := harness.HistogramBuckets(ctx, n.NS, n.metricsURL, n.progMetric)
+		if err != nil {
+			return r, err
+		}
+		r.prog[want] = progAfter.Since(progBefore)
 	}
 	if last := r.bulks[len(r.bulks)-1]; last.done {
 		fmt.Fprintf(os.Stderr, "%s: %d endpoint changes ...\n", proxy, *changes)
@@ -210,12 +242,14 @@ func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, pro
 	case "skeind":
 		n.table, n.readyURL = "skein", "http://127.0.0.1:9897/readyz"
 		n.metricsURL, n.syncMetric = "http://127.0.0.1:9897/metrics", "skein_proxy_sync_duration_seconds"
+		n.progMetric = "skein_proxy_network_programming_duration_seconds"
 		args = []string{filepath.Join(binDir, "skeind"), "--node-name", n.name, "--kubeconfig", kc,
 			"--conflist", filepath.Join(n.Dir, "10-skein.conflist"), "--masquerade=false", "--resync", "1h"}
 	case "kube-proxy-iptables", "kube-proxy-nftables":
 		mode := strings.TrimPrefix(proxy, "kube-proxy-")
 		n.table, n.readyURL = "nat", "http://127.0.0.1:10256/healthz"
 		n.metricsURL, n.syncMetric = "http://127.0.0.1:10249/metrics", "kubeproxy_sync_proxy_rules_duration_seconds"
+		n.progMetric = "kubeproxy_network_programming_duration_seconds"
 		if mode == "nftables" {
 			n.table = "kube-proxy"
 		}
@@ -347,10 +381,15 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 				eps = append(eps, endpoint(fmt.Sprintf("10.%d.%d.%d", 100+j, i/256, i%256)))
 			}
 		}
-		if _, err := api.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice(i, eps), metav1.CreateOptions{}); err != nil {
+		es := slice(i, eps)
+		// As the EndpointSlice controller marks its writes: both proxies
+		// time their network programming from it.
+		es.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().Format(time.RFC3339Nano)}
+		if _, err := api.DiscoveryV1().EndpointSlices(namespace).Create(ctx, es, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 		if i == want-1 {
+			b.vip = made.Spec.ClusterIP
 			vipCh <- made.Spec.ClusterIP
 		}
 		return nil
@@ -377,6 +416,40 @@ func bulkTo(ctx context.Context, api kubernetes.Interface, n *node, have, want i
 		return b, ctx.Err()
 	}
 	return b, nil
+}
+
+// deleteAll deletes every Service and EndpointSlice of the benchmark and
+// waits until the last step's Service no longer answers and the proxy
+// has had a quiet second: the next step starts from an empty node.
+func deleteAll(ctx context.Context, api kubernetes.Interface, n *node, vip string) error {
+	svcs, err := api.CoreV1().Services(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if err := harness.Parallel(len(svcs.Items), func(i int) error {
+		return api.CoreV1().Services(namespace).Delete(ctx, svcs.Items[i].Name, metav1.DeleteOptions{})
+	}); err != nil {
+		return fmt.Errorf("delete the Services: %w", err)
+	}
+	if err := api.DiscoveryV1().EndpointSlices(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("delete the EndpointSlices: %w", err)
+	}
+	for start := time.Now(); answers(ctx, n, vip+":80"); time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > *coldLimit {
+			return fmt.Errorf("%s still answers %s after its Service was deleted", vip, *coldLimit)
+		}
+	}
+	// Quiet: no sync for a second.
+	last, _, err := n.syncs(ctx)
+	for err == nil {
+		time.Sleep(time.Second)
+		var now int
+		if now, _, err = n.syncs(ctx); now == last {
+			break
+		}
+		last = now
+	}
+	return err
 }
 
 // answers tells whether a TCP connect from the client pod to addr
@@ -468,6 +541,29 @@ func report(rs []result) {
 				took, after = fmt.Sprintf("not within %s", *coldLimit), "-"
 			}
 			fmt.Printf("| %s | %d | %.2f s | %s | %s | %s |\n", r.proxy, b.services, b.created.Seconds(), took, after, syncs)
+		}
+	}
+	fmt.Println()
+	fmt.Printf("After the last write, per step size (the first size made %d times): median and range; and each proxy's own network programming histogram over the steps of that size (EndpointSlice trigger time to its rules, estimated from its buckets):\n\n", *repeat)
+	fmt.Println("| proxy | Services | runs | after the last write: median | min - max | network programming p50 | p99 | slices timed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		bySize := map[int][]time.Duration{}
+		var order []int
+		for _, b := range r.bulks {
+			if !b.done {
+				continue
+			}
+			if bySize[b.services] == nil {
+				order = append(order, b.services)
+			}
+			bySize[b.services] = append(bySize[b.services], b.took-b.created)
+		}
+		for _, size := range order {
+			d, prog := bySize[size], r.prog[size]
+			p50, p99, n := fmt.Sprintf("%.0f ms", 1000*prog.Quantile(0.5)), fmt.Sprintf("%.0f ms", 1000*prog.Quantile(0.99)), fmt.Sprint(prog.Count())
+			fmt.Printf("| %s | %d | %d | %.2f s | %.2f - %.2f s | %s | %s | %s |\n", r.proxy, size, len(d),
+				harness.Percentile(d, 50).Seconds(), slices.Min(d).Seconds(), slices.Max(d).Seconds(), p50, p99, n)
 		}
 	}
 	fmt.Println()

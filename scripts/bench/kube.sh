@@ -7,7 +7,9 @@
 # changes, TCP connects to a ClusterIP at 10,000, peak RSS and CPU
 # seconds. Needs root; takes about half an hour, most of it the API
 # server taking 20,000 objects three times. Prints Markdown.
-#   SIZES=1000,10000 CHANGES=100 DIALS=5000 PROXIES=skeind,kube-proxy-nftables,kube-proxy-iptables scripts/bench/kube.sh
+#   SIZES=1000,10000 REPEAT=5 CHANGES=100 DIALS=5000 PROXIES=skeind,kube-proxy-nftables,kube-proxy-iptables scripts/bench/kube.sh
+# REPEAT is how many times the first bulk step is made (its Services
+# deleted in between): one run of it is noisy.
 # TOGETHER=1 measures only the first packet, the proxies running side by
 # side on one API server loaded once to the last size, connects
 # interleaved:
@@ -22,5 +24,5 @@ trap 'scripts/k8s.sh down >/dev/null; rm -rf "$bin"' EXIT
 go build -o "$bin/kubebench" ./integration/kubebench  # run directly: an interrupt reaches it, and it cleans up
 "$bin/kubebench" -api-up "CONTROLLER_MANAGER=0 scripts/k8s.sh up" \
   -kube-proxy "${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}/bin/kube-proxy" \
-  -sizes "${SIZES:-1000,10000}" -changes "${CHANGES:-100}" -dials "${DIALS:-5000}" \
+  -sizes "${SIZES:-1000,10000}" -repeat "${REPEAT:-5}" -changes "${CHANGES:-100}" -dials "${DIALS:-5000}" \
   -proxies "${PROXIES:-skeind,kube-proxy-nftables,kube-proxy-iptables}" ${TOGETHER:+-first-packet-together}

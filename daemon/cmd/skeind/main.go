@@ -117,6 +117,13 @@ func run(log *slog.Logger, args []string) error {
 	for i, c := range ctrls {
 		d.ready.Set(c.name, "no complete snapshot of the cluster yet")
 		opts := runner.Options{MinInterval: f.minInterval, Resync: f.resync}
+		if c.name == "proxy" {
+			// The Service rules follow a burst of API writes as closely
+			// as their cost allows: ten times the last sync's duration
+			// (a tenth of a CPU at most under continuous change), at
+			// least 50 ms, at most --min-sync-interval.
+			opts.CostFactor = 10
+		}
 		if c.from != nil {
 			// A follower is woken once per sync of the one it follows,
 			// which is rate-limited already: it adds no wait of its own.
