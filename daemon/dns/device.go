@@ -90,7 +90,13 @@ func (d *Device) Ensure(ctx context.Context, addrs []netip.Addr, port uint16) er
 			return fmt.Errorf("dns: set %s up: %w", DeviceName, err)
 		}
 	}
-	if err := d.nft.Run(ctx, d.transaction(addrs, port)); err != nil {
+	err = d.nft.Run(ctx, d.transaction(addrs, port, true))
+	if err != nil {
+		// A kernel without nft_socket: no hold across restarts, queries
+		// are refused while no server listens, as before.
+		err = d.nft.Run(ctx, d.transaction(addrs, port, false))
+	}
+	if err != nil {
 		return fmt.Errorf("dns: write table inet %s: %w", Table, err)
 	}
 	return nil
@@ -145,7 +151,14 @@ func addDevice() (netlink.Link, error) {
 // addresses is not tracked. A tracked query to the kube-dns ClusterIP
 // would be DNATed by the Service proxy (and race with its AAAA twin in
 // conntrack); untracked, it is delivered here.
-func (d *Device) transaction(addrs []netip.Addr, port uint16) *knftables.Transaction {
+//
+// With hold, a query that finds no server listening (skeind restarting:
+// an upgrade, a crash) is dropped rather than refused: the addresses
+// stay on the device, and the kernel would answer "port unreachable"
+// (UDP) or a reset (TCP), on which resolvers give up at once. Dropped,
+// the client asks again after its timeout (glibc and Go: 5 s; a TCP SYN
+// after 1 s) and finds the new server.
+func (d *Device) transaction(addrs []netip.Addr, port uint16, hold bool) *knftables.Transaction {
 	tx := d.nft.NewTransaction()
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("skein: cluster DNS, not tracked")})
 	tx.Flush(&knftables.Table{})
@@ -155,6 +168,10 @@ func (d *Device) transaction(addrs []netip.Addr, port uint16) *knftables.Transac
 	}{{"prerouting", knftables.PreroutingHook}, {"output", knftables.OutputHook}} {
 		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.FilterType),
 			Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(knftables.RawPriority)})
+	}
+	if hold {
+		tx.Add(&knftables.Chain{Name: "input", Type: knftables.PtrTo(knftables.FilterType),
+			Hook: knftables.PtrTo(knftables.InputHook), Priority: knftables.PtrTo(knftables.FilterPriority + "-10")})
 	}
 	p := strconv.Itoa(int(port))
 	for _, a := range addrs {
@@ -169,6 +186,12 @@ func (d *Device) transaction(addrs []netip.Addr, port uint16) *knftables.Transac
 			tx.Add(&knftables.Rule{Chain: "output", Rule: knftables.Concat(ip, "daddr", a, l4, "dport", p, "notrack")})
 			tx.Add(&knftables.Rule{Chain: "output", Rule: knftables.Concat(ip, "saddr", a, l4, "sport", p, "notrack")})
 			tx.Add(&knftables.Rule{Chain: "prerouting", Rule: knftables.Concat(ip, "saddr", a, l4, "sport", p, "notrack")})
+			if hold {
+				// "socket transparent 0" matches when a (non-transparent)
+				// socket takes the packet: the server is there.
+				tx.Add(&knftables.Rule{Chain: "input", Rule: knftables.Concat(ip, "daddr", a, l4, "dport", p, "socket transparent 0 accept")})
+				tx.Add(&knftables.Rule{Chain: "input", Rule: knftables.Concat(ip, "daddr", a, l4, "dport", p, "drop")})
+			}
 		}
 	}
 	return tx

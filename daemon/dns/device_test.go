@@ -2,11 +2,14 @@ package dns
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -63,6 +66,7 @@ func TestDevice(t *testing.T) {
 				t.Errorf("table lacks %q:\n%s", want, out)
 			}
 		}
+		testHold(t, local)
 		if err := d.Ensure(ctx, []netip.Addr{local}, 53); err != nil {
 			t.Fatal(err)
 		}
@@ -108,4 +112,56 @@ func TestDeviceNotOurs(t *testing.T) {
 			t.Errorf("addresses put on the veth: %v", got)
 		}
 	})
+}
+
+// testHold: with no server on the address, a query waits (dropped, the
+// client asks again) rather than being refused; with one, it is
+// answered. Run in the test's namespace.
+func testHold(t *testing.T, addr netip.Addr) {
+	t.Helper()
+	// Local traffic goes through lo, down in a new namespace.
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := netip.AddrPortFrom(addr, 53).String()
+	ask := func() error {
+		c, err := net.Dial("udp", server)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Write([]byte("?")); err != nil {
+			return err
+		}
+		_, err = c.Read(make([]byte, 8))
+		return err
+	}
+	var ne net.Error
+	var pc net.PacketConn
+	if err := ask(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("UDP with no server listening: %v, want a timeout (held), not a refusal", err)
+	}
+	if _, err := net.DialTimeout("tcp", server, 300*time.Millisecond); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("TCP with no server listening: %v, want a timeout (held), not a reset", err)
+	}
+	pc, err = net.ListenPacket("udp", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 8)
+		n, from, err := pc.ReadFrom(buf)
+		if err == nil {
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	if err := ask(); err != nil {
+		t.Errorf("UDP with a server listening: %v", err)
+	}
 }
