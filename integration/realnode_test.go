@@ -639,6 +639,16 @@ func testRealUpgrade(t *testing.T, c *harness.RealCluster) {
 		if _, err := api.CoreV1().Pods("default").Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// And by name: every request asks the node's skeind (the
+		// kubelet's clusterDNS), which the update restarts.
+		name = fmt.Sprintf("names-%d", i+1)
+		loops = append(loops, name)
+		pod = pod.DeepCopy()
+		pod.Name = name
+		pod.Spec.Containers[0].Args = []string{"loop", "--for", "45s", "--every", "200ms", "http://web.default.svc.cluster.local/hostname"}
+		if _, err := api.CoreV1().Pods("default").Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	defer func() {
 		for _, name := range loops {

@@ -139,6 +139,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	c := &Controller{cfg: cfg, log: log, dev: deps.Device, memo: NewMemo(cfg.Domain, ttl), metrics: m,
 		ready: "no complete snapshot of the cluster yet", deviceEvery: time.Minute}
 	c.h = &handler{
+		zoned:    make(chan struct{}),
 		origin:   miekg.Fqdn(cfg.Domain),
 		pods:     cfg.Pods,
 		fwd:      newForwarder(cfg.UpstreamBudget, cfg.ForceTCP, func(a, r string) { m.UpstreamErrors.WithLabelValues(a, r).Inc() }),
@@ -394,7 +395,7 @@ func (c *Controller) publishLocked(st *cluster.State, snapshot bool) {
 	}
 	c.serial++
 	z := c.memo.Build(st, c.serial)
-	c.h.zone.Store(z)
+	c.h.setZone(z)
 	if !snapshot {
 		return
 	}

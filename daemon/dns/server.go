@@ -16,7 +16,12 @@ import (
 // reverse names of its addresses, everything else through the cache and
 // the upstreams. Many goroutines run it at once.
 type handler struct {
-	zone     atomic.Pointer[Zone]
+	zone atomic.Pointer[Zone]
+	// zoned is closed when the first zone is stored; a query for the
+	// zone before it waits up to firstWait (default firstZoneWait).
+	zoned     chan struct{}
+	zonedOnce sync.Once
+	firstWait time.Duration
 	origin   string // the zone's, known before the first snapshot
 	pods     bool
 	fwd      *forwarder
@@ -65,6 +70,35 @@ func (h *handler) reply(w miekg.ResponseWriter, req, m *miekg.Msg, start time.Ti
 	h.metrics.Duration.Observe(time.Since(start).Seconds())
 }
 
+// firstZoneWait is how long a query for the zone waits for the first
+// snapshot after skeind starts: it lists the cluster in well under a
+// second, and a SERVFAIL meanwhile would fail a lookup that a moment's
+// wait answers (a restarted skeind on an upgrade). Under resolvers'
+// 5 s timeout, so that a client gives up on the wait, not on skeind.
+const firstZoneWait = 3 * time.Second
+
+// setZone publishes z.
+func (h *handler) setZone(z *Zone) {
+	h.zone.Store(z)
+	h.zonedOnce.Do(func() { close(h.zoned) })
+}
+
+// firstZone waits for the first zone, nil when it does not come in time.
+func (h *handler) firstZone(ctx context.Context) *Zone {
+	wait := h.firstWait
+	if wait <= 0 {
+		wait = firstZoneWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-h.zoned:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return h.zone.Load()
+}
+
 // typeLabel keeps the metric's label values few: common types by name,
 // the rest as "other".
 func typeLabel(t uint16) string {
@@ -107,6 +141,9 @@ func (h *handler) resolve(ctx context.Context, req *miekg.Msg) *miekg.Msg {
 	}
 	z := h.zone.Load()
 	if name == h.origin || strings.HasSuffix(name, "."+h.origin) {
+		if z == nil {
+			z = h.firstZone(ctx)
+		}
 		if z == nil {
 			m.Rcode = miekg.RcodeServerFailure // never a wrong NXDOMAIN
 			return m

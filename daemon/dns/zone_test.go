@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,12 +30,12 @@ func testState(t testing.TB, edit func(string) string) *cluster.State {
 func testHandler(t testing.TB, pods bool, upstreams ...string) *handler {
 	t.Helper()
 	m := NewMetrics(nil)
-	h := &handler{origin: "cluster.local.", pods: pods,
+	h := &handler{origin: "cluster.local.", pods: pods, zoned: make(chan struct{}), firstWait: 100 * time.Millisecond,
 		fwd:      newForwarder(2*time.Second, false, func(string, string) {}),
 		cache:    newCache(100, 1<<20, 0, time.Hour, func() {}),
 		inflight: make(chan struct{}, 10), metrics: m}
 	h.fwd.setUpstreams(upstreams)
-	h.zone.Store(NewMemo("cluster.local", 5).Build(testState(t, nil), 1))
+	h.setZone(NewMemo("cluster.local", 5).Build(testState(t, nil), 1))
 	return h
 }
 
@@ -171,13 +172,33 @@ func TestPodRecordsOff(t *testing.T) {
 	}
 }
 
-// TestBeforeFirstSnapshot: until the first complete snapshot the zone
-// answers SERVFAIL, never a wrong NXDOMAIN.
+// TestBeforeFirstSnapshot: a query for the zone before the first
+// complete snapshot waits for it, and is answered when it comes; one
+// that waits longer than firstWait gets SERVFAIL, never a wrong
+// NXDOMAIN.
 func TestBeforeFirstSnapshot(t *testing.T) {
 	h := testHandler(t, true)
 	h.zone.Store(nil)
+	h.zoned, h.zonedOnce = make(chan struct{}), sync.Once{}
+	start := time.Now()
 	if m := ask(h, "backend.shop.svc.cluster.local.", miekg.TypeA); m.Rcode != miekg.RcodeServerFailure {
-		t.Errorf("rcode %s, want SERVFAIL", miekg.RcodeToString[m.Rcode])
+		t.Errorf("no snapshot: rcode %s, want SERVFAIL", miekg.RcodeToString[m.Rcode])
+	}
+	if took := time.Since(start); took < h.firstWait {
+		t.Errorf("no snapshot: SERVFAIL after %s, want it to wait %s first", took, h.firstWait)
+	}
+	h.firstWait = time.Minute
+	answered := make(chan *miekg.Msg, 1)
+	go func() { answered <- ask(h, "backend.shop.svc.cluster.local.", miekg.TypeA) }()
+	time.Sleep(50 * time.Millisecond)
+	h.setZone(NewMemo("cluster.local", 5).Build(testState(t, nil), 1))
+	select {
+	case m := <-answered:
+		if m.Rcode != miekg.RcodeSuccess || len(m.Answer) != 1 {
+			t.Errorf("held until the snapshot: rcode %s, answer %v", miekg.RcodeToString[m.Rcode], m.Answer)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a query held for the first snapshot was not answered when it came")
 	}
 }
 
