@@ -211,21 +211,31 @@ func loop(args []string) error {
 	fs := flag.NewFlagSet("loop", flag.ExitOnError)
 	length := fs.Duration("for", time.Minute, "how long to go on")
 	every := fs.Duration("every", 200*time.Millisecond, "the interval between two rounds")
+	timeout := fs.Duration("timeout", 2*time.Second, "the most one request may take")
 	_ = fs.Parse(args)
 	if fs.NArg() == 0 {
 		usage()
 	}
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	var ok, retried, failed int
+	var slowest time.Duration
 	var fails []string
+	get := func(url string) error {
+		start := time.Now()
+		_, err := getOne(c, url)
+		if err == nil {
+			slowest = max(slowest, time.Since(start))
+		}
+		return err
+	}
 	end := time.Now().Add(*length)
 	for t := time.NewTicker(*every); time.Now().Before(end); <-t.C {
 		for _, url := range fs.Args() {
-			if _, err := getOne(c, url); err == nil {
+			if err := get(url); err == nil {
 				ok++
 				continue
 			}
-			if _, err := getOne(c, url); err == nil {
+			if err := get(url); err == nil {
 				retried++
 				continue
 			} else if len(fails) < 10 {
@@ -234,6 +244,6 @@ func loop(args []string) error {
 			failed++
 		}
 	}
-	say(fmt.Sprintf("ok=%d retried=%d failed=%d\n%s", ok, retried, failed, strings.Join(fails, "\n")))
+	say(fmt.Sprintf("ok=%d retried=%d failed=%d slowest=%s\n%s", ok, retried, failed, slowest.Round(time.Millisecond), strings.Join(fails, "\n")))
 	return nil
 }
