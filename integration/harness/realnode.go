@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -86,11 +87,17 @@ var cgroupHierarchies = []string{"cpu", "cpuacct", "cpuset", "memory", "pids", "
 // NewRealCluster starts the nodes and waits for each to register. Close
 // tears it all down.
 func NewRealCluster(ctx context.Context, o RealOptions) (*RealCluster, error) {
+	if err := SweepOrphans(); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", o.Prefix+"-real-")
 	if err != nil {
 		return nil, err
 	}
 	c := &RealCluster{opts: o, Dir: dir}
+	if err := writeOwner(dir, "cluster", o.Prefix, strconv.Itoa(o.Nodes)); err != nil {
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
 	if c.api, err = skeincluster.NewClient(filepath.Join(o.K8sRun, "admin.kubeconfig")); err != nil {
 		return nil, errors.Join(err, c.Close())
 	}

@@ -51,6 +51,16 @@ func StartRealPlane(run string, ports RealPorts, ns *NetNS) (*RealPlane, error) 
 	if home == "" {
 		home = "/var/tmp/skein-k8s"
 	}
+	// A control plane a killed test left would hold the ports.
+	if err := SweepOrphans(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeOwner(run, "plane"); err != nil {
+		return nil, err
+	}
 	p := &RealPlane{Run: run, Bin: filepath.Join(home, "bin"), Ports: ports, NS: ns, root: root}
 	p.env = append(os.Environ(), "SKEIN_K8S_RUN="+run, "REAL_NODES=1", "WIPE=1",
 		"APISERVER_PORT="+strconv.Itoa(ports.API), "ETCD_PORT="+strconv.Itoa(ports.Etcd),
