@@ -22,12 +22,12 @@ type handler struct {
 	zoned     chan struct{}
 	zonedOnce sync.Once
 	firstWait time.Duration
-	origin   string // the zone's, known before the first snapshot
-	pods     bool
-	fwd      *forwarder
-	cache    *cache
-	inflight chan struct{}
-	metrics  *Metrics
+	origin    string // the zone's, known before the first snapshot
+	pods      bool
+	fwd       *forwarder
+	cache     *cache
+	inflight  chan struct{}
+	metrics   *Metrics
 	// probes are the loop probes in flight: a probe's name, and the
 	// upstream it was sent to.
 	probes sync.Map

@@ -69,28 +69,6 @@ type Conntrack interface {
 	Delete(fam int, dst netip.Addr, port uint16, backend netip.Addr) error
 }
 
-// Health hears how each sync ended: what a load balancer probing the
-// node should be told (package healthcheck serves it).
-type Health interface {
-	// Synced reports a sync that programmed m on a node of these IP
-	// families, eligible for load-balancer traffic or not (being
-	// deleted); it returns the health checks it could not serve.
-	Synced(m *Model, node NodeStatus) []Problem
-}
-
-// NodeStatus is what the health checks need to know of this node.
-type NodeStatus struct {
-	Families []int
-	// Eligible is false while the node is being deleted (its
-	// deletionTimestamp is set, or the cluster autoscaler has tainted it
-	// ToBeDeletedByClusterAutoscaler): load balancers should drain it.
-	Eligible bool
-}
-
-// ToBeDeletedTaint is the cluster autoscaler's taint on a node it is
-// about to remove.
-const ToBeDeletedTaint = "ToBeDeletedByClusterAutoscaler"
-
 // Options tune the controller.
 type Options struct {
 	NodeName string
@@ -224,27 +202,6 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	}
 	c.last = &m
 	return nil
-}
-
-// eligible tells whether load balancers may send to the node: not while
-// it is being deleted.
-func eligible(n *corev1.Node) bool {
-	if n.DeletionTimestamp != nil {
-		return false
-	}
-	return !slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == ToBeDeletedTaint })
-}
-
-// zones are the nodes' zones, sorted.
-func zones(st *cluster.State) []string {
-	var out []string
-	for i := range st.Nodes {
-		if z := st.Nodes[i].Labels[corev1.LabelTopologyZone]; z != "" && !slices.Contains(out, z) {
-			out = append(out, z)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // needFull tells whether this sync rewrites everything: the first, the

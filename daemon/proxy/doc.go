@@ -18,4 +18,8 @@
 // PortStamp), not from the whole table. The controller isolates a
 // Service whose rules the kernel refuses, and clears the UDP conntrack
 // entries that would keep clients sending into a black hole.
+//
+// What load balancers ask of a kube-proxy (health checks, the node's
+// eligibility) and topology hints and Service ranges are in
+// balancing.go; package healthcheck serves the health checks.
 package proxy
