@@ -28,6 +28,7 @@ type flags struct {
 	healthAddr    string
 	proxyHealth   string
 	minInterval   time.Duration
+	costFactor    float64
 	resync        time.Duration
 	masquerade    bool
 	proxy         string
@@ -79,7 +80,8 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods (default, with --dns: --cluster-dns-ip, else --dns-address)")
 	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&f.proxyHealth, "proxy-health-addr", ":10256", "address of the Service proxy's /healthz and /livez for load balancers, as kube-proxy's (empty: none)")
-	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "one sync per interval on average; two may run back to back after a quiet spell (the Service proxy's interval follows its sync's cost: ten times its duration, from 50ms up to this)")
+	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "one sync per interval on average; two may run back to back after a quiet spell (the Service proxy's follows its syncs' cost, up to this: see --proxy-sync-cost-factor)")
+	fs.Float64Var(&f.costFactor, "proxy-sync-cost-factor", 10, "the Service proxy waits this many times its last sync's duration between syncs (at least 50ms, at most --min-sync-interval); 0: always --min-sync-interval")
 	fs.DurationVar(&f.resync, "resync", time.Minute, "how often every controller reconciles unasked (the service proxy checks its rules and rewrites them if changed; whole every hour)")
 	fs.BoolVar(&f.masquerade, "masquerade", true, "traffic from pods to outside the cluster leaves with the node's address")
 	fs.StringVar(&f.proxy, "proxy", "", "Service proxy backend: nftables, iptables or none (default nftables, iptables where nft is missing)")
@@ -126,6 +128,9 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	}
 	if f.vni < 1 || f.vni > 1<<24-1 {
 		return nil, nil, fmt.Errorf("--vni %d is out of range 1-16777215", f.vni)
+	}
+	if f.costFactor < 0 {
+		return nil, nil, fmt.Errorf("--proxy-sync-cost-factor %g must not be negative", f.costFactor)
 	}
 	if f.staleAfter <= 0 {
 		return nil, nil, fmt.Errorf("--source-stale-after %s must be positive", f.staleAfter)

@@ -119,10 +119,10 @@ func run(log *slog.Logger, args []string) error {
 		opts := runner.Options{MinInterval: f.minInterval, Resync: f.resync}
 		if c.name == "proxy" {
 			// The Service rules follow a burst of API writes as closely
-			// as their cost allows: ten times the last sync's duration
-			// (a tenth of a CPU at most under continuous change), at
-			// least 50 ms, at most --min-sync-interval.
-			opts.CostFactor = 10
+			// as their cost allows: by default ten times the last sync's
+			// duration (a tenth of a CPU at most under continuous
+			// change), at least 50 ms, at most --min-sync-interval.
+			opts.CostFactor = f.costFactor
 		}
 		if c.from != nil {
 			// A follower is woken once per sync of the one it follows,
