@@ -68,10 +68,10 @@ func testServiceProxy(t *testing.T, backend string) {
 	services := func(webEndpoints []clusterPod, udpEndpoint clusterPod) string {
 		return strings.Join([]string{
 			"apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: kubernetes}\nspec: {cidrs: [10.96.0.0/16]}\n",
-			sliceYAML("lb", `{clusterIP: 10.96.0.14, type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32100, ports: [{port: 80, nodePort: 30082}]}`,
+			harness.EndpointsYAML("lb", `{clusterIP: 10.96.0.14, type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32100, ports: [{port: 80, nodePort: 30082}]}`, "TCP",
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: %t}}", a.IPs[0], a.node, lbReady)),
 			service("itl", `{clusterIP: 10.96.0.16, type: NodePort, internalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30083}]}`, "TCP", b),
-			sliceYAML("zoned", `{clusterIP: 10.96.0.15, trafficDistribution: PreferClose, ports: [{port: 80}]}`,
+			harness.EndpointsYAML("zoned", `{clusterIP: 10.96.0.15, trafficDistribution: PreferClose, ports: [{port: 80}]}`, "TCP",
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}, hints: {forZones: [{name: z1}]}}", a.IPs[0], a.node),
 				fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}, hints: {forZones: [{name: z2}]}}", b.IPs[0], b.node)),
 			service("web", `{clusterIP: 10.96.0.10, type: NodePort, ports: [{port: 80, nodePort: 30081}]}`, "TCP", webEndpoints...),
@@ -356,24 +356,6 @@ func testServiceProxy(t *testing.T, backend string) {
 			}
 		}
 	})
-}
-
-// sliceYAML renders a Service in namespace default (spec in YAML flow
-// style) and its EndpointSlice of the given endpoints (YAML flow style)
-// on harness.Echo's TCP port.
-func sliceYAML(name, spec string, endpoints ...string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: %[1]s, namespace: default}
-spec: %[2]s
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: %[1]s-1, namespace: default, labels: {kubernetes.io/service-name: %[1]s}}
-addressType: IPv4
-ports: [{port: 8080, protocol: TCP}]
-endpoints: [%[3]s]
-`, name, spec, strings.Join(endpoints, ", "))
 }
 
 // proxyRules returns what of the proxy's a backend holds in ns.

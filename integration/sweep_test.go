@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,13 +66,7 @@ func TestSweepOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(live) })
-	data, _ := os.ReadFile("/proc/self/stat")
-	var start string
-	if f := fieldsAfterComm(string(data)); len(f) > 19 {
-		start = f[19]
-	}
-	liveRecord := fmt.Sprintf("%d %s cluster %s-live 1\n", os.Getpid(), start, prefix)
-	if err := os.WriteFile(filepath.Join(live, "skein-owner"), []byte(liveRecord), 0o644); err != nil {
+	if err := harness.MarkOwner(live, "cluster", prefix+"-live", "1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,12 +92,4 @@ func TestSweepOrphans(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(live, "skein-owner")); err != nil {
 		t.Errorf("a live cluster's directory was swept: %v", err)
 	}
-}
-
-// fieldsAfterComm splits /proc/<pid>/stat after the command name.
-func fieldsAfterComm(stat string) []string {
-	if i := strings.LastIndexByte(stat, ')'); i >= 0 {
-		return strings.Fields(stat[i+1:])
-	}
-	return nil
 }

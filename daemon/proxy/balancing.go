@@ -70,6 +70,17 @@ type HealthCheck struct {
 	LocalReady         int // ready endpoints on this node, by address
 }
 
+// ServiceCIDRsOf are the model's Service ranges of family fam (4, 6).
+func (m *Model) ServiceCIDRsOf(fam int) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range m.ServiceCIDRs {
+		if family(p.Addr()) == fam {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // serviceCIDRs are the Service ranges of the flag and of the snapshot's
 // ServiceCIDR objects; one that overlaps a pod network or holds a node's
 // address is left out and reported: refusing traffic to it would cut

@@ -324,12 +324,7 @@ func (c *Cluster) Close() error {
 			errs = append(errs, n.NS.Delete())
 		}
 	}
-	if c.Upstream != nil {
-		c.Upstream.Close()
-	}
-	if c.Underlay != nil {
-		errs = append(errs, c.Underlay.Delete())
-	}
+	errs = append(errs, closeUnderlay(c.Underlay, c.Upstream))
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, c.opts.Prefix+"-") {

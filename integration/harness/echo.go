@@ -91,17 +91,19 @@ type Backend struct{ IP, Node string }
 // style) and its EndpointSlice with the backends as ready endpoints, on
 // an Echo's port: 8080 for TCP, 5353 for UDP.
 func ServiceYAML(name, spec, proto string, eps ...Backend) string {
+	var list []string
+	for _, b := range eps {
+		list = append(list, fmt.Sprintf("{addresses: [%s], nodeName: %s, conditions: {ready: true}}", b.IP, b.Node))
+	}
+	return EndpointsYAML(name, spec, proto, list...)
+}
+
+// EndpointsYAML is ServiceYAML with the slice's endpoints as given, each
+// an EndpointSlice endpoint in YAML flow style (conditions, hints).
+func EndpointsYAML(name, spec, proto string, endpoints ...string) string {
 	target := 8080
 	if proto == "UDP" {
 		target = 5353
-	}
-	var list []string
-	for _, b := range eps {
-		list = append(list, fmt.Sprintf("- {addresses: [%s], nodeName: %s, conditions: {ready: true}}", b.IP, b.Node))
-	}
-	endpoints := "endpoints: []"
-	if len(list) > 0 {
-		endpoints = "endpoints:\n" + strings.Join(list, "\n")
 	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Service
@@ -113,6 +115,6 @@ kind: EndpointSlice
 metadata: {name: %[1]s-1, namespace: default, labels: {kubernetes.io/service-name: %[1]s}}
 addressType: IPv4
 ports: [{port: %[3]d, protocol: %[4]s}]
-%[5]s
-`, name, spec, target, proto, endpoints)
+endpoints: [%[5]s]
+`, name, spec, target, proto, strings.Join(endpoints, ", "))
 }

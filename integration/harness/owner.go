@@ -17,10 +17,10 @@ import (
 // started on the machine sweeps what such dead owners left.
 const ownerFile = "skein-owner"
 
-// writeOwner records this process (PID and start time: PIDs are reused)
+// MarkOwner records this process (PID and start time: PIDs are reused)
 // as dir's owner, with what a sweep needs: "cluster <prefix> <nodes>"
 // or "plane".
-func writeOwner(dir string, what ...string) error {
+func MarkOwner(dir string, what ...string) error {
 	start, err := startTime(os.Getpid())
 	if err != nil {
 		return err

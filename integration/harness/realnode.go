@@ -95,7 +95,7 @@ func NewRealCluster(ctx context.Context, o RealOptions) (*RealCluster, error) {
 		return nil, err
 	}
 	c := &RealCluster{opts: o, Dir: dir}
-	if err := writeOwner(dir, "cluster", o.Prefix, strconv.Itoa(o.Nodes)); err != nil {
+	if err := MarkOwner(dir, "cluster", o.Prefix, strconv.Itoa(o.Nodes)); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	if c.api, err = skeincluster.NewClient(filepath.Join(o.K8sRun, "admin.kubeconfig")); err != nil {
@@ -413,12 +413,7 @@ func (c *RealCluster) Close() error {
 			errs = append(errs, n.NS.Delete())
 		}
 	}
-	if c.Upstream != nil {
-		c.Upstream.Close()
-	}
-	if c.Underlay != nil {
-		errs = append(errs, c.Underlay.Delete())
-	}
+	errs = append(errs, closeUnderlay(c.Underlay, c.Upstream))
 	errs = append(errs, os.RemoveAll(c.Dir))
 	return errors.Join(errs...)
 }

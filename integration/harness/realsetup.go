@@ -58,7 +58,7 @@ func StartRealPlane(run string, ports RealPorts, ns *NetNS) (*RealPlane, error) 
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeOwner(run, "plane"); err != nil {
+	if err := MarkOwner(run, "plane"); err != nil {
 		return nil, err
 	}
 	p := &RealPlane{Run: run, Bin: filepath.Join(home, "bin"), Ports: ports, NS: ns, root: root}

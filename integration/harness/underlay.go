@@ -20,6 +20,18 @@ func newUnderlay(ctx context.Context, prefix string) (*NetNS, *Upstream, error) 
 	return ul, up, err
 }
 
+// closeUnderlay stops the upstream and deletes the underlay that
+// newUnderlay made (either may be nil: made in part).
+func closeUnderlay(ul *NetNS, up *Upstream) error {
+	if up != nil {
+		up.Close()
+	}
+	if ul != nil {
+		return ul.Delete()
+	}
+	return nil
+}
+
 // attach plugs ns into the underlay ul: a veth whose end in ns is eth0,
 // holding addr, its other end (named port) on the bridge.
 func attach(ctx context.Context, ul, ns *NetNS, port, addr string) error {

@@ -15,14 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/k8s/versions.sh
 . "$here/versions.sh"
-home=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}
-bin=$home/bin
-export GOMODCACHE=$home/gomodcache GOCACHE=$home/gocache
-export GOFLAGS="-buildvcs=false -modcacherw" GOTOOLCHAIN=local CGO_ENABLED=0
-mkdir -p "$bin"
-exec 9>"$home/.build.lock"
-flock -n 9 || { echo "k8s e2e build: waiting for another build in $home" >&2; flock 9; }
-say() { echo "k8s e2e build [$(date -u +%T)]: $*" >&2; }
+build_env "k8s e2e build"
 
 cd "$here/e2e"
 if [ "${REGEN:-0}" = 1 ]; then
@@ -37,17 +30,9 @@ ldflags=$(release_ldflags)
 graph=$(cat go.mod go.sum | sha256sum | cut -c1-16)
 
 build() { # name "go build" or "go test -c", package
-  local name=$1 how=$2 pkg=$3 stamp t0=$SECONDS
-  stamp="$how $pkg k8s=$K8S_VERSION graph=$graph $(go env GOVERSION) ldflags=$(echo "$ldflags" | sha256sum | cut -c1-16)"
-  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.stamp" 2>/dev/null)" = "$stamp" ] && [ "${FORCE:-0}" != 1 ]; then
-    return
-  fi
-  say "building $name"
-  # shellcheck disable=SC2086 # $how is two or three words
-  nice $how -trimpath -ldflags "$ldflags" -o "$bin/.$name.new" "$pkg"
-  mv -f "$bin/.$name.new" "$bin/$name"
-  echo "$stamp" > "$bin/.$name.stamp"
-  say "$name built in $((SECONDS - t0)) s"
+  # shellcheck disable=SC2086 # $2 is two or three words
+  build_stamped "$1" "$2 $3 k8s=$K8S_VERSION graph=$graph $(go env GOVERSION) ldflags=$(echo "$ldflags" | sha256sum | cut -c1-16)" \
+    "$3" $2 -trimpath -ldflags "$ldflags"
 }
 build agnhost "go build" k8s.io/kubernetes/test/images/agnhost
 build regression-issue-74839 "go build" k8s.io/kubernetes/test/images/regression-issue-74839

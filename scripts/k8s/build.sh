@@ -30,18 +30,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 # shellcheck source=scripts/k8s/versions.sh
 . "$here/versions.sh"
-home=${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}
 module=$here/module
-bin=$home/bin
-
-export GOMODCACHE=$home/gomodcache GOCACHE=$home/gocache
-export GOFLAGS="-buildvcs=false -modcacherw" GOTOOLCHAIN=local CGO_ENABLED=0
-mkdir -p "$bin"
-
-# One build at a time per $SKEIN_K8S_HOME: CI jobs on one machine share it.
-exec 9>"$home/.build.lock"
-flock -n 9 || { echo "k8s build: waiting for another build in $home" >&2; flock 9; }
-say() { echo "k8s build [$(date -u +%T)]: $*" >&2; }
+build_env "k8s build"
 
 tools=(
   k8s.io/kubernetes/cmd/kube-apiserver
@@ -77,18 +67,8 @@ tags=selinux,notest,grpcnotrace # the tags of upstream's release builds
 graph=$(cat go.mod go.sum | sha256sum | cut -c1-16)
 
 build() { # name package ldflags
-  local stamp
-  stamp="$2 k8s=$K8S_VERSION etcd=$ETCD_VERSION graph=$graph $(go env GOVERSION) tags=$tags ldflags=$(echo "$3" | sha256sum | cut -c1-16)"
-  if [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.stamp" 2>/dev/null)" = "$stamp" ] && [ "${FORCE:-0}" != 1 ]; then
-    return
-  fi
-  say "building $1"
-  local t0=$SECONDS
-  # Beside the target, then renamed: a running binary is never written in place.
-  nice go build -trimpath -tags "$tags" -ldflags "$3" -o "$bin/.$1.new" "$2"
-  mv -f "$bin/.$1.new" "$bin/$1"
-  echo "$stamp" > "$bin/.$1.stamp"
-  say "$1 built in $((SECONDS - t0)) s"
+  build_stamped "$1" "$2 k8s=$K8S_VERSION etcd=$ETCD_VERSION graph=$graph $(go env GOVERSION) tags=$tags ldflags=$(echo "$3" | sha256sum | cut -c1-16)" \
+    "$2" go build -trimpath -tags "$tags" -ldflags "$3"
 }
 for name in ${WHAT:-etcd kube-apiserver kube-controller-manager kube-proxy kubectl}; do
   case $name in

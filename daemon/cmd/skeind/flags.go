@@ -100,25 +100,15 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	default:
 		return nil, nil, fmt.Errorf("--proxy %q: want nftables, iptables or none", f.proxy)
 	}
-	for _, c := range strings.Split(*nodePorts, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--nodeport-addresses: %q is not a CIDR", c)
-		}
-		f.nodePortAddrs = append(f.nodePortAddrs, p.Masked().String())
+	nodePortPrefixes, err := prefixes("nodeport-addresses", *nodePorts)
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, c := range strings.Split(*serviceCIDRs, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--service-cidr: %q is not a CIDR", c)
-		}
-		f.serviceCIDRs = append(f.serviceCIDRs, p.Masked())
+	for _, p := range nodePortPrefixes {
+		f.nodePortAddrs = append(f.nodePortAddrs, p.String())
+	}
+	if f.serviceCIDRs, err = prefixes("service-cidr", *serviceCIDRs); err != nil {
+		return nil, nil, err
 	}
 	if f.nodeName == "" {
 		return nil, nil, errors.New("--node-name (or $NODE_NAME) is required")
@@ -152,6 +142,19 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 		}
 	}
 	return f, unknown, nil
+}
+
+// prefixes parses a flag's comma-separated CIDRs, masked.
+func prefixes(flag, list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range splitList(list) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %q is not a CIDR", flag, c)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // register adds the DNS server's flags to fs.

@@ -132,12 +132,7 @@ func (f iptRenderer) desired(m *proxy.Model, cache *iptCache, partial bool) (ipt
 	cache.call++
 	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
 	ch := iptChange{before: iptRules{}, after: iptRules{}}
-	var cidrs []netip.Prefix
-	for _, p := range m.ServiceCIDRs {
-		if p.Addr().Is4() == (f.fam == 4) {
-			cidrs = append(cidrs, p)
-		}
-	}
+	cidrs := m.ServiceCIDRsOf(f.fam)
 	reshare := cache.shared == nil || !slices.Equal(cidrs, cache.serviceCIDRs)
 	cache.serviceCIDRs = cidrs
 	for id, c := range cache.chunks {

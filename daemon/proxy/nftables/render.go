@@ -166,12 +166,7 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 			claims: map[string][]string{}, hairpin: map[elem]int{}}
 	}
 	cache.call++
-	cache.serviceCIDRs = cache.serviceCIDRs[:0]
-	for _, p := range m.ServiceCIDRs {
-		if p.Addr().Is4() == (f.fam == 4) {
-			cache.serviceCIDRs = append(cache.serviceCIDRs, p)
-		}
-	}
+	cache.serviceCIDRs = m.ServiceCIDRsOf(f.fam)
 	changed, dirty := f.renderChanged(m, cache)
 	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
 	cache.rebuildGroups(ch, dirty, partial)

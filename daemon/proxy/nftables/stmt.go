@@ -217,27 +217,22 @@ func (ctStatusDNAT) exprs(b *exprBuilder) {
 
 func (s fibLocal) text() string { return "fib " + s.which + " type local" }
 
-func (s fibLocal) exprs(b *exprBuilder) {
+func (s fibLocal) exprs(b *exprBuilder) { fibAddrType(b, s.which, expr.CmpOpEq) }
+
+// fibAddrType compares the address type of saddr or daddr with local.
+func fibAddrType(b *exprBuilder, which string, op expr.CmpOp) {
 	fib := &expr.Fib{Register: 1, ResultADDRTYPE: true}
-	if s.which == "saddr" {
+	if which == "saddr" {
 		fib.FlagSADDR = true
 	} else {
 		fib.FlagDADDR = true
 	}
-	b.add(fib, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
+	b.add(fib, &expr.Cmp{Op: op, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
 }
 
 func (s fibNotLocal) text() string { return "fib " + s.which + " type != local" }
 
-func (s fibNotLocal) exprs(b *exprBuilder) {
-	fib := &expr.Fib{Register: 1, ResultADDRTYPE: true}
-	if s.which == "saddr" {
-		fib.FlagSADDR = true
-	} else {
-		fib.FlagDADDR = true
-	}
-	b.add(fib, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
-}
+func (s fibNotLocal) exprs(b *exprBuilder) { fibAddrType(b, s.which, expr.CmpOpNeq) }
 
 func (s iifnameNot) text() string { return "iifname != " + strconv.Quote(s.name) }
 
