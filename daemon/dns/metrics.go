@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skein_dns_upstream_errors_total",
 			Help: "Failed exchanges with an upstream resolver, by upstream and reason."}, []string{"upstream", "reason"}),
 		Dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "skein_dns_inflight_dropped_total",
-			Help: "Queries answered REFUSED because too many were in flight."}),
+			Help: "Queries turned away at once because too many were in flight: REFUSED for an upstream, SERVFAIL while the first zone is awaited."}),
 		Skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "skein_dns_skipped_services",
 			Help: "Services the last zone could not name, by reason."}, []string{"reason"}),
 		ProgrammingTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "skein_dns_programming_latency_seconds",

@@ -84,7 +84,16 @@ func (h *handler) setZone(z *Zone) {
 }
 
 // firstZone waits for the first zone, nil when it does not come in time.
+// Waiting questions share the bound of those waiting on an upstream: a
+// flood at startup gets SERVFAIL at once past it, not a goroutine each.
 func (h *handler) firstZone(ctx context.Context) *Zone {
+	select {
+	case h.inflight <- struct{}{}:
+		defer func() { <-h.inflight }()
+	default:
+		h.metrics.Dropped.Inc()
+		return h.zone.Load()
+	}
 	wait := h.firstWait
 	if wait <= 0 {
 		wait = firstZoneWait
@@ -204,8 +213,9 @@ func (h *handler) forward(ctx context.Context, req *miekg.Msg) *miekg.Msg {
 		return m
 	}
 	h.metrics.CacheMisses.Inc()
-	// Only questions waiting on an upstream are bounded: the zone's
-	// answers and the cache's take microseconds and hold nothing.
+	// Only questions waiting on an upstream (or on the first zone) are
+	// bounded: the zone's answers and the cache's take microseconds and
+	// hold nothing.
 	select {
 	case h.inflight <- struct{}{}:
 		defer func() { <-h.inflight }()

@@ -187,6 +187,17 @@ func TestBeforeFirstSnapshot(t *testing.T) {
 	if took := time.Since(start); took < h.firstWait {
 		t.Errorf("no snapshot: SERVFAIL after %s, want it to wait %s first", took, h.firstWait)
 	}
+	// Past the bound of waiting questions, SERVFAIL at once.
+	for range cap(h.inflight) {
+		h.inflight <- struct{}{}
+	}
+	start = time.Now()
+	if m := ask(h, "backend.shop.svc.cluster.local.", miekg.TypeA); m.Rcode != miekg.RcodeServerFailure || time.Since(start) >= h.firstWait {
+		t.Errorf("no snapshot, the bound reached: rcode %s after %s, want SERVFAIL at once", miekg.RcodeToString[m.Rcode], time.Since(start))
+	}
+	for range cap(h.inflight) {
+		<-h.inflight
+	}
 	h.firstWait = time.Minute
 	answered := make(chan *miekg.Msg, 1)
 	go func() { answered <- ask(h, "backend.shop.svc.cluster.local.", miekg.TypeA) }()
