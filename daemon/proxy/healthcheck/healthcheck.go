@@ -321,24 +321,21 @@ func writeJSON(w http.ResponseWriter, ok bool, body any, indent []byte) {
 // retry, logged each time: load balancers then see the node as down,
 // which is the truth until it opens.
 func (s *Server) Serve(ctx context.Context, addr string, retry time.Duration) {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
 	for {
 		ln, err := s.o.Listen("tcp", addr)
 		if err == nil {
-			srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-			go func() {
-				<-ctx.Done()
-				_ = srv.Close()
-			}()
 			s.o.Log.Info("proxy health port open", "addr", addr)
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.o.Log.Error("proxy health port stopped", "addr", addr, "err", err)
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			continue
+			err = srv.Serve(ln)
 		}
-		s.o.Log.Error("proxy health port cannot be opened; trying again", "addr", addr, "err", err, "in", retry)
+		if ctx.Err() != nil || errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		s.o.Log.Error("proxy health port down; trying again", "addr", addr, "err", err, "in", retry)
 		select {
 		case <-ctx.Done():
 			return

@@ -1,7 +1,9 @@
 package healthcheck
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -152,5 +154,40 @@ func TestServiceHealthCheck(t *testing.T) {
 		if _, err := http.Get(url(p)); err == nil {
 			t.Errorf("port %d still answers with no Service", p)
 		}
+	}
+}
+
+// TestServeRetries: a proxy health port another process holds is tried
+// again, not fatal, and served once free; Serve ends with its context.
+func TestServeRetries(t *testing.T) {
+	opened := make(chan string, 1)
+	tries := 0
+	listen := func(network, _ string) (net.Listener, error) {
+		if tries++; tries < 3 {
+			return nil, errors.New("address already in use")
+		}
+		ln, err := net.Listen(network, "127.0.0.1:0")
+		if err == nil {
+			opened <- ln.Addr().String()
+		}
+		return ln, err
+	}
+	s := New(Options{Listen: listen})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx, ":10256", 10*time.Millisecond); close(done) }()
+	select {
+	case addr := <-opened:
+		if code, _, _ := get(t, "http://"+addr+"/livez"); code != 200 {
+			t.Errorf("/livez after the retries: %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the port was not tried again")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not end with its context")
 	}
 }
