@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -108,9 +109,20 @@ func (r *Readiness) Err() error {
 	return errors.New(strings.Join(parts, "; "))
 }
 
+// Options are what the health server serves.
+type Options struct {
+	Ready   *Readiness
+	Metrics *Metrics
+	// Profiling serves Go's profiles under /debug/pprof/, as kube-proxy's
+	// --profiling: what a sync costs on a busy node, measured there.
+	Profiling bool
+}
+
 // Handler serves /healthz (the process answers), /readyz (200, or 503
-// with every reason it is not ready) and /metrics.
-func Handler(ready *Readiness, m *Metrics) http.Handler {
+// with every reason it is not ready), /metrics, and with Profiling
+// /debug/pprof/.
+func Handler(o Options) http.Handler {
+	ready, m := o.Ready, o.Metrics
 	mux := http.NewServeMux()
 	// A reply that cannot be written means the client left; nothing to do.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
@@ -122,16 +134,23 @@ func Handler(ready *Readiness, m *Metrics) http.Handler {
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	if o.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
 // Serve listens on addr until ctx ends.
-func Serve(ctx context.Context, addr string, ready *Readiness, m *Metrics) error {
+func Serve(ctx context.Context, addr string, o Options) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: Handler(ready, m), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: Handler(o), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()

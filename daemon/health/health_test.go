@@ -13,7 +13,7 @@ import (
 // answers; /metrics shows skeind's metrics.
 func TestEndpoints(t *testing.T) {
 	ready, m := &Readiness{}, NewMetrics()
-	srv := httptest.NewServer(Handler(ready, m))
+	srv := httptest.NewServer(Handler(Options{Ready: ready, Metrics: m}))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -51,5 +51,23 @@ func TestEndpoints(t *testing.T) {
 	m.SourceErrors.WithLabelValues("parse").Inc()
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `skein_source_errors_total{reason="parse"} 1`) {
 		t.Errorf("metrics = %d, without the source error:\n%s", code, body)
+	}
+}
+
+// TestProfiling: /debug/pprof/ is served only when asked for.
+func TestProfiling(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		srv := httptest.NewServer(Handler(Options{Ready: &Readiness{}, Metrics: NewMetrics(), Profiling: on}))
+		resp, err := http.Get(srv.URL + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		served := resp.StatusCode == 200 && strings.Contains(string(body), "heap profile")
+		if served != on {
+			t.Errorf("profiling %v: heap profile = %d, served %v", on, resp.StatusCode, served)
+		}
 	}
 }

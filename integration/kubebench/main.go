@@ -48,6 +48,7 @@ var (
 	dials     = flag.Int("dials", 5000, "connects timed, to the Service and as many directly")
 	coldLimit = flag.Duration("cold-limit", 10*time.Minute, "give up waiting for a bulk step's or a cold start's rules after this long")
 	gap       = flag.Duration("gap", 1100*time.Millisecond, "time between changes (longer than every proxy's minimum sync interval)")
+	skeindArg = flag.String("skeind-flags", "", "more flags for skeind, space-separated (e.g. --profiling, to take profiles from inside its node)")
 	together  = flag.Bool("first-packet-together", false, "only the first packet: run the proxies side by side on one API server, each in a node of its own, load the last size once, and time their connects interleaved")
 )
 
@@ -245,6 +246,7 @@ func newNode(ctx context.Context, api kubernetes.Interface, adminKC, binDir, pro
 		n.progMetric = "skein_proxy_network_programming_duration_seconds"
 		args = []string{filepath.Join(binDir, "skeind"), "--node-name", n.name, "--kubeconfig", kc,
 			"--conflist", filepath.Join(n.Dir, "10-skein.conflist"), "--masquerade=false", "--resync", "1h"}
+		args = append(args, strings.Fields(*skeindArg)...)
 	case "kube-proxy-iptables", "kube-proxy-nftables":
 		mode := strings.TrimPrefix(proxy, "kube-proxy-")
 		n.table, n.readyURL = "nat", "http://127.0.0.1:10256/healthz"

@@ -10,6 +10,8 @@
 #   SIZES=1000,10000 REPEAT=5 CHANGES=100 DIALS=5000 PROXIES=skeind,kube-proxy-nftables,kube-proxy-iptables scripts/bench/kube.sh
 # REPEAT is how many times the first bulk step is made (its Services
 # deleted in between): one run of it is noisy.
+# SKEIND_FLAGS adds flags to skeind's (--profiling: take profiles from
+# inside its node namespace while a step runs).
 # TOGETHER=1 measures only the first packet, the proxies running side by
 # side on one API server loaded once to the last size, connects
 # interleaved:
@@ -25,4 +27,4 @@ go build -o "$bin/kubebench" ./integration/kubebench  # run directly: an interru
 "$bin/kubebench" -api-up "CONTROLLER_MANAGER=0 scripts/k8s.sh up" \
   -kube-proxy "${SKEIN_K8S_HOME:-/var/tmp/skein-k8s}/bin/kube-proxy" \
   -sizes "${SIZES:-1000,10000}" -repeat "${REPEAT:-5}" -changes "${CHANGES:-100}" -dials "${DIALS:-5000}" \
-  -proxies "${PROXIES:-skeind,kube-proxy-nftables,kube-proxy-iptables}" ${TOGETHER:+-first-packet-together}
+  -proxies "${PROXIES:-skeind,kube-proxy-nftables,kube-proxy-iptables}" -skeind-flags "${SKEIND_FLAGS:-}" ${TOGETHER:+-first-packet-together}

@@ -26,6 +26,7 @@ type flags struct {
 	clusterDomain string
 	dnsServers    string
 	healthAddr    string
+	profiling     bool
 	proxyHealth   string
 	minInterval   time.Duration
 	costFactor    float64
@@ -79,6 +80,7 @@ func parseFlags(args, environ []string) (f *flags, unknown []string, err error) 
 	fs.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for the pods' search list")
 	fs.StringVar(&f.dnsServers, "dns-servers", "", "comma-separated nameservers for pods (default, with --dns: --cluster-dns-ip, else --dns-address)")
 	fs.StringVar(&f.healthAddr, "health-addr", "127.0.0.1:9897", "address of /healthz, /readyz and /metrics")
+	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --health-addr")
 	fs.StringVar(&f.proxyHealth, "proxy-health-addr", ":10256", "address of the Service proxy's /healthz and /livez for load balancers, as kube-proxy's (empty: none)")
 	fs.DurationVar(&f.minInterval, "min-sync-interval", time.Second, "one sync per interval on average; two may run back to back after a quiet spell (the Service proxy's follows its syncs' cost, up to this: see --proxy-sync-cost-factor)")
 	fs.Float64Var(&f.costFactor, "proxy-sync-cost-factor", 10, "the Service proxy waits this many times its last sync's duration between syncs (at least 50ms, at most --min-sync-interval); 0: always --min-sync-interval")

@@ -108,7 +108,9 @@ func run(log *slog.Logger, args []string) error {
 		return err
 	}
 	healthErr := make(chan error, 1)
-	go func() { healthErr <- health.Serve(ctx, f.healthAddr, d.ready, d.metrics) }()
+	go func() {
+		healthErr <- health.Serve(ctx, f.healthAddr, health.Options{Ready: d.ready, Metrics: d.metrics, Profiling: f.profiling})
+	}()
 
 	// One runner per controller: each syncs at its own pace, and one that
 	// fails backs off without holding the others.
