@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"reflect"
-	"slices"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -215,111 +212,6 @@ func (s *KubeSource) report(kind string, err error) {
 	if !errors.Is(err, context.Canceled) {
 		s.Health.Bad(ReasonAPI, fmt.Errorf("%s: %w", kind, err))
 	}
-}
-
-func valuesOf[T any](st *store) []T {
-	ptrs := pointersOf[T](st)
-	out := make([]T, len(ptrs))
-	for i, p := range ptrs {
-		out[i] = *p
-	}
-	return out
-}
-
-func pointersOf[T any](st *store) []*T {
-	objs := st.list()
-	out := make([]*T, 0, len(objs))
-	for _, o := range objs {
-		if t, ok := o.(*T); ok {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// store holds one kind of object as its reflector keeps it, and wakes
-// the snapshot loop on every change that matters (every change, when
-// matters is nil). Stored objects are never modified: snapshots share
-// them.
-type store struct {
-	mu      sync.Mutex
-	objs    map[string]any
-	synced  chan struct{} // closed by the first complete list
-	once    sync.Once
-	poke    func()
-	matters func(old, cur any) bool
-}
-
-func newStore(poke func(), matters func(old, cur any) bool) *store {
-	return &store{objs: map[string]any{}, synced: make(chan struct{}), poke: poke, matters: matters}
-}
-
-func (st *store) Add(obj any) error { return st.put(obj) }
-
-func (st *store) Update(obj any) error { return st.put(obj) }
-
-func (st *store) put(obj any) error {
-	key, err := cache.MetaNamespaceKeyFunc(obj)
-	if err != nil {
-		return err
-	}
-	trim(obj)
-	st.mu.Lock()
-	old, had := st.objs[key]
-	st.objs[key] = obj
-	st.mu.Unlock()
-	if !had || st.matters == nil || st.matters(old, obj) {
-		st.poke()
-	}
-	return nil
-}
-
-func (st *store) Delete(obj any) error {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err != nil {
-		return err
-	}
-	st.mu.Lock()
-	delete(st.objs, key)
-	st.mu.Unlock()
-	st.poke()
-	return nil
-}
-
-// Replace takes a complete list: the first one, and the relist after a
-// lost watch (an outage), which may hold any change.
-func (st *store) Replace(list []any, _ string) error {
-	objs := make(map[string]any, len(list))
-	for _, obj := range list {
-		key, err := cache.MetaNamespaceKeyFunc(obj)
-		if err != nil {
-			return err
-		}
-		trim(obj)
-		objs[key] = obj
-	}
-	st.mu.Lock()
-	st.objs = objs
-	st.mu.Unlock()
-	st.once.Do(func() { close(st.synced) })
-	st.poke()
-	return nil
-}
-
-func (st *store) Resync() error { return nil }
-
-// list returns the objects in key order: two snapshots of an unchanged
-// store compare equal, so a change of one kind does not wake the
-// controllers of another.
-func (st *store) list() []any {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	keys := slices.Sorted(maps.Keys(st.objs))
-	out := make([]any, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, st.objs[k])
-	}
-	return out
 }
 
 // trim drops what skeind never reads and what costs memory at scale: the
