@@ -86,7 +86,7 @@ func (s *FileSource) Run(ctx context.Context, updates chan<- *State) error {
 	// The last good file's hash: a file read again unchanged (the
 	// periodic read, an event for another file) is not parsed again.
 	seed := maphash.MakeSeed()
-	var last uint64
+	var last sent
 	var lastErr string
 	// The version of the file that last failed, not tried again.
 	var failed *fileID
@@ -144,7 +144,13 @@ var errUnchanged = errors.New("unchanged since it failed")
 
 // read reads and parses the file and sends the snapshot when the file's
 // content changed since the last good one.
-func (s *FileSource) read(ctx context.Context, updates chan<- *State, buf *[]byte, parser *Parser, seed maphash.Seed, last *uint64) error {
+// sent is the last snapshot a FileSource sent, and its file's hash.
+type sent struct {
+	sum uint64
+	st  *State
+}
+
+func (s *FileSource) read(ctx context.Context, updates chan<- *State, buf *[]byte, parser *Parser, seed maphash.Seed, last *sent) error {
 	data, err := readLimited(s.Path, *buf)
 	if data != nil {
 		*buf = data
@@ -153,16 +159,18 @@ func (s *FileSource) read(ctx context.Context, updates chan<- *State, buf *[]byt
 		return err
 	}
 	sum := maphash.Bytes(seed, data)
-	if sum == *last {
+	if sum == last.sum && last.st != nil {
 		return nil
 	}
 	st, err := parser.Parse(data)
 	if err != nil {
 		return &sourceError{ReasonParse, err}
 	}
-	*last = sum
+	last.sum = sum
+	st.SortByKey()
 	select {
-	case updates <- st.Seal():
+	case updates <- st.Seal(last.st):
+		last.st = st
 	case <-ctx.Done():
 	}
 	return nil

@@ -110,6 +110,7 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 			return ctx.Err()
 		}
 	}
+	var prev *State
 	for {
 		// The snapshot about to be taken holds every change signalled so
 		// far: a signal left over would make a needless second snapshot,
@@ -125,7 +126,8 @@ func (s *KubeSource) Run(ctx context.Context, updates chan<- *State) error {
 			st.ServiceCIDRs = pointersOf[networkingv1.ServiceCIDR](cidrs)
 		}
 		select {
-		case updates <- st.Seal():
+		case updates <- st.Seal(prev):
+			prev = st
 		case <-ctx.Done():
 			return nil
 		}

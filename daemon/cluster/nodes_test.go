@@ -28,7 +28,7 @@ spec: {podCIDRs: [10.244.9.1/24]}
 		t.Fatal(err)
 	}
 	var got []string
-	for _, p := range st.Seal().Facts().Reserved {
+	for _, p := range st.Seal(nil).Facts().Reserved {
 		got = append(got, p.String())
 	}
 	want := []string{"10.244.1.0/24", "10.244.2.0/23", "172.30.0.11/32", "172.30.0.12/31", "172.31.0.12/32", "198.51.100.12/32", "fd00:10:244:3::/64"}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -21,14 +22,48 @@ type State struct {
 	// Services, where the API server serves them).
 	ServiceCIDRs []*networkingv1.ServiceCIDR
 	facts        *Facts
+	index        *sliceIndex
 }
 
-// Seal computes the snapshot's Facts once. A source calls it before it
-// sends the snapshot; from then on the State is only read, by every
-// controller at once.
-func (s *State) Seal() *State {
+// Seal computes the snapshot's Facts and its index of each Service's
+// EndpointSlices once. A source calls it before it sends the snapshot,
+// with the snapshot it sent before (nil for the first): what did not
+// change is indexed from it, which needs both snapshots' Services and
+// EndpointSlices in key order ("namespace/name", as the API's caches
+// list them; see SortByKey). From then on the State is only read, by
+// every controller at once, which may rely on that order.
+func (s *State) Seal(prev *State) *State {
 	s.facts = newFacts(s)
+	var idx sliceIndex
+	if prev != nil && prev.index != nil {
+		idx = nextIndex(prev, s)
+	} else {
+		idx = fullIndex(s)
+	}
+	s.index = &idx
 	return s
+}
+
+// SortByKey puts the Services and EndpointSlices in key order, the first
+// listed first among objects of one name.
+func (s *State) SortByKey() {
+	slices.SortStableFunc(s.Services, compareServices)
+	slices.SortStableFunc(s.EndpointSlices, compareSlices)
+}
+
+// Sealed tells whether Seal indexed the snapshot: its Services are then
+// in key order.
+func (s *State) Sealed() bool { return s.index != nil }
+
+// ServiceSlices is each Service's EndpointSlices (those labelled with
+// its name), aligned with Services, each list sorted by name: computed
+// by Seal, or now for a State that was not sealed (a test's). The lists
+// are shared: not to be modified.
+func (s *State) ServiceSlices() [][]*discoveryv1.EndpointSlice {
+	if s.index != nil {
+		return s.index.of
+	}
+	return fullIndex(s).of
 }
 
 // Facts returns what the snapshot's Nodes say to every controller:

@@ -7,19 +7,21 @@ import (
 )
 
 // BenchmarkPartialSync is the CPU side of one endpoint change at 10,000
-// Services in the model: the memoized build (each backend has its own
+// Services in the model: the source's new snapshot, sealed, and the
+// memoized build (each backend has its own
 // for its rules).
 func BenchmarkPartialSync(b *testing.B) {
 	st := clustertest.Big(10000, 10)
+	st.SortByKey() // as a source lists them
+	st.Seal(nil)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
 	memo.Build(st, cfg) // the build before the change
-	change := func(i int) { clustertest.MoveEndpoint(st, i) }
 	i := 0
 	b.Run("model", func(b *testing.B) {
 		for b.Loop() {
 			i++
-			change(i)
+			st = clustertest.MoveEndpoint(st, i)
 			memo.Build(st, cfg)
 		}
 	})

@@ -100,9 +100,11 @@ type Controller struct {
 	last      *Model // what the last successful sync applied
 	lastFull  time.Time
 	lastCheck time.Time
-	triggers  map[string]string // EndpointSlice -> trigger time already reported
-	lastWhy   string
-	lastPrb   string
+	// triggers are the trigger times of changes built into a model but
+	// not yet in the kernel (the sync failed).
+	triggers []string
+	lastWhy  string
+	lastPrb  string
 	// refused are the Services the kernel refused, by "namespace/name",
 	// with the generation of their ports then: left out until they change.
 	refused map[string]refusal
@@ -124,7 +126,7 @@ func New(b Backend, o Options) *Controller {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	return &Controller{b: b, o: o, triggers: map[string]string{}}
+	return &Controller{b: b, o: o}
 }
 
 // Ready tells why the controller has not synced yet, or "" once it has.
@@ -160,6 +162,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	}
 	c.lastWhy = ""
 	m := c.memo.Build(st, cfg)
+	m.Triggers, c.triggers = append(c.triggers, m.Triggers...), nil
 	m = c.withoutRefused(m)
 	c.report(m.Problems)
 	// The Service ranges live in the fixed part of the rules, which only
@@ -176,6 +179,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 		c.last = nil // the next sync is a full one
 		good, n, ierr := c.isolate(ctx, m, prev)
 		if ierr != nil {
+			c.triggers = m.Triggers
 			return fmt.Errorf("%s: %w", c.b.Name(), err)
 		}
 		m, size = good, n
@@ -188,7 +192,7 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	if full {
 		c.lastFull, c.lastCheck = done, done
 	}
-	c.observeLatency(m.TriggerTimes, done, c.last != nil)
+	c.observeLatency(m.Triggers, done, c.last != nil)
 	if c.last != nil && c.o.Conntrack != nil {
 		if err := c.clearConntrack(c.last, &m); err != nil {
 			c.o.Log.Warn("conntrack entries not cleared", "err", err)
@@ -380,25 +384,16 @@ func (c *Controller) report(problems []Problem) {
 	}
 }
 
-// observeLatency records, once per new trigger time, how long it took
-// from the change that moved an EndpointSlice to its rules in the kernel.
-// The first sync only notes the times: it did not follow those changes.
-func (c *Controller) observeLatency(times map[string]string, done time.Time, report bool) {
-	for slice, t := range times {
-		if c.triggers[slice] == t {
-			continue
-		}
-		c.triggers[slice] = t
-		if !report {
-			continue
-		}
+// observeLatency records how long it took from each change that moved
+// an EndpointSlice to its rules in the kernel. The first sync does not:
+// it did not follow those changes.
+func (c *Controller) observeLatency(times []string, done time.Time, report bool) {
+	if !report {
+		return
+	}
+	for _, t := range times {
 		if at, err := time.Parse(time.RFC3339, t); err == nil && !at.After(done) {
 			c.o.Metrics.Programming.Observe(done.Sub(at).Seconds())
-		}
-	}
-	for slice := range c.triggers {
-		if _, ok := times[slice]; !ok {
-			delete(c.triggers, slice)
 		}
 	}
 }

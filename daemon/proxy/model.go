@@ -167,9 +167,11 @@ type Model struct {
 	// connection to an address in one that no Service's rules take is
 	// refused, rather than routed out of the node.
 	ServiceCIDRs []netip.Prefix
-	// TriggerTimes holds, per EndpointSlice "ns/name", its
-	// endpoints.kubernetes.io/last-change-trigger-time annotation.
-	TriggerTimes map[string]string
+	// Triggers are the endpoints.kubernetes.io/last-change-trigger-time
+	// annotations of the EndpointSlices that changed since the last
+	// build (all of them at the first): when the changes they carry were
+	// made.
+	Triggers []string
 }
 
 // Build computes the model from a snapshot. It never fails: what is
@@ -179,107 +181,70 @@ func Build(st *cluster.State, cfg Config) Model { return (&Memo{}).Build(st, cfg
 // Memo is Build with a memory: a Service whose object and EndpointSlices
 // are the same pointers as in the last build (the sources keep unchanged
 // objects) is not computed again, and its ports keep their generation.
+// Finding them is a walk of the last build's Services beside the
+// snapshot's (both in key order), not a map: at 10,000 Services a change
+// costs tens of microseconds before the Services it touches.
 // The zero value is ready; it is not safe for concurrent use.
 type Memo struct {
 	cfg      string
 	reserved []netip.Prefix
-	services map[*corev1.Service]*memoEntry
-	// The last build's Services in the snapshot's order, by key, and the
-	// order that sorts them: a snapshot in the same order sorts the same.
-	inOrder []string
-	perm    []int
-	// Kept between builds to be reused: the slices index and the last
-	// build's Services but one.
-	slicesOf map[serviceName]sliceSet
-	spare    map[*corev1.Service]*memoEntry
-}
-
-type serviceName struct{ namespace, name string }
-
-// sliceSet is a Service's EndpointSlices: the first, and all of them when
-// there are more.
-type sliceSet struct {
-	first *discoveryv1.EndpointSlice
-	more  []*discoveryv1.EndpointSlice
-}
-
-// sorted returns entries sorted by key.
-func (mm *Memo) sorted(entries []*memoEntry) []*memoEntry {
-	same := len(entries) == len(mm.inOrder)
-	for i := 0; same && i < len(entries); i++ {
-		same = entries[i].key == mm.inOrder[i]
-	}
-	if !same {
-		mm.inOrder = make([]string, len(entries))
-		mm.perm = make([]int, len(entries))
-		for i, e := range entries {
-			mm.inOrder[i], mm.perm[i] = e.key, i
-		}
-		slices.SortStableFunc(mm.perm, func(a, b int) int { return strings.Compare(entries[a].key, entries[b].key) })
-	}
-	out := make([]*memoEntry, len(entries))
-	for i, j := range mm.perm {
-		out[i] = entries[j]
-	}
-	return out
+	// The last build's Services and their entries, aligned.
+	last    []*corev1.Service
+	entries []*memoEntry
 }
 
 type memoEntry struct {
-	key      string // namespace/name, the order of Services in the model
-	slices   []*discoveryv1.EndpointSlice
+	key      string                       // namespace/name, the order of Services in the model
+	indexed  []*discoveryv1.EndpointSlice // the Service's slices
+	slices   []*discoveryv1.EndpointSlice // those programmed (not headless)
 	ports    []*ServicePort
 	problems []Problem
 	check    *HealthCheck
+	stale    bool // computed again at the next build (the reserved addresses changed)
 }
 
 // Build implements the package's Build.
 func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	// A change of the reserved addresses (a node joins or leaves) is
 	// computed again only for the Services it may concern: every port
-	// computed anew is rewritten in the kernel.
+	// computed anew is rewritten in the kernel. Any other change of the
+	// configuration computes every Service again.
 	reservedCfg := cfg.Reserved
 	cfg.Reserved = nil
-	if key := fmt.Sprint(cfg); key != mm.cfg || mm.services == nil {
-		mm.cfg, mm.services, mm.spare = key, map[*corev1.Service]*memoEntry{}, nil
+	reuse := true
+	if key := fmt.Sprint(cfg); key != mm.cfg {
+		mm.cfg, reuse = key, false
 	} else if !slices.Equal(reservedCfg, mm.reserved) {
-		for svc := range mm.services {
+		for i, svc := range mm.last {
 			if touches(svc, mm.reserved) || touches(svc, reservedCfg) {
-				delete(mm.services, svc)
+				mm.entries[i].stale = true
 			}
 		}
 	}
 	mm.reserved, cfg.Reserved = reservedCfg, reservedCfg
 	var m Model
 	m.ServiceCIDRs, m.Problems = serviceCIDRs(st, cfg)
-	m.TriggerTimes = mm.indexSlices(st)
-	next := mm.spare
-	if next == nil {
-		next = make(map[*corev1.Service]*memoEntry, len(st.Services))
+	next := make([]*memoEntry, len(st.Services))
+	cluster.SameServices(mm.last, st.Services, func(i, j int) { next[i] = mm.entries[j] })
+	index := st.ServiceSlices()
+	for i, svc := range st.Services {
+		e := next[i]
+		if e == nil || !reuse || e.stale || !slices.Equal(e.indexed, index[i]) {
+			var before []*discoveryv1.EndpointSlice
+			if e != nil {
+				before = e.slices
+			}
+			e = newMemoEntry(svc, index[i], cfg)
+			m.Triggers = cluster.ChangedTriggers(m.Triggers, e.slices, before)
+			next[i] = e
+		}
 	}
-	clear(next)
-	entries := make([]*memoEntry, 0, len(st.Services))
-	var one [1]*discoveryv1.EndpointSlice
-	for _, svc := range st.Services {
-		var eslices []*discoveryv1.EndpointSlice
-		switch set := mm.slicesOf[serviceName{svc.Namespace, svc.Name}]; {
-		case set.more != nil:
-			eslices = set.more
-		case set.first != nil:
-			one[0] = set.first
-			eslices = one[:]
-		}
-		if len(eslices) > 1 { // an informer lists in no particular order
-			slices.SortFunc(eslices, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
-		}
-		e := mm.services[svc]
-		if e == nil || !slices.Equal(e.slices, eslices) {
-			e = newMemoEntry(svc, eslices, cfg)
-		}
-		next[svc] = e
-		entries = append(entries, e)
+	mm.last, mm.entries = st.Services, next
+	entries := next
+	if !st.Sealed() { // a test's snapshot, in any order
+		entries = slices.Clone(entries)
+		slices.SortStableFunc(entries, byKey)
 	}
-	mm.spare, mm.services = mm.services, next
-	entries = mm.sorted(entries)
 	m.Ports = make([]*ServicePort, 0, len(entries))
 	var checkPorts map[uint16]string
 	for _, e := range entries {
@@ -304,46 +269,25 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	return m
 }
 
-// indexSlices files each Service's slices. Most Services have one, kept
-// without a slice of its own (thousands of allocations at every change
-// otherwise); the index map is kept between builds. It returns the
-// slices' trigger times.
-func (mm *Memo) indexSlices(st *cluster.State) map[string]string {
-	triggers := map[string]string{}
-	if mm.slicesOf == nil {
-		mm.slicesOf = make(map[serviceName]sliceSet, len(st.Services))
+func byKey(a, b *memoEntry) int { return strings.Compare(a.key, b.key) }
+
+// proxied leaves out the EndpointSlices labelled headless: no rules, as
+// kube-proxy. Most Services have none: their list is returned as it is.
+func proxied(eslices []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	headless := func(es *discoveryv1.EndpointSlice) bool {
+		_, ok := es.Labels[corev1.IsHeadlessService]
+		return ok
 	}
-	clear(mm.slicesOf)
-	for _, es := range st.EndpointSlices {
-		svc := es.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue // not a Service's slice
-		}
-		if _, ok := es.Labels[corev1.IsHeadlessService]; ok {
-			continue // a headless Service's: no rules, as kube-proxy
-		}
-		key := serviceName{es.Namespace, svc}
-		set := mm.slicesOf[key]
-		switch {
-		case set.first == nil:
-			set.first = es
-		case set.more == nil:
-			set.more = []*discoveryv1.EndpointSlice{set.first, es}
-		default:
-			set.more = append(set.more, es)
-		}
-		mm.slicesOf[key] = set
-		if t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]; t != "" {
-			triggers[es.Namespace+"/"+es.Name] = t
-		}
+	if !slices.ContainsFunc(eslices, headless) {
+		return eslices
 	}
-	return triggers
+	return slices.DeleteFunc(slices.Clone(eslices), headless)
 }
 
 // newMemoEntry is a Service's ports, computed anew.
-func newMemoEntry(svc *corev1.Service, eslices []*discoveryv1.EndpointSlice, cfg Config) *memoEntry {
-	// Its own copy: eslices may be this build's scratch.
-	e := &memoEntry{key: svc.Namespace + "/" + svc.Name, slices: slices.Clone(eslices)}
+func newMemoEntry(svc *corev1.Service, indexed []*discoveryv1.EndpointSlice, cfg Config) *memoEntry {
+	eslices := proxied(indexed)
+	e := &memoEntry{key: svc.Namespace + "/" + svc.Name, indexed: indexed, slices: eslices}
 	ports, problems := servicePorts(svc, eslices, cfg)
 	e.check = healthCheck(svc, ports, &problems)
 	gen := gens.Add(1)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,9 +45,17 @@ func TestMemoOrder(t *testing.T) {
 }
 
 // TestMemoSlices: a Service's EndpointSlices replaced, added and removed
-// between builds give, through the memo, what a build from nothing gives;
-// and a build where nothing changed keeps every port as it was.
+// between builds give, through the memo, what a build from nothing gives,
+// from snapshots as sources seal them (indexed from the last) and as a
+// test makes them; a build where nothing changed keeps every port as it
+// was; and only the changed slices' trigger times are reported.
 func TestMemoSlices(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		testMemoSlices(t, sealed)
+	}
+}
+
+func testMemoSlices(t *testing.T, sealed bool) {
 	pname, port, proto := "http", int32(8080), corev1.ProtocolTCP
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"},
 		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Name: pname, Port: 80, Protocol: proto}}}}
@@ -54,7 +63,8 @@ func TestMemoSlices(t *testing.T) {
 		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.11", Ports: []corev1.ServicePort{{Name: pname, Port: 80, Protocol: proto}}}}
 	slice := func(svc, name string, addrs ...string) *discoveryv1.EndpointSlice {
 		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns",
-			Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			Labels:      map[string]string{discoveryv1.LabelServiceName: svc},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: name + "@" + strings.Join(addrs, ",")}},
 			AddressType: discoveryv1.AddressTypeIPv4,
 			Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}}}
 		for _, a := range addrs {
@@ -78,20 +88,33 @@ func TestMemoSlices(t *testing.T) {
 	}
 	var memo Memo
 	var last Model
-	for i, es := range [][]*discoveryv1.EndpointSlice{
-		{b, c, a}, // two slices, listed out of order
-		{c, slice("web", "web-a", "10.64.1.9"), b}, // one replaced
-		{c, b},        // one gone
-		{a, c, b},     // back
-		{a, c, b},     // nothing changed
-		{c},           // none left for web
-		{c, a, b, b2}, // a third slice
+	var prev *cluster.State
+	a2 := slice("web", "web-a", "10.64.1.9")
+	for i, step := range []struct {
+		es       []*discoveryv1.EndpointSlice
+		triggers []string
+	}{
+		{[]*discoveryv1.EndpointSlice{b, c, a}, []string{"api-a@10.64.3.1", "web-a@10.64.1.1", "web-b@10.64.2.1,10.64.2.2"}},     // two slices, listed out of order
+		{[]*discoveryv1.EndpointSlice{c, a2, b}, []string{"web-a@10.64.1.9"}},                                                    // one replaced
+		{[]*discoveryv1.EndpointSlice{c, b}, nil},                                                                                // one gone
+		{[]*discoveryv1.EndpointSlice{a, c, b}, []string{"web-a@10.64.1.1"}},                                                     // back
+		{[]*discoveryv1.EndpointSlice{a, c, b}, nil},                                                                             // nothing changed
+		{[]*discoveryv1.EndpointSlice{c}, nil},                                                                                   // none left for web
+		{[]*discoveryv1.EndpointSlice{c, a, b, b2}, []string{"web-a@10.64.1.1", "web-b@10.64.2.1,10.64.2.2", "web-c@10.64.4.1"}}, // a third slice
 	} {
-		st := &cluster.State{Nodes: []corev1.Node{node}, Services: []*corev1.Service{svc, other}, EndpointSlices: es}
+		st := &cluster.State{Nodes: []corev1.Node{node}, Services: []*corev1.Service{svc, other}, EndpointSlices: slices.Clone(step.es)}
+		if sealed {
+			st.SortByKey()
+			prev = st.Seal(prev)
+		}
 		got := memo.Build(st, cfg)
 		want := Build(st, cfg)
 		if w, g := endpoints(want), endpoints(got); !reflect.DeepEqual(w, g) {
-			t.Errorf("step %d: endpoints through the memo %v, from nothing %v", i, g, w)
+			t.Errorf("sealed %v, step %d: endpoints through the memo %v, from nothing %v", sealed, i, g, w)
+		}
+		slices.Sort(got.Triggers)
+		if !slices.Equal(step.triggers, got.Triggers) {
+			t.Errorf("sealed %v, step %d: trigger times %q, want %q", sealed, i, got.Triggers, step.triggers)
 		}
 		if i == 4 {
 			for j := range got.Ports {
@@ -107,7 +130,8 @@ func TestMemoSlices(t *testing.T) {
 var b2 = func() *discoveryv1.EndpointSlice {
 	pname, port, proto := "http", int32(8080), corev1.ProtocolTCP
 	return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-c", Namespace: "ns",
-		Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		Labels:      map[string]string{discoveryv1.LabelServiceName: "web"},
+		Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "web-c@10.64.4.1"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.64.4.1"}}}}

@@ -6,6 +6,7 @@ import (
 
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -15,7 +16,9 @@ import (
 )
 
 // Big is a cluster of one node, node1, and n Services with eps
-// endpoints each, all on other nodes: the shape the benchmarks load.
+// endpoints each, all on other nodes: the shape the benchmarks load. Its
+// objects are listed in the order they were made (svc0, svc1, ... svc10):
+// SortByKey puts them as a source does.
 func Big(n, eps int) *cluster.State {
 	st := &cluster.State{Nodes: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node1"},
 		Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24"}}}}}
@@ -59,13 +62,17 @@ func ListJSON(st *cluster.State) ([]byte, error) {
 	return json.Marshal(map[string]any{"kind": "List", "items": items})
 }
 
-// MoveEndpoint gives the first endpoint of the first slice the i-th new
-// address, replacing the slice by an edited copy as a source does.
-func MoveEndpoint(st *cluster.State, i int) {
+// MoveEndpoint is the snapshot after st in which the first endpoint of
+// the first slice has the i-th new address: as a source sends it, a new
+// State holding an edited copy of the slice, sealed after st.
+func MoveEndpoint(st *cluster.State, i int) *cluster.State {
 	es := *st.EndpointSlices[0]
 	es.Endpoints = append([]discoveryv1.Endpoint(nil), es.Endpoints...)
 	es.Endpoints[0].Addresses = []string{fmt.Sprintf("10.99.%d.%d", i/256%256, i%256)}
-	st.EndpointSlices[0] = &es
+	next := &cluster.State{Nodes: st.Nodes, Services: slices.Clone(st.Services),
+		EndpointSlices: slices.Clone(st.EndpointSlices), ServiceCIDRs: st.ServiceCIDRs}
+	next.EndpointSlices[0] = &es
+	return next.Seal(st)
 }
 
 // HostileNodes are two good nodes, node1 and node2 (whose underlay is

@@ -137,6 +137,8 @@ func applyRestore(t *testing.T, kernel iptRules, text []byte) {
 // and its text.
 func BenchmarkPartialSync(b *testing.B) {
 	st := clustertest.Big(10000, 10)
+	st.SortByKey() // as a source lists them
+	st.Seal(nil)
 	cfg := proxy.Config{NodeName: "node1", Families: []int{4}}
 	var memo proxy.Memo
 	prev := memo.Build(st, cfg)
@@ -145,7 +147,7 @@ func BenchmarkPartialSync(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		clustertest.MoveEndpoint(st, i)
+		st = clustertest.MoveEndpoint(st, i)
 		m := memo.Build(st, cfg)
 		var ch iptChange
 		ch, cache = f.desired(&m, cache, true)

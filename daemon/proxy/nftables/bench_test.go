@@ -12,6 +12,8 @@ import (
 // the diff and its transaction.
 func BenchmarkPartialSync(b *testing.B) {
 	st := clustertest.Big(10000, 10)
+	st.SortByKey() // as a source lists them
+	st.Seal(nil)
 	cfg := proxy.Config{NodeName: "node1", Families: []int{4}}
 	var memo proxy.Memo
 	prev := memo.Build(st, cfg)
@@ -20,7 +22,7 @@ func BenchmarkPartialSync(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		clustertest.MoveEndpoint(st, i)
+		st = clustertest.MoveEndpoint(st, i)
 		m := memo.Build(st, cfg)
 		var ch nftChange
 		ch, nc = nf.desired(&m, nc, true)

@@ -1,0 +1,234 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// CompareKeys orders objects by "namespace/name" as strings compare,
+// the order of a sealed snapshot's Services and EndpointSlices (the
+// informer cache's key order), without building the keys.
+func CompareKeys(ns1, name1, ns2, name2 string) int {
+	n := min(len(ns1), len(ns2))
+	if c := strings.Compare(ns1[:n], ns2[:n]); c != 0 {
+		return c
+	}
+	switch {
+	case len(ns1) == len(ns2):
+		return strings.Compare(name1, name2)
+	case len(ns1) < len(ns2) && ns2[n] != '/':
+		return compareByte('/', ns2[n])
+	case len(ns2) < len(ns1) && ns1[n] != '/':
+		return compareByte(ns1[n], '/')
+	}
+	// A namespace holding a slash: not a valid name, compared the slow way.
+	return strings.Compare(ns1+"/"+name1, ns2+"/"+name2)
+}
+
+func compareByte(a, b byte) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func compareServices(a, b *corev1.Service) int {
+	return CompareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
+}
+
+func compareSlices(a, b *discoveryv1.EndpointSlice) int {
+	return CompareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
+}
+
+// SameServices calls same(i, j) for each Service of cur that is the
+// same object as last[j], both lists in key order (two sealed
+// snapshots', or a controller's memory of one): a walk of the two, not
+// a map, so that at 10,000 Services a change costs microseconds.
+func SameServices(last, cur []*corev1.Service, same func(i, j int)) {
+	j := 0
+	for i, svc := range cur {
+		for j < len(last) && last[j] != svc && compareServices(last[j], svc) < 0 {
+			j++
+		}
+		if j < len(last) && last[j] == svc {
+			same(i, j)
+			j++
+		}
+	}
+}
+
+// serviceOf is the Service an EndpointSlice belongs to, by its label.
+func serviceOf(es *discoveryv1.EndpointSlice) (string, bool) {
+	name := es.Labels[discoveryv1.LabelServiceName]
+	return name, name != ""
+}
+
+// sliceIndex is each Service's EndpointSlices, aligned with a sealed
+// snapshot's Services, each list sorted by name; orphans are the
+// Services' slices whose Service is not in the snapshot (a slice may be
+// written before its Service, and outlives it for a while).
+type sliceIndex struct {
+	of      [][]*discoveryv1.EndpointSlice
+	orphans []*discoveryv1.EndpointSlice
+}
+
+// fullIndex indexes a snapshot in any order.
+func fullIndex(s *State) sliceIndex {
+	type key struct{ ns, name string }
+	at := make(map[key]int, len(s.Services))
+	for i, svc := range s.Services {
+		if _, dup := at[key{svc.Namespace, svc.Name}]; !dup {
+			at[key{svc.Namespace, svc.Name}] = i
+		}
+	}
+	idx := sliceIndex{of: make([][]*discoveryv1.EndpointSlice, len(s.Services))}
+	for _, es := range s.EndpointSlices {
+		name, ok := serviceOf(es)
+		if !ok {
+			continue
+		}
+		if i, ok := at[key{es.Namespace, name}]; ok {
+			idx.of[i] = append(idx.of[i], es)
+		} else {
+			idx.orphans = append(idx.orphans, es)
+		}
+	}
+	for i, svc := range s.Services {
+		if j := at[key{svc.Namespace, svc.Name}]; j != i {
+			idx.of[i] = idx.of[j] // a second object of one name: the first's slices
+		} else if len(idx.of[i]) > 1 && !slices.IsSortedFunc(idx.of[i], byName) {
+			slices.SortFunc(idx.of[i], byName)
+		}
+	}
+	return idx
+}
+
+func byName(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) }
+
+// nextIndex indexes cur from prev's index: both sealed, so in key order,
+// and from a source, so no two objects of a kind share a name.
+// It costs a walk of both snapshots' pointers, and a binary search per
+// EndpointSlice that changed.
+func nextIndex(prev, cur *State) sliceIndex {
+	idx := sliceIndex{of: make([][]*discoveryv1.EndpointSlice, len(cur.Services))}
+	// A Service that stays keeps its slices; a Service gone leaves them
+	// to the orphans, where a Service of its name finds them again.
+	orphans := slices.Clone(prev.index.orphans)
+	j := 0
+	for i, svc := range cur.Services {
+		for ; j < len(prev.Services) && prev.Services[j] != svc && compareServices(prev.Services[j], svc) < 0; j++ {
+			orphans = append(orphans, prev.index.of[j]...)
+		}
+		if j < len(prev.Services) && (prev.Services[j] == svc || compareServices(prev.Services[j], svc) == 0) {
+			idx.of[i] = prev.index.of[j]
+			j++
+		}
+	}
+	for ; j < len(prev.Services); j++ {
+		orphans = append(orphans, prev.index.of[j]...)
+	}
+	gone, added := changedSlices(prev.EndpointSlices, cur.EndpointSlices)
+	if len(gone) > 0 {
+		dead := make(map[*discoveryv1.EndpointSlice]bool, len(gone))
+		for _, es := range gone {
+			dead[es] = true
+			if at, n := cur.servicesOf(es); n > 0 {
+				without := slices.DeleteFunc(slices.Clone(idx.of[at]), func(e *discoveryv1.EndpointSlice) bool { return e == es })
+				for k := at; k < at+n; k++ {
+					idx.of[k] = without
+				}
+			}
+		}
+		orphans = slices.DeleteFunc(orphans, func(e *discoveryv1.EndpointSlice) bool { return dead[e] })
+	}
+	for _, es := range slices.Concat(added, orphans) {
+		at, n := cur.servicesOf(es)
+		if n == 0 {
+			idx.orphans = append(idx.orphans, es)
+			continue
+		}
+		with := append(slices.Clip(idx.of[at]), es)
+		slices.SortFunc(with, byName)
+		for k := at; k < at+n; k++ {
+			idx.of[k] = with
+		}
+	}
+	return idx
+}
+
+// changedSlices walks two key-ordered lists: the slices only in prev or
+// changed (gone), and those only in cur or changed (added).
+func changedSlices(prev, cur []*discoveryv1.EndpointSlice) (gone, added []*discoveryv1.EndpointSlice) {
+	i, j := 0, 0
+	for i < len(prev) || j < len(cur) {
+		switch {
+		case i < len(prev) && j < len(cur) && prev[i] == cur[j]:
+			i, j = i+1, j+1
+			continue
+		case i == len(prev):
+			j, added = j+1, appendLabelled(added, cur[j])
+		case j == len(cur):
+			i, gone = i+1, appendLabelled(gone, prev[i])
+		default:
+			switch c := compareSlices(prev[i], cur[j]); {
+			case c < 0:
+				i, gone = i+1, appendLabelled(gone, prev[i])
+			case c > 0:
+				j, added = j+1, appendLabelled(added, cur[j])
+			default:
+				gone, added = appendLabelled(gone, prev[i]), appendLabelled(added, cur[j])
+				i, j = i+1, j+1
+			}
+		}
+	}
+	return gone, added
+}
+
+func appendLabelled(to []*discoveryv1.EndpointSlice, es *discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	if _, ok := serviceOf(es); ok {
+		return append(to, es)
+	}
+	return to
+}
+
+// servicesOf finds the Services an EndpointSlice belongs to in a sealed
+// snapshot: the first's index and how many share its name (one, but for
+// a hand-made snapshot).
+func (s *State) servicesOf(es *discoveryv1.EndpointSlice) (at, n int) {
+	name, _ := serviceOf(es)
+	at, found := slices.BinarySearchFunc(s.Services, es, func(svc *corev1.Service, es *discoveryv1.EndpointSlice) int {
+		return CompareKeys(svc.Namespace, svc.Name, es.Namespace, name)
+	})
+	if !found {
+		return 0, 0
+	}
+	for n = 1; at+n < len(s.Services) && s.Services[at+n].Namespace == es.Namespace && s.Services[at+n].Name == name; n++ {
+	}
+	return at, n
+}
+
+// ChangedTriggers appends to to the endpoints.kubernetes.io/
+// last-change-trigger-time of each of a Service's EndpointSlices that is
+// not among last, its slices before (a slice of the same name and time
+// changed for another reason: the change it carries was counted).
+func ChangedTriggers(to []string, cur, last []*discoveryv1.EndpointSlice) []string {
+	for _, es := range cur {
+		t := es.Annotations[corev1.EndpointsLastChangeTriggerTime]
+		if t == "" {
+			continue
+		}
+		if slices.ContainsFunc(last, func(o *discoveryv1.EndpointSlice) bool {
+			return o == es || (o.Name == es.Name && o.Annotations[corev1.EndpointsLastChangeTriggerTime] == t)
+		}) {
+			continue
+		}
+		to = append(to, t)
+	}
+	return to
+}

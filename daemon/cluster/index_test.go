@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestCompareKeys: the order is that of the "namespace/name" strings.
+func TestCompareKeys(t *testing.T) {
+	names := []string{"a", "a-b", "a.b", "a0", "b", "kube-system", "ab", "a/x", ""}
+	for _, ns1 := range names {
+		for _, ns2 := range names {
+			for _, n1 := range names[:5] {
+				for _, n2 := range names[:5] {
+					want := strings.Compare(ns1+"/"+n1, ns2+"/"+n2)
+					if got := CompareKeys(ns1, n1, ns2, n2); got != want {
+						t.Errorf("CompareKeys(%q, %q, %q, %q) = %d, want %d", ns1, n1, ns2, n2, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestIndexFollows: over random changes of Services and EndpointSlices
+// (slices written before their Service, outliving it, moving between
+// Services, unlabelled), each sealed snapshot's index, built from the
+// previous one's, is the one built from nothing.
+func TestIndexFollows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	namespaces := []string{"a", "a-b", "b"}
+	services := map[string]*corev1.Service{}
+	eslices := map[string]*discoveryv1.EndpointSlice{}
+	var prev *State
+	for step := range 2000 {
+		for range rng.IntN(6) {
+			ns, n := namespaces[rng.IntN(3)], rng.IntN(12)
+			switch op := rng.IntN(10); {
+			case op < 3:
+				services[ns+"/"+fmt.Sprint(n)] = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprint(n)}}
+			case op < 4:
+				delete(services, ns+"/"+fmt.Sprint(n))
+			case op < 8:
+				es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("s%d-%d", n, rng.IntN(3))}}
+				if rng.IntN(8) > 0 {
+					es.Labels = map[string]string{discoveryv1.LabelServiceName: fmt.Sprint(rng.IntN(12))}
+				}
+				eslices[ns+"/"+es.Name] = es
+			default:
+				delete(eslices, ns+"/"+fmt.Sprintf("s%d-%d", n, rng.IntN(3)))
+			}
+		}
+		st := &State{}
+		for _, k := range slices.Sorted(maps.Keys(services)) {
+			st.Services = append(st.Services, services[k])
+		}
+		for k := range eslices {
+			st.EndpointSlices = append(st.EndpointSlices, eslices[k])
+		}
+		st.SortByKey()
+		st.Seal(prev)
+		want := fullIndex(st)
+		same := cmp.Comparer(func(a, b *discoveryv1.EndpointSlice) bool { return a == b })
+		if diff := cmp.Diff(want.of, st.ServiceSlices(), same, cmpEmpty); diff != "" {
+			t.Fatalf("step %d: index (-want +got):\n%s", step, diff)
+		}
+		wantOrphans, gotOrphans := slices.Clone(want.orphans), slices.Clone(st.index.orphans)
+		slices.SortFunc(wantOrphans, compareSlices)
+		slices.SortFunc(gotOrphans, compareSlices)
+		if diff := cmp.Diff(wantOrphans, gotOrphans, same, cmpEmpty); diff != "" {
+			t.Fatalf("step %d: orphans (-want +got):\n%s", step, diff)
+		}
+		prev = st
+	}
+}
+
+var cmpEmpty = cmp.FilterValues(func(a, b []*discoveryv1.EndpointSlice) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())
+
+// TestSameServices: the walk pairs exactly the Services that are the
+// same object.
+func TestSameServices(t *testing.T) {
+	svc := func(ns, name string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	}
+	a, ab, b, c, c2 := svc("a", "x"), svc("a-b", "x"), svc("b", "x"), svc("c", "x"), svc("c", "x")
+	last := []*corev1.Service{ab, a, b, c}
+	cur := []*corev1.Service{ab, a, c2, svc("d", "x")}
+	var got [][2]int
+	SameServices(last, cur, func(i, j int) { got = append(got, [2]int{i, j}) })
+	if diff := cmp.Diff([][2]int{{0, 0}, {1, 1}}, got); diff != "" {
+		t.Errorf("pairs (-want +got):\n%s", diff)
+	}
+}
