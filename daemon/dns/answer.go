@@ -45,12 +45,12 @@ func (z *Zone) lookup(name string, pods bool) (records, bool) {
 		return z.lookupPod(name, labels[:n-1])
 	case "endpoints":
 		if n == 3 {
-			if s := z.services[labels[0]+"."+labels[1]]; s != nil && len(s.endpoints) > 0 {
+			if s := z.service(labels[0] + "." + labels[1]); s != nil && len(s.endpoints) > 0 {
 				return records{addrs: s.endpoints}, true
 			}
 			return records{}, false
 		}
-		return records{}, n == 1 || (n == 2 && z.namespaces[labels[0]])
+		return records{}, n == 1 || (n == 2 && z.hasNamespace(labels[0]))
 	}
 	return records{}, false
 }
@@ -63,9 +63,9 @@ func (z *Zone) lookupService(labels []string) (records, bool) {
 	case 0:
 		return records{}, true
 	case 1:
-		return records{}, z.namespaces[labels[0]]
+		return records{}, z.hasNamespace(labels[0])
 	}
-	s := z.services[labels[n-2]+"."+labels[n-1]]
+	s := z.service(labels[n-2] + "." + labels[n-1])
 	if s == nil {
 		return records{}, false
 	}
@@ -166,7 +166,7 @@ func reverseName(name string) (netip.Addr, bool) {
 // ptrs is the PTR records of an address the zone names; nil for one it
 // does not (a question the upstream answers).
 func (z *Zone) ptrs(qname string, a netip.Addr) []miekg.RR {
-	names := z.reverse[a]
+	names, _ := z.reverse.get(a)
 	if len(names) == 0 {
 		return nil
 	}

@@ -113,9 +113,9 @@ type Controller struct {
 	// and deviceEvery how often Sync writes them again (see Sync).
 	ensured     time.Time
 	deviceEvery time.Duration
-	// triggers are the EndpointSlices' trigger times last observed
-	// (nil before the first snapshot, whose are not changes).
-	triggers map[string]time.Time
+	// observing is set by the first snapshot published: the trigger
+	// times of the next ones are changes it followed.
+	observing bool
 }
 
 // New builds the server; it listens from Start.
@@ -399,7 +399,7 @@ func (c *Controller) publishLocked(st *cluster.State, snapshot bool) {
 	if !snapshot {
 		return
 	}
-	c.observeTriggers(st, time.Now())
+	c.observeTriggers(time.Now())
 	c.metrics.Skipped.Reset()
 	for _, p := range z.problems {
 		c.metrics.Skipped.WithLabelValues(p.reason).Inc()
@@ -409,24 +409,24 @@ func (c *Controller) publishLocked(st *cluster.State, snapshot bool) {
 	c.mu.Unlock()
 }
 
-// observeTriggers records, once per change, the time from each
-// EndpointSlice's last-change-trigger-time to its names being answered.
-func (c *Controller) observeTriggers(st *cluster.State, now time.Time) {
-	next := make(map[string]time.Time, len(st.EndpointSlices))
-	for _, es := range st.EndpointSlices {
-		t, err := time.Parse(time.RFC3339, es.Annotations[corev1.EndpointsLastChangeTriggerTime])
+// observeTriggers records the time from each change of an
+// EndpointSlice to its names being answered. The first zone does not:
+// it did not follow those changes.
+func (c *Controller) observeTriggers(now time.Time) {
+	triggers := c.memo.Triggers()
+	if !c.observing {
+		c.observing = true
+		return
+	}
+	for _, t := range triggers {
+		at, err := time.Parse(time.RFC3339, t)
 		if err != nil {
 			continue
 		}
-		key := es.Namespace + "/" + es.Name
-		next[key] = t
-		if prev, ok := c.triggers[key]; c.triggers != nil && (!ok || t.After(prev)) {
-			if d := now.Sub(t); d >= 0 {
-				c.metrics.ProgrammingTime.Observe(d.Seconds())
-			}
+		if d := now.Sub(at); d >= 0 {
+			c.metrics.ProgrammingTime.Observe(d.Seconds())
 		}
 	}
-	c.triggers = next
 }
 
 // Ready implements skeind's controller: why DNS is not ready.

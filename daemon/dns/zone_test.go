@@ -253,7 +253,7 @@ func TestZoneFollowsSnapshots(t *testing.T) {
 	z2 := memo.Build(testState(t, func(s string) string {
 		return strings.Replace(s, "clusterIP: 10.96.0.30", "clusterIP: 10.96.0.31", 1)
 	}), 2)
-	if z1.services["backend.shop"] == nil || z1.services["web.shop"] == nil {
+	if z1.service("backend.shop") == nil || z1.service("web.shop") == nil {
 		t.Fatal("the first zone lacks Services")
 	}
 	r, _ := z2.lookup("web.shop.svc.cluster.local.", true)
