@@ -46,21 +46,47 @@ func compareSlices(a, b *discoveryv1.EndpointSlice) int {
 	return CompareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
 }
 
-// SameServices calls same(i, j) for each Service of cur that is the
-// same object as last[j], both lists in key order (two sealed
-// snapshots', or a controller's memory of one): a walk of the two, not
-// a map, so that at 10,000 Services a change costs microseconds.
-func SameServices(last, cur []*corev1.Service, same func(i, j int)) {
+// PairServices calls pair(i, j) for each Service of cur that has one of
+// the same namespace and name in last (the same object, or another
+// version of it), both lists in key order (two sealed snapshots', or a
+// controller's memory of one): a walk of the two that compares names
+// only where the objects differ, not a map, so that at 10,000 Services a
+// change costs microseconds.
+func PairServices(last, cur []*corev1.Service, pair func(i, j int)) {
 	j := 0
 	for i, svc := range cur {
 		for j < len(last) && last[j] != svc && compareServices(last[j], svc) < 0 {
 			j++
 		}
-		if j < len(last) && last[j] == svc {
-			same(i, j)
+		if j < len(last) && (last[j] == svc || compareServices(last[j], svc) == 0) {
+			pair(i, j)
 			j++
 		}
 	}
+}
+
+// Keep is the snapshot with only the Services keep(i) tells, indexed
+// when s is: DNS withdraws the names of Services the next snapshot
+// lacks before the proxy programs it.
+func (s *State) Keep(keep func(i int) bool) *State {
+	w := &State{Nodes: s.Nodes, EndpointSlices: s.EndpointSlices, ServiceCIDRs: s.ServiceCIDRs, facts: s.facts}
+	var idx *sliceIndex
+	if s.index != nil {
+		idx = &sliceIndex{orphans: slices.Clip(s.index.orphans)}
+	}
+	for i, svc := range s.Services {
+		switch {
+		case keep(i):
+			w.Services = append(w.Services, svc)
+			if idx != nil {
+				idx.of = append(idx.of, s.index.of[i])
+			}
+		case idx != nil:
+			idx.orphans = append(idx.orphans, s.index.of[i]...)
+		}
+	}
+	w.index = idx
+	return w
 }
 
 // serviceOf is the Service an EndpointSlice belongs to, by its label.

@@ -85,9 +85,9 @@ func TestIndexFollows(t *testing.T) {
 
 var cmpEmpty = cmp.FilterValues(func(a, b []*discoveryv1.EndpointSlice) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())
 
-// TestSameServices: the walk pairs exactly the Services that are the
-// same object.
-func TestSameServices(t *testing.T) {
+// TestPairServices: the walk pairs the Services of one name, the same
+// object or not, and no others.
+func TestPairServices(t *testing.T) {
 	svc := func(ns, name string) *corev1.Service {
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	}
@@ -95,8 +95,31 @@ func TestSameServices(t *testing.T) {
 	last := []*corev1.Service{ab, a, b, c}
 	cur := []*corev1.Service{ab, a, c2, svc("d", "x")}
 	var got [][2]int
-	SameServices(last, cur, func(i, j int) { got = append(got, [2]int{i, j}) })
-	if diff := cmp.Diff([][2]int{{0, 0}, {1, 1}}, got); diff != "" {
+	PairServices(last, cur, func(i, j int) { got = append(got, [2]int{i, j}) })
+	if diff := cmp.Diff([][2]int{{0, 0}, {1, 1}, {2, 3}}, got); diff != "" {
 		t.Errorf("pairs (-want +got):\n%s", diff)
+	}
+}
+
+// TestKeep: a snapshot less some Services keeps the others' slices, and
+// the slices of those left out wait as orphans.
+func TestKeep(t *testing.T) {
+	st := &State{}
+	for _, n := range []string{"a", "b", "c"} {
+		st.Services = append(st.Services, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: n}})
+		st.EndpointSlices = append(st.EndpointSlices, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: n + "-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: n}}})
+	}
+	st.Seal(nil)
+	w := st.Keep(func(i int) bool { return i != 1 })
+	if !w.Sealed() || len(w.Services) != 2 || w.Services[1].Name != "c" {
+		t.Fatalf("kept %v, sealed %v", w.Services, w.Sealed())
+	}
+	idx := w.ServiceSlices()
+	if idx[0][0] != st.EndpointSlices[0] || idx[1][0] != st.EndpointSlices[2] || len(w.index.orphans) != 1 || w.index.orphans[0] != st.EndpointSlices[1] {
+		t.Errorf("index %v, orphans %v", idx, w.index.orphans)
+	}
+	if diff := cmp.Diff(fullIndex(w).of, idx, cmp.Comparer(func(a, b *discoveryv1.EndpointSlice) bool { return a == b })); diff != "" {
+		t.Errorf("index (-from nothing +kept):\n%s", diff)
 	}
 }

@@ -337,40 +337,29 @@ func (c *Controller) Withdraw(st *cluster.State) {
 }
 
 // withdrawn is st less the Services the pending snapshot lacks (or has
-// with another address); st itself when it lacks none. A snapshot keeps
-// an unchanged object the same pointer, so most Services are matched
-// without building a key: the common case costs a map of pointers.
+// with another address); st itself when it lacks none. It runs before
+// every sync of the proxy: for two sealed snapshots it is a walk of both
+// (most Services are the same objects), else a map of the pending ones.
 func withdrawn(st, pending *cluster.State) *cluster.State {
-	same := make(map[*corev1.Service]bool, len(pending.Services))
-	for _, s := range pending.Services {
-		same[s] = true
-	}
-	var keys map[string]bool // built only for a Service not matched by pointer
-	kept := func(s *corev1.Service) bool {
-		if same[s] {
-			return true
+	keep := make([]bool, len(st.Services))
+	if st.Sealed() && pending.Sealed() {
+		cluster.PairServices(pending.Services, st.Services, func(i, j int) {
+			s, p := st.Services[i], pending.Services[j]
+			keep[i] = s == p || s.Spec.ClusterIP == p.Spec.ClusterIP
+		})
+	} else {
+		keys := make(map[string]bool, len(pending.Services))
+		for _, p := range pending.Services {
+			keys[serviceKey(p)] = true
 		}
-		if keys == nil {
-			keys = make(map[string]bool, len(pending.Services))
-			for _, p := range pending.Services {
-				keys[serviceKey(p)] = true
-			}
-		}
-		return keys[serviceKey(s)]
-	}
-	var w *cluster.State
-	for i, s := range st.Services {
-		switch k := kept(s); {
-		case k && w != nil:
-			w.Services = append(w.Services, s)
-		case !k && w == nil:
-			w = &cluster.State{Nodes: st.Nodes, EndpointSlices: st.EndpointSlices, Services: slices.Clone(st.Services[:i])}
+		for i, s := range st.Services {
+			keep[i] = keys[serviceKey(s)]
 		}
 	}
-	if w == nil {
+	if !slices.Contains(keep, false) {
 		return st
 	}
-	return w
+	return st.Keep(func(i int) bool { return keep[i] })
 }
 
 func serviceKey(s *corev1.Service) string {

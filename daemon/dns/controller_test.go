@@ -140,20 +140,35 @@ func askAt(t *testing.T, network, name string, qtype uint16) *miekg.Msg {
 
 // TestWithdraw: a Service the next snapshot lacks is NXDOMAIN from
 // Withdraw on, also if an older snapshot is published meanwhile, until
-// the snapshot itself is; the rest of the zone answers throughout.
+// the snapshot itself is; the rest of the zone answers throughout. The
+// same with snapshots as sources seal them and as tests make them.
 func TestWithdraw(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		testWithdraw(t, sealed)
+	}
+}
+
+func testWithdraw(t *testing.T, sealed bool) {
 	ctx := context.Background()
 	c, err := New(Config{Domain: "cluster.local", Addrs: []netip.Addr{DefaultAddr}}, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	full := testState(t, nil)
+	seal := func(st, prev *cluster.State) {
+		if sealed {
+			st.SortByKey()
+			st.Seal(prev)
+		}
+	}
+	seal(full, nil)
 	less := &cluster.State{Nodes: full.Nodes, EndpointSlices: full.EndpointSlices}
 	for _, s := range full.Services {
 		if s.Name != "backend" {
 			less.Services = append(less.Services, s)
 		}
 	}
+	seal(less, full)
 	rcode := func(name string) string {
 		return miekg.RcodeToString[ask(c.h, name, miekg.TypeA).Rcode]
 	}
@@ -171,10 +186,10 @@ func TestWithdraw(t *testing.T) {
 	} {
 		step.do()
 		if got := rcode(backend); got != step.backend {
-			t.Errorf("%s: backend is %s, want %s", step.what, got, step.backend)
+			t.Errorf("sealed %v, %s: backend is %s, want %s", sealed, step.what, got, step.backend)
 		}
 		if got := rcode(db); got != "NOERROR" {
-			t.Errorf("%s: db is %s", step.what, got)
+			t.Errorf("sealed %v, %s: db is %s", sealed, step.what, got)
 		}
 	}
 	// A snapshot that keeps every Service (the common case: a new
@@ -183,7 +198,7 @@ func TestWithdraw(t *testing.T) {
 	z := c.h.zone.Load()
 	c.Withdraw(full)
 	if c.h.zone.Load() != z {
-		t.Error("a snapshot keeping every Service rebuilt the zone")
+		t.Errorf("sealed %v: a snapshot keeping every Service rebuilt the zone", sealed)
 	}
 	// One whose Service has another address withdraws it.
 	moved := &cluster.State{Nodes: full.Nodes, EndpointSlices: full.EndpointSlices}
@@ -194,8 +209,12 @@ func TestWithdraw(t *testing.T) {
 		}
 		moved.Services = append(moved.Services, s)
 	}
+	seal(moved, full)
 	c.Withdraw(moved)
 	if got := rcode(backend); got != "NXDOMAIN" {
-		t.Errorf("a Service given another address: backend is %s before the proxy programs it, want NXDOMAIN", got)
+		t.Errorf("sealed %v: a Service given another address: backend is %s before the proxy programs it, want NXDOMAIN", sealed, got)
+	}
+	if got := rcode(db); got != "NOERROR" {
+		t.Errorf("sealed %v: a Service given another address: db is %s", sealed, got)
 	}
 }

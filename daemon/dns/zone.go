@@ -80,10 +80,14 @@ func (m *Memo) Build(st *cluster.State, serial uint32) *Zone {
 	z.version = &miekg.TXT{Hdr: m.b.hdr("dns-version."+z.origin, miekg.TypeTXT), Txt: []string{SchemaVersion}}
 	next := make([]memoEntry, len(st.Services))
 	kept := make([]bool, len(m.last))
-	cluster.SameServices(m.last, st.Services, func(i, j int) { next[i], kept[j] = m.entries[j], true })
-	// A snapshot that is not sealed (a test's, or one less the Services
-	// withdrawn) may hold two Services of one name, of which the first
-	// listed is named: its zone is made whole.
+	cluster.PairServices(m.last, st.Services, func(i, j int) {
+		if m.last[j] == st.Services[i] {
+			next[i], kept[j] = m.entries[j], true
+		}
+	})
+	// A snapshot that is not sealed (a test's) may hold two Services of
+	// one name, of which the first listed is named: its zone is made
+	// whole.
 	whole := m.zone == nil || !st.Sealed()
 	var ed zoneEdit
 	if whole {

@@ -158,7 +158,9 @@ type Problem struct {
 
 // Model is the desired state of every backend.
 type Model struct {
-	Ports    []*ServicePort // sorted by Name, then family and protocol; shared, not to be modified
+	// Ports are sorted by Service ("namespace/name"), then by name,
+	// family and protocol; shared, not to be modified.
+	Ports    []*ServicePort
 	Problems []Problem
 	// HealthChecks are the health-check node ports this node serves,
 	// sorted by Service; no two share a port.
@@ -225,7 +227,11 @@ func (mm *Memo) Build(st *cluster.State, cfg Config) Model {
 	var m Model
 	m.ServiceCIDRs, m.Problems = serviceCIDRs(st, cfg)
 	next := make([]*memoEntry, len(st.Services))
-	cluster.SameServices(mm.last, st.Services, func(i, j int) { next[i] = mm.entries[j] })
+	cluster.PairServices(mm.last, st.Services, func(i, j int) {
+		if mm.last[j] == st.Services[i] {
+			next[i] = mm.entries[j]
+		}
+	})
 	index := st.ServiceSlices()
 	for i, svc := range st.Services {
 		e := next[i]
