@@ -14,8 +14,9 @@
 //     transaction per family per sync, a prefix tree for dispatch.
 //
 // Between full syncs a backend rewrites only the chains and map elements
-// that changed, worked out from the Service ports that changed (their
-// PortStamp), not from the whole table. The controller isolates a
+// that changed, worked out from the Service ports that changed (a
+// PortSet walks the last model's beside the next's), not from the whole
+// table. The controller isolates a
 // Service whose rules the kernel refuses, and clears the UDP conntrack
 // entries that would keep clients sending into a black hole.
 //

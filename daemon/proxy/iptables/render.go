@@ -105,7 +105,7 @@ func isShared(chain string) bool { return chain == iptServices || chain == iptNo
 // SKEIN-NODEPORTS in both tables, the SKEIN-DST-… tree, the fixed
 // chains), which are rebuilt only when a port's part of them changes.
 type iptCache struct {
-	call   uint64
+	ports  proxy.PortSet // the ports the chunks are of
 	chunks map[string]*iptChunk
 	shared iptRules
 	count  int // rules, everything written
@@ -129,21 +129,20 @@ func (f iptRenderer) desired(m *proxy.Model, cache *iptCache, partial bool) (ipt
 	if cache == nil {
 		cache = &iptCache{chunks: map[string]*iptChunk{}}
 	}
-	cache.call++
-	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
+	fresh, gone := cache.ports.Diff(m, f.fam)
 	ch := iptChange{before: iptRules{}, after: iptRules{}}
 	cidrs := m.ServiceCIDRsOf(f.fam)
 	reshare := cache.shared == nil || !slices.Equal(cidrs, cache.serviceCIDRs)
 	cache.serviceCIDRs = cidrs
-	for id, c := range cache.chunks {
-		if c.Seen != cache.call && !renewed[id] {
+	for _, id := range gone {
+		if c := cache.chunks[id]; c != nil {
 			ch.before.merge(c.r, false)
 			delete(cache.chunks, id)
 			reshare = true
 		}
 	}
 	for _, sp := range fresh {
-		c := &iptChunk{PortStamp: proxy.PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: iptRules{}}
+		c := &iptChunk{PortStamp: proxy.PortStamp{ID: sp.ID(), Gen: sp.Gen()}, r: iptRules{}}
 		c.dst = f.servicePort(c.r, sp, nil)
 		old := cache.chunks[sp.ID()]
 		if old != nil {

@@ -127,7 +127,7 @@ func endpointGroup(sp *proxy.ServicePort) string {
 // port: what lets a change be rendered, and diffed, at the cost of the
 // ports it touches rather than of the whole table.
 type nftCache struct {
-	call   uint64
+	ports  proxy.PortSet              // the ports the chunks are of
 	chunks map[string]*nftChunk       // by port ID
 	groups map[string]map[string]elem // each endpoints map, whole
 	// members are the chunks with keys in each endpoints map.
@@ -165,7 +165,6 @@ func (f nftRenderer) desired(m *proxy.Model, cache *nftCache, partial bool) (nft
 		cache = &nftCache{chunks: map[string]*nftChunk{}, groups: map[string]map[string]elem{}, members: map[string]map[string]*nftChunk{},
 			claims: map[string][]string{}, hairpin: map[elem]int{}}
 	}
-	cache.call++
 	cache.serviceCIDRs = m.ServiceCIDRsOf(f.fam)
 	changed, dirty := f.renderChanged(m, cache)
 	ch := nftChange{before: newNFTRules(0), after: newNFTRules(0)}
@@ -198,23 +197,25 @@ type chunkPair struct{ old, cur *nftChunk }
 // Keys stay taken by the ports kept, and by those rendered anew, which
 // may take their runs again; a port that goes frees its keys.
 func (f nftRenderer) renderChanged(m *proxy.Model, cache *nftCache) (changed []chunkPair, dirty map[string]bool) {
-	fresh, renewed := proxy.ChangedPorts(m, f.fam, cache.chunks, cache.call)
+	fresh, gone := cache.ports.Diff(m, f.fam)
 	dirty = map[string]bool{}
 	for _, sp := range fresh {
 		dirty[endpointGroup(sp)] = true
+		if old := cache.chunks[sp.ID()]; old != nil && old.group != "" {
+			dirty[old.group] = true
+		}
 	}
-	for id, c := range cache.chunks {
-		if c.Seen == cache.call {
+	for _, id := range gone {
+		c := cache.chunks[id]
+		if c == nil {
 			continue
 		}
 		if c.group != "" {
 			dirty[c.group] = true
 		}
-		if !renewed[id] {
-			changed = append(changed, chunkPair{old: c})
-			delete(cache.chunks, id)
-			delete(cache.members[c.group], id)
-		}
+		changed = append(changed, chunkPair{old: c})
+		delete(cache.chunks, id)
+		delete(cache.members[c.group], id)
 	}
 	taken := map[string][]slotRange{}
 	for g := range dirty {
@@ -228,7 +229,7 @@ func (f nftRenderer) renderChanged(m *proxy.Model, cache *nftCache) (changed []c
 		if free[g] == nil {
 			free[g] = newSlots(taken[g])
 		}
-		c := &nftChunk{PortStamp: proxy.PortStamp{ID: sp.ID(), Gen: sp.Gen(), Seen: cache.call}, r: newNFTRules(0)}
+		c := &nftChunk{PortStamp: proxy.PortStamp{ID: sp.ID(), Gen: sp.Gen()}, r: newNFTRules(0)}
 		old := cache.chunks[sp.ID()]
 		var had []slotRange
 		if old != nil {
