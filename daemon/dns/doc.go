@@ -13,8 +13,9 @@
 // and the Service proxy's rules for the kube-dns ClusterIP never apply
 // on the node.
 //
-// The cluster zone (zone.go) is built per Service once and shared by
-// every query; answers (answer.go), the forwarder (forward.go) and its
+// The cluster zone (zone.go) is built per Service once, each zone from
+// the last by what changed (its maps shared but for the shards a change
+// touches, shards.go), and shared by every query; answers (answer.go), the forwarder (forward.go) and its
 // cache (cache.go) are read by many goroutines at once and hold no lock
 // on the query path but the cache's.
 package dns
