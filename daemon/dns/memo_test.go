@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/cluster/clustertest"
 )
 
 // TestZoneFromLast: over random changes of Services (ClusterIP moved,
@@ -24,8 +25,8 @@ import (
 func TestZoneFromLast(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	namespaces := []string{"a", "a-b", "b"}
-	services := map[string]*corev1.Service{}
-	eslices := map[string]*discoveryv1.EndpointSlice{}
+	objs := clustertest.NewObjects()
+	services, eslices := objs.Services, objs.Slices
 	newService := func(ns, name string) *corev1.Service {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
@@ -50,7 +51,6 @@ func TestZoneFromLast(t *testing.T) {
 		return es
 	}
 	memo := NewMemo("cluster.local", 5)
-	var prev *cluster.State
 	for step := range 1500 {
 		for range 1 + rng.IntN(4) {
 			ns, name := namespaces[rng.IntN(3)], fmt.Sprintf("s%d", rng.IntN(6))
@@ -66,14 +66,7 @@ func TestZoneFromLast(t *testing.T) {
 				delete(eslices, ns+"/"+fmt.Sprintf("%s-%d", name, rng.IntN(2)))
 			}
 		}
-		st := &cluster.State{}
-		for _, k := range slices.Sorted(maps.Keys(services)) {
-			st.Services = append(st.Services, services[k])
-		}
-		for _, k := range slices.Sorted(maps.Keys(eslices)) {
-			st.EndpointSlices = append(st.EndpointSlices, eslices[k])
-		}
-		prev = st.Seal(prev)
+		st := objs.Snapshot()
 		got := memo.Build(st, uint32(step))
 		want := NewMemo("cluster.local", 5).Build(st, uint32(step))
 		if diff := cmp.Diff(zoneContents(want), zoneContents(got)); diff != "" {

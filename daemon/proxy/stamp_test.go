@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -12,7 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/skein-net/skein/daemon/cluster"
+	"github.com/skein-net/skein/daemon/cluster/clustertest"
 )
 
 // TestPortSetDiff: over random changes of dual-stack Services (ports
@@ -22,14 +21,12 @@ import (
 func TestPortSetDiff(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	namespaces := []string{"a", "a-b", "b"}
-	services := map[string]*corev1.Service{}
-	eslices := map[string]*discoveryv1.EndpointSlice{}
-	node := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}, Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24", "fd00:64:1::/64"}}}
+	objs := clustertest.NewObjects(corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}, Spec: corev1.NodeSpec{PodCIDRs: []string{"10.64.1.0/24", "fd00:64:1::/64"}}})
+	services, eslices := objs.Services, objs.Slices
 	cfg := Config{NodeName: "node1", Families: []int{4, 6}}
 	var memo Memo
 	sets := map[int]*PortSet{4: {}, 6: {}}
 	last := map[int][]*ServicePort{}
-	var prev *cluster.State
 	for step := range 1500 {
 		for range 1 + rng.IntN(3) {
 			ns, n := namespaces[rng.IntN(3)], rng.IntN(8)
@@ -58,15 +55,7 @@ func TestPortSetDiff(t *testing.T) {
 					Endpoints: []discoveryv1.Endpoint{{Addresses: []string{fmt.Sprintf("10.64.2.%d", 1+rng.IntN(9))}}}}
 			}
 		}
-		st := &cluster.State{Nodes: []corev1.Node{node}}
-		for _, k := range slices.Sorted(maps.Keys(services)) {
-			st.Services = append(st.Services, services[k])
-		}
-		for _, k := range slices.Sorted(maps.Keys(eslices)) {
-			st.EndpointSlices = append(st.EndpointSlices, eslices[k])
-		}
-		prev = st.Seal(prev)
-		m := memo.Build(st, cfg)
+		m := memo.Build(objs.Snapshot(), cfg)
 		for _, fam := range []int{4, 6} {
 			fresh, gone := sets[fam].Diff(&m, fam)
 			was := map[*ServicePort]bool{}

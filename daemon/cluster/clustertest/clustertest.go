@@ -6,6 +6,7 @@ import (
 
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -108,5 +109,33 @@ func Parse(t testing.TB, text string, edit func(string) string) *cluster.State {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+// Objects is a cluster a test changes at will, its Services and
+// EndpointSlices by "namespace/name", and sends as a source does.
+type Objects struct {
+	Nodes    []corev1.Node
+	Services map[string]*corev1.Service
+	Slices   map[string]*discoveryv1.EndpointSlice
+	last     *cluster.State
+}
+
+// NewObjects is a cluster of those nodes and nothing else.
+func NewObjects(nodes ...corev1.Node) *Objects {
+	return &Objects{Nodes: nodes, Services: map[string]*corev1.Service{}, Slices: map[string]*discoveryv1.EndpointSlice{}}
+}
+
+// Snapshot is the cluster now as a source sends it: a new State in key
+// order, sealed after the last one.
+func (o *Objects) Snapshot() *cluster.State {
+	st := &cluster.State{Nodes: o.Nodes}
+	for _, k := range slices.Sorted(maps.Keys(o.Services)) {
+		st.Services = append(st.Services, o.Services[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Slices)) {
+		st.EndpointSlices = append(st.EndpointSlices, o.Slices[k])
+	}
+	o.last = st.Seal(o.last)
 	return st
 }
