@@ -10,9 +10,7 @@ import (
 // Services in the DNS zone: the source's new snapshot, sealed, and the
 // zone built from the last.
 func BenchmarkZoneChange(b *testing.B) {
-	st := clustertest.Big(10000, 10)
-	st.SortByKey() // as a source lists them
-	st.Seal(nil)
+	st := clustertest.BigSnapshot(10000, 10)
 	memo := NewMemo("cluster.local", 5)
 	memo.Build(st, 0)
 	i := 0

@@ -11,9 +11,7 @@ import (
 // memoized build (each backend has its own
 // for its rules).
 func BenchmarkPartialSync(b *testing.B) {
-	st := clustertest.Big(10000, 10)
-	st.SortByKey() // as a source lists them
-	st.Seal(nil)
+	st := clustertest.BigSnapshot(10000, 10)
 	cfg := Config{NodeName: "node1", Families: []int{4}}
 	var memo Memo
 	memo.Build(st, cfg) // the build before the change

@@ -42,6 +42,13 @@ func Big(n, eps int) *cluster.State {
 	return st
 }
 
+// BigSnapshot is Big as a source sends it: in key order, sealed.
+func BigSnapshot(n, eps int) *cluster.State {
+	st := Big(n, eps)
+	st.SortByKey()
+	return st.Seal(nil)
+}
+
 // ListJSON is the snapshot as a cluster file: one JSON List.
 func ListJSON(st *cluster.State) ([]byte, error) {
 	var items []any

@@ -136,9 +136,7 @@ func applyRestore(t *testing.T, kernel iptRules, text []byte) {
 // Services in this backend: the rules from the cached chunks, the diff
 // and its text.
 func BenchmarkPartialSync(b *testing.B) {
-	st := clustertest.Big(10000, 10)
-	st.SortByKey() // as a source lists them
-	st.Seal(nil)
+	st := clustertest.BigSnapshot(10000, 10)
 	cfg := proxy.Config{NodeName: "node1", Families: []int{4}}
 	var memo proxy.Memo
 	prev := memo.Build(st, cfg)

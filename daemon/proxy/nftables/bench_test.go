@@ -11,9 +11,7 @@ import (
 // Services in this backend: the model, the rules from the cached chunks,
 // the diff and its transaction.
 func BenchmarkPartialSync(b *testing.B) {
-	st := clustertest.Big(10000, 10)
-	st.SortByKey() // as a source lists them
-	st.Seal(nil)
+	st := clustertest.BigSnapshot(10000, 10)
 	cfg := proxy.Config{NodeName: "node1", Families: []int{4}}
 	var memo proxy.Memo
 	prev := memo.Build(st, cfg)
