@@ -127,6 +127,7 @@ func (st *store) sortedLocked() []any {
 			st.vals[i] = st.objs[k]
 		}
 		st.relist = false
+		clear(st.touched) // listed as they are now
 		return st.vals
 	}
 	var added []string
