@@ -46,23 +46,48 @@ func compareSlices(a, b *discoveryv1.EndpointSlice) int {
 	return CompareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
 }
 
+// Walk goes through two lists in one order (cmp's) side by side and
+// calls visit(i, j) for each key: i indexes a and j b, -1 on the side
+// without an item of that key. Items that are the same value are paired
+// without calling cmp, so two snapshots that share most objects are
+// walked at the cost of comparing pointers: at 10,000 Services a change
+// costs microseconds, where a map of every name cost milliseconds.
+func Walk[T comparable](a, b []T, cmp func(x, y T) int, visit func(i, j int)) {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var c int
+		switch {
+		case i == len(a):
+			c = 1
+		case j == len(b):
+			c = -1
+		case a[i] != b[j]:
+			c = cmp(a[i], b[j])
+		}
+		switch {
+		case c < 0:
+			visit(i, -1)
+			i++
+		case c > 0:
+			visit(-1, j)
+			j++
+		default:
+			visit(i, j)
+			i, j = i+1, j+1
+		}
+	}
+}
+
 // PairServices calls pair(i, j) for each Service of cur that has one of
 // the same namespace and name in last (the same object, or another
 // version of it), both lists in key order (two sealed snapshots', or a
-// controller's memory of one): a walk of the two that compares names
-// only where the objects differ, not a map, so that at 10,000 Services a
-// change costs microseconds.
+// controller's memory of one).
 func PairServices(last, cur []*corev1.Service, pair func(i, j int)) {
-	j := 0
-	for i, svc := range cur {
-		for j < len(last) && last[j] != svc && compareServices(last[j], svc) < 0 {
-			j++
-		}
-		if j < len(last) && (last[j] == svc || compareServices(last[j], svc) == 0) {
+	Walk(last, cur, compareServices, func(j, i int) {
+		if i >= 0 && j >= 0 {
 			pair(i, j)
-			j++
 		}
-	}
+	})
 }
 
 // Keep is the snapshot with only the Services keep(i) tells, indexed
@@ -146,44 +171,32 @@ func nextIndex(prev, cur *State) sliceIndex {
 	// A Service that stays keeps its slices; a Service gone leaves them
 	// to the orphans, where a Service of its name finds them again.
 	orphans := slices.Clone(prev.index.orphans)
-	j := 0
-	for i, svc := range cur.Services {
-		for ; j < len(prev.Services) && prev.Services[j] != svc && compareServices(prev.Services[j], svc) < 0; j++ {
+	kept := make([]bool, len(prev.Services))
+	PairServices(prev.Services, cur.Services, func(i, j int) { idx.of[i], kept[j] = prev.index.of[j], true })
+	for j, k := range kept {
+		if !k {
 			orphans = append(orphans, prev.index.of[j]...)
 		}
-		if j < len(prev.Services) && (prev.Services[j] == svc || compareServices(prev.Services[j], svc) == 0) {
-			idx.of[i] = prev.index.of[j]
-			j++
-		}
-	}
-	for ; j < len(prev.Services); j++ {
-		orphans = append(orphans, prev.index.of[j]...)
 	}
 	gone, added := changedSlices(prev.EndpointSlices, cur.EndpointSlices)
 	if len(gone) > 0 {
 		dead := make(map[*discoveryv1.EndpointSlice]bool, len(gone))
 		for _, es := range gone {
 			dead[es] = true
-			if at, n := cur.servicesOf(es); n > 0 {
-				without := slices.DeleteFunc(slices.Clone(idx.of[at]), func(e *discoveryv1.EndpointSlice) bool { return e == es })
-				for k := at; k < at+n; k++ {
-					idx.of[k] = without
-				}
+			if at, ok := cur.serviceAt(es); ok {
+				idx.of[at] = slices.DeleteFunc(slices.Clone(idx.of[at]), func(e *discoveryv1.EndpointSlice) bool { return e == es })
 			}
 		}
 		orphans = slices.DeleteFunc(orphans, func(e *discoveryv1.EndpointSlice) bool { return dead[e] })
 	}
 	for _, es := range slices.Concat(added, orphans) {
-		at, n := cur.servicesOf(es)
-		if n == 0 {
+		at, ok := cur.serviceAt(es)
+		if !ok {
 			idx.orphans = append(idx.orphans, es)
 			continue
 		}
-		with := append(slices.Clip(idx.of[at]), es)
-		slices.SortFunc(with, byName)
-		for k := at; k < at+n; k++ {
-			idx.of[k] = with
-		}
+		idx.of[at] = append(slices.Clip(idx.of[at]), es)
+		slices.SortFunc(idx.of[at], byName)
 	}
 	return idx
 }
@@ -191,28 +204,14 @@ func nextIndex(prev, cur *State) sliceIndex {
 // changedSlices walks two key-ordered lists: the slices only in prev or
 // changed (gone), and those only in cur or changed (added).
 func changedSlices(prev, cur []*discoveryv1.EndpointSlice) (gone, added []*discoveryv1.EndpointSlice) {
-	i, j := 0, 0
-	for i < len(prev) || j < len(cur) {
-		switch {
-		case i < len(prev) && j < len(cur) && prev[i] == cur[j]:
-			i, j = i+1, j+1
-			continue
-		case i == len(prev):
-			j, added = j+1, appendLabelled(added, cur[j])
-		case j == len(cur):
-			i, gone = i+1, appendLabelled(gone, prev[i])
-		default:
-			switch c := compareSlices(prev[i], cur[j]); {
-			case c < 0:
-				i, gone = i+1, appendLabelled(gone, prev[i])
-			case c > 0:
-				j, added = j+1, appendLabelled(added, cur[j])
-			default:
-				gone, added = appendLabelled(gone, prev[i]), appendLabelled(added, cur[j])
-				i, j = i+1, j+1
-			}
+	Walk(prev, cur, compareSlices, func(i, j int) {
+		if i >= 0 && (j < 0 || prev[i] != cur[j]) {
+			gone = appendLabelled(gone, prev[i])
 		}
-	}
+		if j >= 0 && (i < 0 || prev[i] != cur[j]) {
+			added = appendLabelled(added, cur[j])
+		}
+	})
 	return gone, added
 }
 
@@ -223,20 +222,13 @@ func appendLabelled(to []*discoveryv1.EndpointSlice, es *discoveryv1.EndpointSli
 	return to
 }
 
-// servicesOf finds the Services an EndpointSlice belongs to in a sealed
-// snapshot: the first's index and how many share its name (one, but for
-// a hand-made snapshot).
-func (s *State) servicesOf(es *discoveryv1.EndpointSlice) (at, n int) {
+// serviceAt finds the Service an EndpointSlice belongs to in a sealed
+// snapshot.
+func (s *State) serviceAt(es *discoveryv1.EndpointSlice) (int, bool) {
 	name, _ := serviceOf(es)
-	at, found := slices.BinarySearchFunc(s.Services, es, func(svc *corev1.Service, es *discoveryv1.EndpointSlice) int {
+	return slices.BinarySearchFunc(s.Services, es, func(svc *corev1.Service, es *discoveryv1.EndpointSlice) int {
 		return CompareKeys(svc.Namespace, svc.Name, es.Namespace, name)
 	})
-	if !found {
-		return 0, 0
-	}
-	for n = 1; at+n < len(s.Services) && s.Services[at+n].Namespace == es.Namespace && s.Services[at+n].Name == name; n++ {
-	}
-	return at, n
 }
 
 // ChangedTriggers appends to to the endpoints.kubernetes.io/

@@ -123,3 +123,24 @@ func TestKeep(t *testing.T) {
 		t.Errorf("index (-from nothing +kept):\n%s", diff)
 	}
 }
+
+// TestWalk: every item of both lists is visited once, in order, those of
+// one key together.
+func TestWalk(t *testing.T) {
+	a := []string{"a", "c", "d", "f"}
+	b := []string{"b", "c", "e", "f", "g"}
+	var got []string
+	Walk(a, b, strings.Compare, func(i, j int) {
+		x, y := "-", "-"
+		if i >= 0 {
+			x = a[i]
+		}
+		if j >= 0 {
+			y = b[j]
+		}
+		got = append(got, x+y)
+	})
+	if diff := cmp.Diff([]string{"a-", "-b", "cc", "d-", "-e", "ff", "-g"}, got); diff != "" {
+		t.Errorf("visits (-want +got):\n%s", diff)
+	}
+}

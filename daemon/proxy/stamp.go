@@ -18,8 +18,9 @@ type PortStamp struct {
 // what it rendered for the port while Gen stays.
 func (sp *ServicePort) Gen() uint64 { return sp.gen }
 
-// PortSet is what a backend last rendered for one family: the Ports of
-// the model it was given. The zero value has rendered nothing.
+// PortSet is what a backend last rendered for one family: the ports of
+// that family of the model it was given. The zero value has rendered
+// nothing.
 type PortSet struct {
 	last []*ServicePort
 }
@@ -28,43 +29,26 @@ type PortSet struct {
 // computed again since the last call: another object) and the IDs of
 // those rendered at the last call that m no longer has, then remembers
 // m's. Both models' ports being in the model's order (see Model.Ports),
-// it is a walk of two lists of pointers that compares names only where
-// they differ: at 10,000 Services one change costs neither a map lookup
-// per port nor a walk of every rendered chunk.
+// it is a walk of two lists of pointers (cluster.Walk): at 10,000
+// Services one change costs neither a map lookup per port nor a walk of
+// every rendered chunk.
 func (p *PortSet) Diff(m *Model, fam int) (fresh []*ServicePort, gone []string) {
-	cur, last := m.Ports, p.last
-	i, j := 0, 0
-	for {
-		for i < len(cur) && cur[i].Family != fam {
-			i++
-		}
-		for j < len(last) && last[j].Family != fam {
-			j++
-		}
-		var c int
-		switch {
-		case i == len(cur) && j == len(last):
-			p.last = m.Ports
-			return fresh, gone
-		case i == len(cur):
-			c = 1
-		case j == len(last):
-			c = -1
-		case cur[i] == last[j]:
-			i, j = i+1, j+1
-			continue
-		default:
-			c = comparePorts(cur[i], last[j])
-		}
-		switch {
-		case c < 0:
-			fresh, i = append(fresh, cur[i]), i+1
-		case c > 0:
-			gone, j = append(gone, last[j].ID()), j+1
-		default: // the same port computed again
-			fresh, i, j = append(fresh, cur[i]), i+1, j+1
+	cur := make([]*ServicePort, 0, len(p.last))
+	for _, sp := range m.Ports {
+		if sp.Family == fam {
+			cur = append(cur, sp)
 		}
 	}
+	cluster.Walk(p.last, cur, comparePorts, func(j, i int) {
+		switch {
+		case i < 0:
+			gone = append(gone, p.last[j].ID())
+		case j < 0 || p.last[j] != cur[i]:
+			fresh = append(fresh, cur[i])
+		}
+	})
+	p.last = cur
+	return fresh, gone
 }
 
 // comparePorts is the order of Model.Ports: by Service (key order), then
