@@ -3,6 +3,7 @@ package cluster
 import (
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -249,4 +250,15 @@ func ChangedTriggers(to []string, cur, last []*discoveryv1.EndpointSlice) []stri
 		to = append(to, t)
 	}
 	return to
+}
+
+// ObserveTriggers gives observe the seconds from each trigger time
+// (RFC 3339, as the EndpointSlice controller writes them) to now; a time
+// that does not parse, or lies ahead (a skewed clock), is left out.
+func ObserveTriggers(times []string, now time.Time, observe func(seconds float64)) {
+	for _, t := range times {
+		if at, err := time.Parse(time.RFC3339, t); err == nil && !at.After(now) {
+			observe(now.Sub(at).Seconds())
+		}
+	}
 }

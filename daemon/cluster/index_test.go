@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -142,5 +143,17 @@ func TestWalk(t *testing.T) {
 	})
 	if diff := cmp.Diff([]string{"a-", "-b", "cc", "d-", "-e", "ff", "-g"}, got); diff != "" {
 		t.Errorf("visits (-want +got):\n%s", diff)
+	}
+}
+
+// TestObserveTriggers: each trigger time is observed as its age; one
+// that does not parse or lies ahead is left out.
+func TestObserveTriggers(t *testing.T) {
+	now := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	var got []float64
+	ObserveTriggers([]string{"2026-12-08T00:59:58Z", "yesterday", "2026-12-08T01:00:05Z", "2026-12-08T01:00:00Z"}, now,
+		func(s float64) { got = append(got, s) })
+	if diff := cmp.Diff([]float64{2, 0}, got); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
 	}
 }

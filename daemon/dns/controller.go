@@ -407,15 +407,7 @@ func (c *Controller) observeTriggers(now time.Time) {
 		c.observing = true
 		return
 	}
-	for _, t := range triggers {
-		at, err := time.Parse(time.RFC3339, t)
-		if err != nil {
-			continue
-		}
-		if d := now.Sub(at); d >= 0 {
-			c.metrics.ProgrammingTime.Observe(d.Seconds())
-		}
-	}
+	cluster.ObserveTriggers(triggers, now, c.metrics.ProgrammingTime.Observe)
 }
 
 // Ready implements skeind's controller: why DNS is not ready.

@@ -391,11 +391,7 @@ func (c *Controller) observeLatency(times []string, done time.Time, report bool)
 	if !report {
 		return
 	}
-	for _, t := range times {
-		if at, err := time.Parse(time.RFC3339, t); err == nil && !at.After(done) {
-			c.o.Metrics.Programming.Observe(done.Sub(at).Seconds())
-		}
-	}
+	cluster.ObserveTriggers(times, done, c.o.Metrics.Programming.Observe)
 }
 
 // clearConntrack deletes the UDP entries that would keep clients talking
