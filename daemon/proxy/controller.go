@@ -100,11 +100,8 @@ type Controller struct {
 	last      *Model // what the last successful sync applied
 	lastFull  time.Time
 	lastCheck time.Time
-	// triggers are the trigger times of changes built into a model but
-	// not yet in the kernel (the sync failed).
-	triggers []string
-	lastWhy  string
-	lastPrb  string
+	lastWhy   string
+	lastPrb   string
 	// refused are the Services the kernel refused, by "namespace/name",
 	// with the generation of their ports then: left out until they change.
 	refused map[string]refusal
@@ -162,7 +159,6 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 	}
 	c.lastWhy = ""
 	m := c.memo.Build(st, cfg)
-	m.Triggers, c.triggers = append(c.triggers, m.Triggers...), nil
 	m = c.withoutRefused(m)
 	c.report(m.Problems)
 	// The Service ranges live in the fixed part of the rules, which only
@@ -179,7 +175,6 @@ func (c *Controller) Sync(ctx context.Context, st *cluster.State) error {
 		c.last = nil // the next sync is a full one
 		good, n, ierr := c.isolate(ctx, m, prev)
 		if ierr != nil {
-			c.triggers = m.Triggers
 			return fmt.Errorf("%s: %w", c.b.Name(), err)
 		}
 		m, size = good, n
@@ -385,8 +380,9 @@ func (c *Controller) report(problems []Problem) {
 }
 
 // observeLatency records how long it took from each change that moved
-// an EndpointSlice to its rules in the kernel. The first sync does not:
-// it did not follow those changes.
+// an EndpointSlice to its rules in the kernel. The first sync does not,
+// nor the full one after a failure: they did not follow those changes
+// one by one.
 func (c *Controller) observeLatency(times []string, done time.Time, report bool) {
 	if !report {
 		return
